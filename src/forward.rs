@@ -1,0 +1,465 @@
+//! Forwarding to the upstream: a pooled keep-alive client (http and https), header hygiene
+//! (hop-by-hop removal, identity headers, `X-Forwarded-*`), streaming in both directions, and
+//! WebSocket/upgrade pass-through. Upstream failures become 502/504 without internals.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::upgrade::OnUpgrade;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::body::{Body, BoxError};
+use crate::config::UpstreamSettings;
+use crate::problem::Problem;
+
+/// Headers that describe one connection, never the message (RFC 9110 §7.6.1), plus the
+/// non-standard ones proxies have used for the same purpose.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// Identity headers are Warden's to set; whatever a client sends under this prefix is dropped.
+pub const IDENTITY_PREFIX: &str = "x-warden-";
+
+/// What Warden knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// Whether the peer is in `server.trusted_proxies`.
+    pub peer_trusted: bool,
+    /// Whether the client reached Warden over TLS.
+    pub tls: bool,
+}
+
+/// Whether a request asks to switch protocols (WebSocket and friends, HTTP/1.1 only).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| connection_tokens(v).any(|t| t.eq_ignore_ascii_case("upgrade")))
+}
+
+fn connection_tokens(v: &HeaderValue) -> impl Iterator<Item = &str> {
+    v.to_str()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes hop-by-hop headers and those the `Connection` header names. When `keep_upgrade`
+/// is set, the `Upgrade` header survives and `Connection: upgrade` is restored.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(connection_tokens)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for name in named {
+        if keep_upgrade && name == header::UPGRADE {
+            continue;
+        }
+        headers.remove(&name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Removes every `X-Warden-*` header a client sent.
+pub fn strip_identity(headers: &mut HeaderMap) {
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with(IDENTITY_PREFIX))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host`. What a peer says is kept only if the peer is trusted;
+/// otherwise the values are Warden's own view of the connection.
+pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin, authority: Option<&str>) {
+    let peer = origin.peer.to_string();
+    let xff = if origin.peer_trusted {
+        let prior: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if prior.is_empty() {
+            peer
+        } else {
+            format!("{}, {peer}", prior.join(", "))
+        }
+    } else {
+        peer
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    if !(origin.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        let proto = if origin.tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if !(origin.peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match authority.and_then(|a| HeaderValue::from_str(a).ok()) {
+            Some(v) => {
+                headers.insert(X_FORWARDED_HOST, v);
+            }
+            None => {
+                headers.remove(X_FORWARDED_HOST);
+            }
+        }
+    }
+    if !origin.peer_trusted {
+        // RFC 7239's Forwarded carries the same claims; from an untrusted peer it is a lie.
+        headers.remove(header::FORWARDED);
+    }
+}
+
+/// The error a request body raises when it grows past `server.max_body_bytes`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {limit} bytes")]
+pub struct BodyTooLarge {
+    pub limit: u64,
+}
+
+type Connector = HttpsConnector<HttpConnector>;
+
+/// The pooled upstream client and where it sends requests.
+pub struct Forwarder {
+    client: Client<Connector, Body>,
+    settings: UpstreamSettings,
+    authority_value: HeaderValue,
+}
+
+impl Forwarder {
+    /// Builds the client. The pool keeps idle connections per `upstream.pool_*`.
+    pub fn new(settings: UpstreamSettings) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(settings.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        let authority_value = HeaderValue::from_str(settings.authority.as_str())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        Self {
+            client,
+            settings,
+            authority_value,
+        }
+    }
+
+    /// The upstream's `host:port`, for readiness checks.
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.settings.authority
+    }
+
+    /// The default port of the upstream's scheme.
+    pub fn default_port(&self) -> u16 {
+        if self.settings.scheme == http::uri::Scheme::HTTPS {
+            443
+        } else {
+            80
+        }
+    }
+
+    fn upstream_uri(&self, original: &Uri) -> Result<Uri, Problem> {
+        let pq = original.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path_and_query = if self.settings.base_path.is_empty() {
+            pq.to_string()
+        } else {
+            format!("{}{pq}", self.settings.base_path)
+        };
+        Uri::builder()
+            .scheme(self.settings.scheme.clone())
+            .authority(self.settings.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| Problem::BadRequest {
+                detail: "the request target cannot be forwarded".into(),
+            })
+    }
+
+    /// Sends `req` upstream and returns its response with a streaming body. `upgrade` is the
+    /// client side of a protocol switch, joined to the upstream's if it answers 101.
+    pub async fn forward(
+        &self,
+        req: Request<Body>,
+        origin: &Origin,
+        upgrade: Option<OnUpgrade>,
+    ) -> Result<Response<Body>, Problem> {
+        let (mut parts, body) = req.into_parts();
+        let authority = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+
+        strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        strip_identity(&mut parts.headers);
+        set_forwarded(&mut parts.headers, origin, authority.as_deref());
+        if self.settings.preserve_host {
+            if let Some(v) = authority.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        } else {
+            parts
+                .headers
+                .insert(header::HOST, self.authority_value.clone());
+        }
+        parts.uri = self.upstream_uri(&parts.uri)?;
+        // The upstream hop is HTTP/1.1 whatever the client spoke.
+        parts.version = http::Version::HTTP_11;
+        let up_req = Request::from_parts(parts, body);
+
+        let timeout = self.settings.timeout;
+        let mut resp = match tokio::time::timeout(timeout, self.client.request(up_req)).await {
+            Err(_) => {
+                tracing::warn!(timeout_ms = timeout.as_millis() as u64, "upstream timed out");
+                return Err(Problem::UpstreamTimeout {
+                    after_ms: timeout.as_millis(),
+                });
+            }
+            Ok(Err(e)) => return Err(classify(&e)),
+            Ok(Ok(resp)) => resp,
+        };
+
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            match upgrade {
+                Some(client_side) => {
+                    let upstream_side = hyper::upgrade::on(&mut resp);
+                    tokio::spawn(tunnel(client_side, upstream_side));
+                }
+                None => {
+                    tracing::warn!("upstream switched protocols unasked");
+                    return Err(Problem::UpstreamUnavailable);
+                }
+            }
+        }
+        strip_hop_by_hop(resp.headers_mut(), switching);
+        Ok(resp.map(|b| b.map_err(BoxError::from).boxed()))
+    }
+}
+
+/// Maps a client error to what the caller sees, and logs the cause for the operator.
+fn classify(e: &hyper_util::client::legacy::Error) -> Problem {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(too_large) = err.downcast_ref::<BodyTooLarge>() {
+            return Problem::PayloadTooLarge {
+                limit: too_large.limit,
+            };
+        }
+        source = err.source();
+    }
+    tracing::warn!(error = %ErrorChain(e), "upstream request failed");
+    Problem::UpstreamUnavailable
+}
+
+/// Displays an error with its causes, for logs.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+/// Copies bytes both ways between an upgraded client connection and the upstream's.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+}
+
+/// A request body that fails with [`BodyTooLarge`] once more than `limit` bytes have passed.
+pub fn limit_body<B>(body: B, limit: u64) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    LimitedBody {
+        inner: body.map_err(Into::into).boxed(),
+        seen: 0,
+        limit,
+    }
+    .boxed()
+}
+
+pin_project_lite::pin_project! {
+    struct LimitedBody {
+        #[pin]
+        inner: Body,
+        seen: u64,
+        limit: u64,
+    }
+}
+
+impl http_body::Body for LimitedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.seen += data.len() as u64;
+                    if *this.seen > *this.limit {
+                        let limit = *this.limit;
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-authorization", "Basic Zm9v"),
+            ("upgrade", "websocket"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn upgrade_survives_when_switching_protocols() {
+        let mut h = headers(&[("connection", "Upgrade, keep-alive"), ("upgrade", "websocket")]);
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn identity_headers_from_clients_are_dropped() {
+        let mut h = headers(&[("x-warden-client-id", "admin"), ("X-Warden-Scopes", "all"), ("x-other", "1")]);
+        strip_identity(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn untrusted_peer_replaces_forwarded_headers() {
+        let mut h = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "for=1.2.3.4"),
+        ]);
+        let origin = Origin {
+            peer: "192.0.2.7".parse().unwrap(),
+            peer_trusted: false,
+            tls: false,
+        };
+        set_forwarded(&mut h, &origin, Some("api.example:8080"));
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "api.example:8080");
+        assert!(!h.contains_key("forwarded"));
+    }
+
+    #[test]
+    fn trusted_peer_is_appended_to_the_chain() {
+        let mut h = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https")]);
+        let origin = Origin {
+            peer: "10.0.0.1".parse().unwrap(),
+            peer_trusted: true,
+            tls: false,
+        };
+        set_forwarded(&mut h, &origin, Some("api.example"));
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+}

@@ -1,0 +1,5 @@
+//! The checks a proxied request must pass, cheapest and most identifying first. Each check is a
+//! plain function over parsed request parts that returns a decision; `problem` turns a refusal
+//! into a response.
+
+pub mod client_ip;

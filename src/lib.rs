@@ -1,0 +1,26 @@
+//! Warden: an authentication sidecar in front of an HTTP API.
+//!
+//! Module map (see `docs/architecture.md`):
+//! - [`config`]: defaults → TOML → `WARDEN_…` env, validated into typed [`config::Settings`].
+//! - [`server`]: accept loop, TLS, HTTP/1.1 + HTTP/2, limits, graceful shutdown.
+//! - [`service`]: the per-request handler: route → checks → own endpoint or forward.
+//! - [`router`]: path patterns and methods → Warden endpoint or proxied route with its policy.
+//! - [`gate`]: the checks, one file each (client IP, …).
+//! - [`forward`]: pooled upstream client, header hygiene, streaming, upgrades.
+//! - [`problem`]: the one place where refusals become `application/problem+json` responses.
+//! - [`body`]: the boxed body type shared by all of the above.
+//! - [`telemetry`]: log set-up and header redaction.
+
+pub mod body;
+pub mod config;
+pub mod forward;
+pub mod gate;
+pub mod problem;
+pub mod router;
+pub mod server;
+pub mod service;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use server::run;
+pub use service::Warden;
