@@ -46,7 +46,111 @@ pub struct RawConfig {
     pub upstream: RawUpstream,
     pub log: RawLog,
     pub endpoints: RawEndpoints,
+    pub store: RawStore,
+    pub tokens: RawTokens,
     pub routes: Vec<RawRoute>,
+    pub clients: Vec<RawClient>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    pub url: String,
+    pub durability: Durability,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/warden.db".into(),
+            durability: Durability::Normal,
+        }
+    }
+}
+
+/// How hard the embedded store syncs: `normal` survives a crash of Warden (`kill -9`);
+/// `full` also survives a power loss, at the cost of an fsync per write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTokens {
+    pub realm: String,
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    pub cache_capacity: u64,
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub negative_cache_ttl: Duration,
+    pub forward_authorization: bool,
+    #[serde(with = "humantime_serde")]
+    pub secret_rotation_overlap: Duration,
+    pub max_failed_auth: u32,
+    #[serde(with = "humantime_serde")]
+    pub failed_auth_window: Duration,
+    pub max_request_bytes: usize,
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        Self {
+            realm: "warden".into(),
+            access_ttl: Duration::from_secs(3600),
+            max_ttl: Duration::from_secs(3600),
+            cache_capacity: 100_000,
+            cache_ttl: Duration::from_secs(300),
+            negative_cache_ttl: Duration::from_secs(5),
+            forward_authorization: false,
+            secret_rotation_overlap: Duration::from_secs(24 * 3600),
+            max_failed_auth: 10,
+            failed_auth_window: Duration::from_secs(300),
+            max_request_bytes: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub account: Option<String>,
+    pub secret_sha256: String,
+    #[serde(default)]
+    pub trusted_ips: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub keys: Vec<RawClientKey>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientKey {
+    pub id: String,
+    #[serde(default = "ed25519")]
+    pub alg: String,
+    pub public_key: String,
+}
+
+fn ed25519() -> String {
+    "ed25519".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,6 +253,10 @@ pub struct RawEndpoints {
     pub healthz: String,
     pub readyz: String,
     pub readyz_checks_upstream: bool,
+    pub auth: String,
+    pub oauth_token: String,
+    pub oauth_revoke: String,
+    pub oauth_introspect: String,
 }
 
 impl Default for RawEndpoints {
@@ -157,6 +265,10 @@ impl Default for RawEndpoints {
             healthz: "/healthz".into(),
             readyz: "/readyz".into(),
             readyz_checks_upstream: true,
+            auth: "/v1/auth".into(),
+            oauth_token: "/v1/oauth/token".into(),
+            oauth_revoke: "/v1/oauth/revoke".into(),
+            oauth_introspect: "/v1/oauth/introspect".into(),
         }
     }
 }
@@ -181,7 +293,31 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     pub log: RawLog,
     pub endpoints: EndpointSettings,
+    pub store: RawStore,
+    pub tokens: RawTokens,
+    pub clients: Vec<ClientSettings>,
     pub routes: Vec<Route>,
+}
+
+/// A client declared in config, validated.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub id: String,
+    pub name: String,
+    pub account: String,
+    pub secret_sha256: [u8; 32],
+    pub trusted_ips: Vec<IpNet>,
+    pub scopes: Vec<String>,
+    pub enabled: bool,
+    pub keys: Vec<ClientKey>,
+}
+
+/// A signing key registered to a client (RFC 9421 `keyid`).
+#[derive(Debug, Clone)]
+pub struct ClientKey {
+    pub id: String,
+    pub alg: String,
+    pub public_key: [u8; 32],
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +369,10 @@ pub struct EndpointSettings {
     pub healthz: String,
     pub readyz: String,
     pub readyz_checks_upstream: bool,
+    pub auth: String,
+    pub oauth_token: String,
+    pub oauth_revoke: String,
+    pub oauth_introspect: String,
 }
 
 impl Settings {
@@ -342,9 +482,20 @@ impl Settings {
         }
 
         let e = &raw.endpoints;
-        for (key, p) in [("endpoints.healthz", &e.healthz), ("endpoints.readyz", &e.readyz)] {
+        let own = [
+            ("endpoints.healthz", &e.healthz),
+            ("endpoints.readyz", &e.readyz),
+            ("endpoints.auth", &e.auth),
+            ("endpoints.oauth_token", &e.oauth_token),
+            ("endpoints.oauth_revoke", &e.oauth_revoke),
+            ("endpoints.oauth_introspect", &e.oauth_introspect),
+        ];
+        for (i, (key, p)) in own.iter().enumerate() {
             if !p.starts_with('/') {
-                return Err(invalid(key, format!("'{p}' must start with /")));
+                return Err(invalid(*key, format!("'{p}' must start with /")));
+            }
+            if own[..i].iter().any(|(_, q)| q == p) {
+                return Err(invalid(*key, format!("'{p}' is already used by another endpoint")));
             }
         }
 
@@ -405,10 +556,118 @@ impl Settings {
                 healthz: e.healthz.clone(),
                 readyz: e.readyz.clone(),
                 readyz_checks_upstream: e.readyz_checks_upstream,
+                auth: e.auth.clone(),
+                oauth_token: e.oauth_token.clone(),
+                oauth_revoke: e.oauth_revoke.clone(),
+                oauth_introspect: e.oauth_introspect.clone(),
             },
+            store: raw.store.clone(),
+            tokens: validate_tokens(&raw.tokens)?,
+            clients: validate_clients(&raw.clients)?,
             routes,
         })
     }
+}
+
+fn validate_tokens(t: &RawTokens) -> Result<RawTokens, ConfigError> {
+    if t.access_ttl.is_zero() {
+        return Err(invalid("tokens.access_ttl", "must be more than 0"));
+    }
+    if t.max_ttl < t.access_ttl {
+        return Err(invalid("tokens.max_ttl", "must be at least tokens.access_ttl"));
+    }
+    if t.cache_capacity == 0 {
+        return Err(invalid("tokens.cache_capacity", "must be at least 1"));
+    }
+    if t.realm.is_empty() || t.realm.contains('"') || !t.realm.is_ascii() {
+        return Err(invalid("tokens.realm", "must be non-empty ASCII without quotes"));
+    }
+    if t.max_failed_auth == 0 {
+        return Err(invalid("tokens.max_failed_auth", "must be at least 1"));
+    }
+    Ok(t.clone())
+}
+
+/// Whether `s` is a valid client or key identifier: 1–128 of `A-Za-z0-9._:-`.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+/// Whether `s` is a valid OAuth scope token (RFC 6749 §3.3).
+pub fn valid_scope(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+/// An ed25519 public key: base64 (standard or URL-safe, padding optional) of the 32 raw
+/// bytes, or a PEM SPKI block.
+pub fn decode_public_key(s: &str) -> Result<ed25519_dalek::VerifyingKey, String> {
+    use base64::Engine;
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    let t = s.trim();
+    if t.starts_with("-----BEGIN") {
+        return ed25519_dalek::VerifyingKey::from_public_key_pem(t)
+            .map_err(|_| "not an ed25519 PEM public key (SPKI)".to_string());
+    }
+    let cleaned: String = t.trim_end_matches('=').replace('-', "+").replace('_', "/");
+    let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(cleaned)
+        .map_err(|_| "not base64 of 32 bytes, nor a PEM public key".to_string())?;
+    let bytes: [u8; 32] = raw
+        .try_into()
+        .map_err(|_| "an ed25519 public key is 32 bytes".to_string())?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| "not a valid ed25519 point".to_string())
+}
+
+fn validate_clients(clients: &[RawClient]) -> Result<Vec<ClientSettings>, ConfigError> {
+    let mut out: Vec<ClientSettings> = Vec::with_capacity(clients.len());
+    for (i, c) in clients.iter().enumerate() {
+        let key = format!("clients[{i}]");
+        if !valid_id(&c.id) {
+            return Err(invalid(format!("{key}.id"), format!("'{}' must be 1-128 of A-Z a-z 0-9 . _ : -", c.id)));
+        }
+        if out.iter().any(|o| o.id == c.id) {
+            return Err(invalid(format!("{key}.id"), format!("'{}' is declared twice", c.id)));
+        }
+        let secret_sha256 = crate::secret::parse_sha256_hex(&c.secret_sha256).ok_or_else(|| {
+            invalid(format!("{key}.secret_sha256"), "must be 64 hex digits (sha-256 of the secret)")
+        })?;
+        let trusted_ips = parse_cidrs(&format!("{key}.trusted_ips"), &c.trusted_ips)?;
+        for (j, s) in c.scopes.iter().enumerate() {
+            if !valid_scope(s) {
+                return Err(invalid(format!("{key}.scopes[{j}]"), format!("'{s}' is not a scope token")));
+            }
+        }
+        let mut keys = Vec::with_capacity(c.keys.len());
+        for (j, k) in c.keys.iter().enumerate() {
+            let kk = format!("{key}.keys[{j}]");
+            if !valid_id(&k.id) {
+                return Err(invalid(format!("{kk}.id"), format!("'{}' is not a valid key id", k.id)));
+            }
+            if k.alg != "ed25519" {
+                return Err(invalid(format!("{kk}.alg"), format!("'{}' is not supported (ed25519)", k.alg)));
+            }
+            let public_key = decode_public_key(&k.public_key)
+                .map_err(|e| invalid(format!("{kk}.public_key"), e))?;
+            keys.push(ClientKey {
+                id: k.id.clone(),
+                alg: k.alg.clone(),
+                public_key: public_key.to_bytes(),
+            });
+        }
+        out.push(ClientSettings {
+            id: c.id.clone(),
+            name: c.name.clone().unwrap_or_else(|| c.id.clone()),
+            account: c.account.clone().unwrap_or_else(|| c.id.clone()),
+            secret_sha256,
+            trusted_ips,
+            scopes: c.scopes.clone(),
+            enabled: c.enabled,
+            keys,
+        });
+    }
+    Ok(out)
 }
 
 /// Parses CIDRs (a bare address means a single host), naming `key[i]` on failure.

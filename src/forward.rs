@@ -16,6 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::body::{Body, BoxError};
+use crate::cache::Identity;
 use crate::config::UpstreamSettings;
 use crate::problem::Problem;
 
@@ -35,6 +36,10 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_WARDEN_CLIENT_ID: HeaderName = HeaderName::from_static("x-warden-client-id");
+const X_WARDEN_TOKEN_ID: HeaderName = HeaderName::from_static("x-warden-token-id");
+const X_WARDEN_SCOPES: HeaderName = HeaderName::from_static("x-warden-scopes");
+const X_WARDEN_AUDIENCE: HeaderName = HeaderName::from_static("x-warden-audience");
 /// Identity headers are Warden's to set; whatever a client sends under this prefix is dropped.
 pub const IDENTITY_PREFIX: &str = "x-warden-";
 
@@ -100,6 +105,16 @@ pub fn strip_identity(headers: &mut HeaderMap) {
         .collect();
     for name in spoofed {
         headers.remove(name);
+    }
+}
+
+/// Adds the identity headers of an authenticated request (after [`strip_identity`]).
+pub fn set_identity(headers: &mut HeaderMap, id: &Identity) {
+    headers.insert(X_WARDEN_CLIENT_ID, id.client_id_header.clone());
+    headers.insert(X_WARDEN_TOKEN_ID, id.token_id_header.clone());
+    headers.insert(X_WARDEN_SCOPES, id.scopes_header.clone());
+    if let Some(aud) = &id.audience_header {
+        headers.insert(X_WARDEN_AUDIENCE, aud.clone());
     }
 }
 
@@ -226,6 +241,7 @@ impl Forwarder {
         req: Request<Body>,
         origin: &Origin,
         upgrade: Option<OnUpgrade>,
+        identity: Option<&Identity>,
     ) -> Result<Response<Body>, Problem> {
         let (mut parts, body) = req.into_parts();
         let authority = parts
@@ -237,6 +253,9 @@ impl Forwarder {
 
         strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
         strip_identity(&mut parts.headers);
+        if let Some(id) = identity {
+            set_identity(&mut parts.headers, id);
+        }
         set_forwarded(&mut parts.headers, origin, authority.as_deref());
         if self.settings.preserve_host {
             if let Some(v) = authority.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {

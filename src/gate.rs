@@ -2,4 +2,5 @@
 //! plain function over parsed request parts that returns a decision; `problem` turns a refusal
 //! into a response.
 
+pub mod bearer;
 pub mod client_ip;

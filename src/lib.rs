@@ -12,13 +12,20 @@
 //! - [`telemetry`]: log set-up and header redaction.
 
 pub mod body;
+pub mod cache;
+pub mod clock;
 pub mod config;
+pub mod digest;
 pub mod forward;
 pub mod gate;
+pub mod issuer;
+pub mod httpsig;
 pub mod problem;
 pub mod router;
+pub mod secret;
 pub mod server;
 pub mod service;
+pub mod store;
 pub mod telemetry;
 
 pub use config::Settings;

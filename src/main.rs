@@ -64,7 +64,7 @@ fn serve(settings: Settings) -> ExitCode {
             settings.upstream.scheme, settings.upstream.authority, settings.upstream.base_path
         );
         let routes = settings.routes.len();
-        let warden = match Warden::new(settings) {
+        let warden = match Warden::new(settings).await {
             Ok(w) => w,
             Err(e) => {
                 eprintln!("warden: configuration error: {e}");

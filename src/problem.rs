@@ -24,6 +24,26 @@ pub enum Problem {
     UpstreamTimeout { after_ms: u128 },
     /// `/readyz` while a dependency is not usable.
     NotReady { detail: String },
+    /// No credential on a route that needs one; carries the `WWW-Authenticate` challenge.
+    TokenMissing { challenge: HeaderValue },
+    /// A credential that is unknown, expired, revoked or disabled.
+    InvalidToken { challenge: HeaderValue },
+    /// An `Authorization` header that is not a well-formed bearer credential (RFC 6750 §3.1).
+    MalformedCredential { detail: String },
+    /// Client id or secret wrong, client unknown or disabled (never says which).
+    InvalidClient,
+    /// Requested scopes the client does not hold.
+    InvalidScope { scope: String },
+    /// The body's media type is not one the endpoint reads.
+    UnsupportedMediaType { expected: &'static str },
+    /// The caller's address is outside the networks its client or token may use.
+    IpNotAllowed,
+    /// Too many failed authentications from this client id or address.
+    RateLimited { retry_after: u64 },
+    /// A resource that does not exist, or is not the caller's (the two look the same).
+    NotFound { what: &'static str },
+    /// The store did not answer; nothing was decided.
+    StoreUnavailable,
 }
 
 #[derive(Serialize)]
@@ -82,6 +102,66 @@ impl Problem {
                 "Not ready",
                 detail.clone(),
             ),
+            Problem::TokenMissing { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "token_missing",
+                "Authentication required",
+                "send a bearer token: Authorization: Bearer <token>".into(),
+            ),
+            Problem::InvalidToken { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "Invalid token",
+                "the token is unknown, expired, revoked or disabled; obtain a new one".into(),
+            ),
+            Problem::MalformedCredential { detail } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Malformed credential",
+                detail.clone(),
+            ),
+            Problem::InvalidClient => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Client authentication failed",
+                "the client id or secret is wrong, or the client is disabled".into(),
+            ),
+            Problem::InvalidScope { scope } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                "Scope not allowed",
+                format!("the client may not request scope '{scope}'"),
+            ),
+            Problem::UnsupportedMediaType { expected } => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+                format!("send the body as {expected}"),
+            ),
+            Problem::IpNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "ip_not_allowed",
+                "Address not allowed",
+                "requests from this address are not allowed for this client".into(),
+            ),
+            Problem::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many failed attempts",
+                format!("too many failed authentications; retry after {retry_after} seconds"),
+            ),
+            Problem::NotFound { what } => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found",
+                format!("no such {what}"),
+            ),
+            Problem::StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "Store unavailable",
+                "Warden's store did not answer; retry shortly".into(),
+            ),
         }
     }
 
@@ -109,10 +189,72 @@ impl Problem {
             HeaderValue::from_static("application/problem+json"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Problem::MethodNotAllowed { allow } = &self {
-            if let Ok(v) = HeaderValue::from_str(allow) {
-                h.insert(header::ALLOW, v);
+        match self {
+            Problem::MethodNotAllowed { allow } => {
+                if let Ok(v) = HeaderValue::from_str(&allow) {
+                    h.insert(header::ALLOW, v);
+                }
             }
+            Problem::TokenMissing { challenge } | Problem::InvalidToken { challenge } => {
+                h.insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            Problem::RateLimited { retry_after } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            Problem::StoreUnavailable => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// An RFC 6749 §5.2 error from a token, revocation or introspection endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthError {
+    pub status: StatusCode,
+    /// `invalid_request`, `invalid_client`, `unsupported_grant_type`, `invalid_scope`, …
+    pub error: &'static str,
+    pub description: String,
+    /// `WWW-Authenticate` to send (401 after HTTP Basic must carry `Basic`).
+    pub challenge: Option<HeaderValue>,
+    /// `Retry-After` seconds, for 429 and 503.
+    pub retry_after: Option<u64>,
+}
+
+impl OAuthError {
+    /// A 400 with `error` and a description.
+    pub fn bad(error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error,
+            description: description.into(),
+            challenge: None,
+            retry_after: None,
+        }
+    }
+
+    /// The JSON error response, with `Cache-Control: no-store` and `Pragma: no-cache`.
+    pub fn into_response(self) -> Response<Body> {
+        // error_description allows only %x20-21 / %x23-5B / %x5D-7E.
+        let description: String = self
+            .description
+            .chars()
+            .map(|c| if c == '"' || c == '\\' || !(' '..='~').contains(&c) { '\'' } else { c })
+            .collect();
+        let json = serde_json::json!({"error": self.error, "error_description": description});
+        let mut resp = Response::new(full(json.to_string()));
+        *resp.status_mut() = self.status;
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(c) = self.challenge {
+            h.insert(header::WWW_AUTHENTICATE, c);
+        }
+        if let Some(s) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
     }

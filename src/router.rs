@@ -5,12 +5,16 @@
 use http::Method;
 use serde::{Deserialize, Serialize};
 
+use crate::config::EndpointSettings;
+
 /// How a proxied route authenticates callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// Public: forwarded as it is, with no credential check.
     None,
+    /// A bearer token or API key issued by Warden (`Authorization: Bearer`).
+    Bearer,
 }
 
 /// What a request on a route must prove before it is forwarded.
@@ -104,6 +108,14 @@ impl PathPattern {
 pub enum Target<'a> {
     Health,
     Ready,
+    /// `POST`/`DELETE /v1/auth`.
+    Auth,
+    /// `/v1/oauth/token`.
+    OAuthToken,
+    /// `/v1/oauth/revoke` (RFC 7009).
+    OAuthRevoke,
+    /// `/v1/oauth/introspect` (RFC 7662).
+    OAuthIntrospect,
     Proxy(&'a Route),
     /// The path matched routes, but none for this method; carries the `Allow` value.
     MethodNotAllowed(String),
@@ -115,14 +127,22 @@ pub enum Target<'a> {
 pub struct Router {
     healthz: String,
     readyz: String,
+    auth: String,
+    oauth_token: String,
+    oauth_revoke: String,
+    oauth_introspect: String,
     routes: Vec<Route>,
 }
 
 impl Router {
-    pub fn new(healthz: String, readyz: String, routes: Vec<Route>) -> Self {
+    pub fn new(endpoints: &EndpointSettings, routes: Vec<Route>) -> Self {
         Self {
-            healthz,
-            readyz,
+            healthz: endpoints.healthz.clone(),
+            readyz: endpoints.readyz.clone(),
+            auth: endpoints.auth.clone(),
+            oauth_token: endpoints.oauth_token.clone(),
+            oauth_revoke: endpoints.oauth_revoke.clone(),
+            oauth_introspect: endpoints.oauth_introspect.clone(),
             routes,
         }
     }
@@ -134,6 +154,18 @@ impl Router {
         }
         if path == self.readyz {
             return Target::Ready;
+        }
+        if path == self.auth {
+            return Target::Auth;
+        }
+        if path == self.oauth_token {
+            return Target::OAuthToken;
+        }
+        if path == self.oauth_revoke {
+            return Target::OAuthRevoke;
+        }
+        if path == self.oauth_introspect {
+            return Target::OAuthIntrospect;
         }
         let mut allow: Vec<&Method> = Vec::new();
         let mut path_matched = false;
@@ -208,9 +240,9 @@ mod tests {
             methods: methods.to_vec(),
             policy: Policy { auth: AuthMode::None },
         };
+        let endpoints = crate::Settings::from_toml("").unwrap().endpoints;
         let r = Router::new(
-            "/healthz".into(),
-            "/readyz".into(),
+            &endpoints,
             vec![route("/a", &[Method::GET]), route("/a", &[Method::PUT]), route("/**", &[Method::POST])],
         );
         assert!(matches!(r.resolve(&Method::GET, "/healthz"), Target::Health));
@@ -220,7 +252,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(r.resolve(&Method::POST, "/zzz"), Target::Proxy(_)));
-        let empty = Router::new("/healthz".into(), "/readyz".into(), vec![]);
+        assert!(matches!(r.resolve(&Method::POST, "/v1/oauth/token"), Target::OAuthToken));
+        let empty = Router::new(&endpoints, vec![]);
         assert!(matches!(empty.resolve(&Method::GET, "/a"), Target::NotFound));
     }
 }

@@ -9,11 +9,28 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use crate::body::{Body, full};
-use crate::config::Settings;
+use crate::cache::Identity;
+use crate::clock::Clock;
+use crate::config::{Durability, Settings};
 use crate::forward::{self, Forwarder, Origin};
+use crate::gate::bearer::{self, Presented};
 use crate::gate::client_ip;
+use crate::issuer::{BearerError, Issuer, auth, oauth};
 use crate::problem::Problem;
 use crate::router::{AuthMode, Router, Target};
+use crate::store::{self, StoreError, StoreOptions};
+
+/// Opens the store named by `store.url`.
+async fn open_store(settings: &Settings) -> Result<Arc<dyn store::Store>, StoreError> {
+    let options = StoreOptions {
+        durability: match settings.store.durability {
+            Durability::Normal => store::Durability::Normal,
+            Durability::Full => store::Durability::Full,
+        },
+        ..StoreOptions::default()
+    };
+    store::open(&settings.store.url, options).await
+}
 
 /// The connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -25,8 +42,10 @@ pub struct Conn {
 /// Errors building a [`Warden`] from settings.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("tls: {0}")]
+    #[error("{0}")]
     Tls(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Everything a request needs, built once at start-up and shared by all connections.
@@ -34,32 +53,44 @@ pub struct Warden {
     settings: Settings,
     router: Router,
     forwarder: Forwarder,
+    issuer: Issuer,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Warden {
-    /// Builds the shared state. Fails (before anything binds) on unusable TLS material.
-    pub fn new(settings: Settings) -> Result<Arc<Self>, StartError> {
+    /// Builds the shared state: opens (creating and migrating) the store and writes the
+    /// config-declared clients into it. Fails, before anything binds, on unusable TLS material
+    /// or an unusable store.
+    pub async fn new(settings: Settings) -> Result<Arc<Self>, StartError> {
+        Self::with_clock(settings, Clock::default()).await
+    }
+
+    /// [`Warden::new`] with a given clock (tests move it forward).
+    pub async fn with_clock(settings: Settings, clock: Clock) -> Result<Arc<Self>, StartError> {
         let tls = match &settings.server.tls {
             Some(files) => Some(crate::server::tls_acceptor(files).map_err(StartError::Tls)?),
             None => None,
         };
-        let router = Router::new(
-            settings.endpoints.healthz.clone(),
-            settings.endpoints.readyz.clone(),
-            settings.routes.clone(),
-        );
+        let router = Router::new(&settings.endpoints, settings.routes.clone());
         let forwarder = Forwarder::new(settings.upstream.clone());
+        let store = open_store(&settings).await?;
+        let issuer = Issuer::new(store, settings.tokens.clone(), clock);
+        issuer.bootstrap(&settings.clients).await?;
         Ok(Arc::new(Self {
             settings,
             router,
             forwarder,
+            issuer,
             tls,
         }))
     }
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
     }
 
     pub(crate) fn tls_acceptor(&self) -> Option<&tokio_rustls::TlsAcceptor> {
@@ -84,12 +115,29 @@ impl Warden {
             Target::Health => ("healthz", health()),
             Target::Ready => ("readyz", self.ready().await),
             Target::NotFound => ("-", Problem::RouteNotFound.into_response()),
+            Target::Auth => ("auth", auth::handle(&self.issuer, req, client_ip).await),
+            Target::OAuthToken => ("oauth_token", oauth::token(&self.issuer, req, client_ip).await),
+            Target::OAuthRevoke => ("oauth_revoke", oauth::revoke(&self.issuer, req, client_ip).await),
+            Target::OAuthIntrospect => (
+                "oauth_introspect",
+                oauth::introspect(&self.issuer, req, client_ip).await,
+            ),
             Target::MethodNotAllowed(allow) => {
                 ("-", Problem::MethodNotAllowed { allow }.into_response())
             }
             Target::Proxy(route) => {
                 let resp = match route.policy.auth {
-                    AuthMode::None => self.proxy(req, &origin).await,
+                    AuthMode::None => self.proxy(req, &origin, None).await,
+                    AuthMode::Bearer => match self.bearer(&req, client_ip).await {
+                        Ok(identity) => {
+                            let mut req = req;
+                            if !self.settings.tokens.forward_authorization {
+                                req.headers_mut().remove(header::AUTHORIZATION);
+                            }
+                            self.proxy(req, &origin, Some(&identity)).await
+                        }
+                        Err(problem) => problem.into_response(),
+                    },
                 };
                 (route.name.as_str(), resp)
             }
@@ -101,8 +149,48 @@ impl Warden {
         resp
     }
 
+    /// The bearer check of a proxied route: who the credential identifies, and whether it may
+    /// be used from `client_ip`.
+    async fn bearer(&self, req: &Request<Incoming>, client_ip: IpAddr) -> Result<Arc<Identity>, Problem> {
+        let value = match bearer::presented(req.headers()) {
+            Presented::Bearer(v) => v,
+            Presented::Missing => {
+                return Err(Problem::TokenMissing {
+                    challenge: self.issuer.challenge(),
+                });
+            }
+            Presented::Malformed(detail) => {
+                return Err(Problem::MalformedCredential {
+                    detail: detail.into(),
+                });
+            }
+        };
+        let identity = self
+            .issuer
+            .authenticate_bearer(value)
+            .await
+            .map_err(|e| match e {
+                BearerError::Invalid => Problem::InvalidToken {
+                    challenge: self.issuer.invalid_challenge(),
+                },
+                BearerError::Store(err) => {
+                    tracing::error!(error = %err, "store failed during bearer check");
+                    Problem::StoreUnavailable
+                }
+            })?;
+        if !identity.allows_ip(client_ip) {
+            return Err(Problem::IpNotAllowed);
+        }
+        Ok(identity)
+    }
+
     /// Forwards a request that passed its checks.
-    async fn proxy(&self, mut req: Request<Incoming>, origin: &Origin) -> Response<Body> {
+    async fn proxy(
+        &self,
+        mut req: Request<Incoming>,
+        origin: &Origin,
+        identity: Option<&Identity>,
+    ) -> Response<Body> {
         let limit = self.settings.server.max_body_bytes;
         if let Some(len) = declared_length(req.headers()) {
             if len > limit {
@@ -115,14 +203,22 @@ impl Warden {
             None
         };
         let outgoing = req.map(|b| forward::limit_body(b, limit));
-        match self.forwarder.forward(outgoing, origin, upgrade).await {
+        match self.forwarder.forward(outgoing, origin, upgrade, identity).await {
             Ok(resp) => resp,
             Err(problem) => problem.into_response(),
         }
     }
 
-    /// Ready when the upstream accepts connections (if `endpoints.readyz_checks_upstream`).
+    /// Ready when the store answers and the upstream accepts connections (the latter if
+    /// `endpoints.readyz_checks_upstream`).
     async fn ready(&self) -> Response<Body> {
+        if let Err(e) = self.issuer.store().ping().await {
+            tracing::error!(error = %e, "store ping failed");
+            return Problem::NotReady {
+                detail: "the store does not answer".into(),
+            }
+            .into_response();
+        }
         if self.settings.endpoints.readyz_checks_upstream {
             let authority = self.forwarder.authority();
             let port = authority

@@ -1,0 +1,493 @@
+//! The issuer: Warden's own credentials. Authenticates clients (with failure rate limits),
+//! mints access tokens and API keys, revokes them, and answers "who is this bearer?" for the
+//! proxy through the token cache. The HTTP shapes of its endpoints live in `issuer/`.
+
+pub mod auth;
+pub mod form;
+pub mod oauth;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use http::HeaderValue;
+use ipnet::IpNet;
+use moka::sync::Cache;
+
+use crate::cache::{Cached, Identity, TokenCache};
+use crate::clock::Clock;
+use crate::config::{ClientSettings, RawTokens};
+use crate::secret::{self, SecretKind};
+use crate::store::{
+    ClientRecord, ClientSource, Hash, SecretHash, SigningKey, Store, StoreError, TokenKind,
+    TokenRecord,
+};
+
+/// Why a client could not authenticate. The variants stay internal detail: callers answer
+/// `invalid_client` for all but `RateLimited`, `IpNotAllowed` and `Store`.
+#[derive(Debug)]
+pub enum ClientAuthError {
+    UnknownClient,
+    WrongSecret,
+    Disabled,
+    IpNotAllowed,
+    RateLimited { retry_after: u64 },
+    Store(StoreError),
+}
+
+/// Why a bearer credential was refused.
+#[derive(Debug)]
+pub enum BearerError {
+    /// Unknown, revoked, disabled, expired, or its client is disabled.
+    Invalid,
+    Store(StoreError),
+}
+
+/// Counts failed client authentications per client id and per IP within a window.
+struct FailureLimiter {
+    counts: Cache<String, Arc<AtomicU32>>,
+    max: u32,
+    window_secs: u64,
+}
+
+impl FailureLimiter {
+    fn new(max: u32, window: std::time::Duration) -> Self {
+        Self {
+            counts: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(window)
+                .build(),
+            max,
+            window_secs: window.as_secs().max(1),
+        }
+    }
+
+    fn blocked(&self, keys: &[&str]) -> bool {
+        keys.iter().any(|k| {
+            self.counts
+                .get(*k)
+                .is_some_and(|c| c.load(Ordering::Relaxed) >= self.max)
+        })
+    }
+
+    fn record(&self, keys: &[&str]) {
+        for k in keys {
+            self.counts
+                .get_with((*k).to_owned(), || Arc::new(AtomicU32::new(0)))
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A freshly issued credential: its record and its value, which is shown this once.
+pub struct Issued {
+    pub record: TokenRecord,
+    pub value: String,
+}
+
+/// The issuer and its caches, shared by all connections.
+pub struct Issuer {
+    store: Arc<dyn Store>,
+    cache: TokenCache,
+    clock: Clock,
+    cfg: RawTokens,
+    failures: FailureLimiter,
+    failed_auth_total: AtomicU64,
+    challenge: HeaderValue,
+    invalid_challenge: HeaderValue,
+}
+
+impl Issuer {
+    pub fn new(store: Arc<dyn Store>, cfg: RawTokens, clock: Clock) -> Self {
+        let realm = cfg.realm.clone();
+        let challenge = HeaderValue::from_str(&format!("Bearer realm=\"{realm}\""))
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+        let invalid_challenge = HeaderValue::from_str(&format!(
+            "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"the access token is unknown, expired, revoked or disabled\""
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        Self {
+            cache: TokenCache::new(cfg.cache_capacity, cfg.cache_ttl, cfg.negative_cache_ttl),
+            failures: FailureLimiter::new(cfg.max_failed_auth, cfg.failed_auth_window),
+            store,
+            clock,
+            cfg,
+            failed_auth_total: AtomicU64::new(0),
+            challenge,
+            invalid_challenge,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn settings(&self) -> &RawTokens {
+        &self.cfg
+    }
+
+    /// `WWW-Authenticate` for a request with no credential (RFC 6750 §3.1: no error code).
+    pub fn challenge(&self) -> HeaderValue {
+        self.challenge.clone()
+    }
+
+    /// `WWW-Authenticate` for an unusable credential.
+    pub fn invalid_challenge(&self) -> HeaderValue {
+        self.invalid_challenge.clone()
+    }
+
+    /// Failed client authentications since start.
+    pub fn failed_auth_total(&self) -> u64 {
+        self.failed_auth_total.load(Ordering::Relaxed)
+    }
+
+    /// Writes the clients declared in config into the store (they are config-owned: the file
+    /// is the source of truth at every start).
+    pub async fn bootstrap(&self, clients: &[ClientSettings]) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        for c in clients {
+            let record = ClientRecord {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                account: c.account.clone(),
+                secrets: vec![SecretHash {
+                    hash: c.secret_sha256,
+                    created_at: now,
+                    expires_at: None,
+                }],
+                keys: c
+                    .keys
+                    .iter()
+                    .map(|k| SigningKey {
+                        key_id: k.id.clone(),
+                        alg: k.alg.clone(),
+                        public_key: k.public_key,
+                    })
+                    .collect(),
+                trusted_ips: c.trusted_ips.iter().map(|n| n.to_string()).collect(),
+                scopes: c.scopes.clone(),
+                enabled: c.enabled,
+                source: ClientSource::Config,
+                created_at: now,
+                updated_at: now,
+            };
+            self.store.upsert_client(record).await?;
+        }
+        Ok(())
+    }
+
+    /// Authenticates a client by id and secret, calling from `ip`.
+    pub async fn authenticate_client(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        ip: IpAddr,
+    ) -> Result<ClientRecord, ClientAuthError> {
+        let id_key = format!("c:{client_id}");
+        let ip_key = format!("ip:{ip}");
+        if self.failures.blocked(&[&id_key, &ip_key]) {
+            return Err(ClientAuthError::RateLimited {
+                retry_after: self.failures.window_secs,
+            });
+        }
+        let client = match self.store.get_client(client_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(self.failed(&id_key, &ip_key, client_id, ip, ClientAuthError::UnknownClient)),
+            Err(e) => return Err(ClientAuthError::Store(e)),
+        };
+        // The network check comes before the secret: a stolen secret is useless from the
+        // wrong network, and the answer does not depend on the secret.
+        let nets = parse_nets(&client.trusted_ips);
+        if !nets.is_empty() && !crate::gate::client_ip::is_trusted(ip, &nets) {
+            tracing::warn!(client_id = %client.id, client_ip = %ip, "client called from outside its trusted networks");
+            return Err(ClientAuthError::IpNotAllowed);
+        }
+        let now = self.clock.now();
+        let presented = secret::hash(client_secret);
+        // Check every active secret, so the time taken does not say which one matched.
+        let mut ok = false;
+        for s in client.secrets.iter().filter(|s| s.is_active(now)) {
+            ok |= bool::from(subtle::ConstantTimeEq::ct_eq(&presented[..], &s.hash[..]));
+        }
+        if !ok {
+            return Err(self.failed(&id_key, &ip_key, client_id, ip, ClientAuthError::WrongSecret));
+        }
+        if !client.enabled {
+            return Err(self.failed(&id_key, &ip_key, client_id, ip, ClientAuthError::Disabled));
+        }
+        Ok(client)
+    }
+
+    fn failed(
+        &self,
+        id_key: &str,
+        ip_key: &str,
+        client_id: &str,
+        ip: IpAddr,
+        why: ClientAuthError,
+    ) -> ClientAuthError {
+        self.failures.record(&[id_key, ip_key]);
+        self.failed_auth_total.fetch_add(1, Ordering::Relaxed);
+        let shown = if crate::config::valid_id(client_id) {
+            client_id
+        } else {
+            "<malformed>"
+        };
+        let reason = match &why {
+            ClientAuthError::UnknownClient => "unknown_client",
+            ClientAuthError::WrongSecret => "wrong_secret",
+            ClientAuthError::Disabled => "client_disabled",
+            _ => "other",
+        };
+        tracing::warn!(client_id = shown, client_ip = %ip, reason, "client authentication failed");
+        why
+    }
+
+    /// Issues an access token for `client` with `scopes` (already checked to be allowed).
+    pub async fn issue_access_token(
+        &self,
+        client: &ClientRecord,
+        scopes: Vec<String>,
+    ) -> Result<Issued, StoreError> {
+        let now = self.clock.now();
+        let ttl = self.cfg.access_ttl.as_secs() as i64;
+        self.issue(client, TokenKind::Access, scopes, Some(now + ttl), None, now)
+            .await
+    }
+
+    /// Issues a long-lived API key with the client's full scopes.
+    pub async fn issue_api_key(
+        &self,
+        client: &ClientRecord,
+        name: Option<String>,
+    ) -> Result<Issued, StoreError> {
+        let now = self.clock.now();
+        self.issue(client, TokenKind::ApiKey, client.scopes.clone(), None, name, now)
+            .await
+    }
+
+    async fn issue(
+        &self,
+        client: &ClientRecord,
+        kind: TokenKind,
+        scopes: Vec<String>,
+        expires_at: Option<i64>,
+        name: Option<String>,
+        now: i64,
+    ) -> Result<Issued, StoreError> {
+        let record = new_token_record(client, kind, scopes, expires_at, name, now);
+        let minted = secret::mint(secret_kind(kind));
+        let record = TokenRecord {
+            hash: minted.hash,
+            ..record
+        };
+        self.store.insert_token(record.clone(), None).await?;
+        Ok(Issued {
+            record,
+            value: minted.value,
+        })
+    }
+
+    /// Revokes an API key and issues its replacement in one transaction. `None` when the key is
+    /// unknown, not an API key, or already revoked.
+    pub async fn rotate_api_key(&self, old_id: &str) -> Result<Option<Issued>, StoreError> {
+        let Some(old) = self.store.get_token(old_id).await? else {
+            return Ok(None);
+        };
+        if old.kind != TokenKind::ApiKey || old.revoked_at.is_some() {
+            return Ok(None);
+        }
+        let Some(client) = self.store.get_client(&old.client_id).await? else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let minted = secret::mint(SecretKind::ApiKey);
+        let record = TokenRecord {
+            hash: minted.hash,
+            name: old.name.clone(),
+            ..new_token_record(&client, TokenKind::ApiKey, old.scopes.clone(), None, None, now)
+        };
+        if !self
+            .store
+            .replace_api_key(old_id, record.clone(), now, None)
+            .await?
+        {
+            return Ok(None);
+        }
+        self.cache.invalidate(&old.hash);
+        Ok(Some(Issued {
+            record,
+            value: minted.value,
+        }))
+    }
+
+    /// Revokes a token; the very next request with it is refused. `false` if unknown.
+    pub async fn revoke(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let found = self.store.revoke_token(&token.id, now, None).await?;
+        self.cache.invalidate(&token.hash);
+        Ok(found)
+    }
+
+    /// Forgets a credential's cached decision (after a change made elsewhere).
+    pub fn forget(&self, hash: &Hash) {
+        self.cache.invalidate(hash);
+    }
+
+    /// Forgets every cached decision.
+    pub fn forget_all(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// Looks a token up by its value, whatever its state (for revocation and introspection).
+    pub async fn find_by_value(&self, value: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.store.token_by_hash(&secret::hash(value)).await
+    }
+
+    /// Who a bearer value identifies: cache first, the store on a miss.
+    pub async fn authenticate_bearer(&self, value: &str) -> Result<Arc<Identity>, BearerError> {
+        let hash = secret::hash(value);
+        let now = self.clock.now();
+        match self.cache.get(&hash) {
+            Some(Cached::Valid(id)) => {
+                // The cache never outlives a token, but the clock is the judge.
+                return match id.expires_at {
+                    Some(end) if end <= now => Err(BearerError::Invalid),
+                    _ => Ok(id),
+                };
+            }
+            Some(Cached::Invalid) => return Err(BearerError::Invalid),
+            None => {}
+        }
+        let seen = self.cache.generation();
+        let token = self
+            .store
+            .token_by_hash(&hash)
+            .await
+            .map_err(BearerError::Store)?;
+        let decision = match token {
+            Some(t) if t.is_active(now) => match self.store.get_client(&t.client_id).await {
+                Ok(Some(c)) if c.enabled => Cached::Valid(Arc::new(identity_of(&t))),
+                Ok(_) => Cached::Invalid,
+                Err(e) => return Err(BearerError::Store(e)),
+            },
+            _ => Cached::Invalid,
+        };
+        self.cache.insert(hash, decision.clone(), seen, now);
+        match decision {
+            Cached::Valid(id) => Ok(id),
+            Cached::Invalid => Err(BearerError::Invalid),
+        }
+    }
+}
+
+fn secret_kind(kind: TokenKind) -> SecretKind {
+    match kind {
+        TokenKind::Access => SecretKind::AccessToken,
+        TokenKind::ApiKey => SecretKind::ApiKey,
+        TokenKind::Managed => SecretKind::ManagedToken,
+    }
+}
+
+/// A token record for `client` with a fresh id; its `hash` is filled in by the caller.
+fn new_token_record(
+    client: &ClientRecord,
+    kind: TokenKind,
+    scopes: Vec<String>,
+    expires_at: Option<i64>,
+    name: Option<String>,
+    now: i64,
+) -> TokenRecord {
+    let prefix = match kind {
+        TokenKind::Access => "at_",
+        TokenKind::ApiKey => "ak_",
+        TokenKind::Managed => "mt_",
+    };
+    TokenRecord {
+        id: secret::new_id(prefix),
+        hash: [0; 32],
+        kind,
+        client_id: client.id.clone(),
+        account: client.account.clone(),
+        name,
+        user: None,
+        audience: None,
+        scopes,
+        trusted_ips: client.trusted_ips.clone(),
+        created_at: now,
+        updated_at: now,
+        expires_at,
+        enabled: true,
+        disabled_reason: None,
+        revoked_at: None,
+        replaced_by: None,
+    }
+}
+
+/// CIDRs as stored (validated before storing); anything unparsable is skipped.
+pub fn parse_nets(items: &[String]) -> Vec<IpNet> {
+    items.iter().filter_map(|s| s.parse().ok()).collect()
+}
+
+fn header(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The identity the proxy attaches to requests made with `t`.
+fn identity_of(t: &TokenRecord) -> Identity {
+    let scopes = t.scopes.join(" ");
+    Identity {
+        token_id: t.id.clone(),
+        kind: t.kind,
+        client_id: t.client_id.clone(),
+        account: t.account.clone(),
+        user: t.user.clone(),
+        audience: t.audience.clone(),
+        scopes: t.scopes.clone(),
+        trusted_ips: parse_nets(&t.trusted_ips),
+        expires_at: t.expires_at,
+        client_id_header: header(&t.client_id),
+        token_id_header: header(&t.id),
+        scopes_header: header(&scopes),
+        audience_header: t.audience.as_deref().map(header),
+    }
+}
+
+/// Checks requested scopes (space-separated) against what the client holds. `None` asks for
+/// everything the client holds; `Err` names the first scope it may not have.
+pub fn narrow_scopes(requested: Option<&str>, held: &[String]) -> Result<Vec<String>, String> {
+    match requested {
+        None => Ok(held.to_vec()),
+        Some(req) => {
+            let mut out: Vec<String> = Vec::new();
+            for s in req.split(' ').filter(|s| !s.is_empty()) {
+                if !crate::config::valid_scope(s) || !held.iter().any(|h| h == s) {
+                    return Err(s.to_string());
+                }
+                if !out.iter().any(|o| o == s) {
+                    out.push(s.to_string());
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_narrow_to_a_subset_only() {
+        let held = vec!["read".to_string(), "write".to_string()];
+        assert_eq!(narrow_scopes(None, &held).unwrap(), held);
+        assert_eq!(narrow_scopes(Some("read"), &held).unwrap(), ["read"]);
+        assert_eq!(narrow_scopes(Some("read  read write"), &held).unwrap(), ["read", "write"]);
+        assert_eq!(narrow_scopes(Some("admin"), &held).unwrap_err(), "admin");
+        assert_eq!(narrow_scopes(Some("rea"), &held).unwrap_err(), "rea");
+    }
+}
