@@ -35,6 +35,17 @@ pub enum ClientAuthError {
     Store(StoreError),
 }
 
+/// Why an administrative operation (CLI) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no such {0}")]
+    NotFound(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
 /// Why a bearer credential was refused.
 #[derive(Debug)]
 pub enum BearerError {
@@ -177,6 +188,87 @@ impl Issuer {
             };
             self.store.upsert_client(record).await?;
         }
+        Ok(())
+    }
+
+    /// Creates a managed client and returns it with its secret, shown this once.
+    pub async fn create_client(
+        &self,
+        id: &str,
+        name: Option<String>,
+        account: Option<String>,
+        scopes: Vec<String>,
+        trusted_ips: Vec<IpNet>,
+    ) -> Result<(ClientRecord, String), AdminError> {
+        if !crate::config::valid_id(id) {
+            return Err(AdminError::Invalid(format!(
+                "client id '{id}' must be 1-128 of A-Z a-z 0-9 . _ : -"
+            )));
+        }
+        if let Some(bad) = scopes.iter().find(|s| !crate::config::valid_scope(s)) {
+            return Err(AdminError::Invalid(format!("'{bad}' is not a scope token")));
+        }
+        if self.store.get_client(id).await?.is_some() {
+            return Err(AdminError::Invalid(format!("client '{id}' already exists")));
+        }
+        let now = self.clock.now();
+        let minted = secret::mint(SecretKind::ClientSecret);
+        let record = ClientRecord {
+            id: id.to_string(),
+            name: name.unwrap_or_else(|| id.to_string()),
+            account: account.unwrap_or_else(|| id.to_string()),
+            secrets: vec![SecretHash {
+                hash: minted.hash,
+                created_at: now,
+                expires_at: None,
+            }],
+            keys: Vec::new(),
+            trusted_ips: trusted_ips.iter().map(|n| n.to_string()).collect(),
+            scopes,
+            enabled: true,
+            source: ClientSource::Managed,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.upsert_client(record.clone()).await?;
+        Ok((record, minted.value))
+    }
+
+    /// Gives a managed client a new secret; the old ones stay valid for `overlap`, then only
+    /// the new one works. Config-declared clients rotate by editing `secret_sha256`.
+    pub async fn rotate_client_secret(
+        &self,
+        id: &str,
+        overlap: std::time::Duration,
+    ) -> Result<String, AdminError> {
+        let Some(client) = self.store.get_client(id).await? else {
+            return Err(AdminError::NotFound(format!("client '{id}'")));
+        };
+        if client.source == ClientSource::Config {
+            return Err(AdminError::Invalid(format!(
+                "client '{id}' is declared in the config file: change its secret_sha256 there"
+            )));
+        }
+        let now = self.clock.now();
+        let minted = secret::mint(SecretKind::ClientSecret);
+        let new = SecretHash {
+            hash: minted.hash,
+            created_at: now,
+            expires_at: None,
+        };
+        self.store
+            .add_client_secret(id, new, Some(now + overlap.as_secs() as i64), now)
+            .await?;
+        Ok(minted.value)
+    }
+
+    /// Enables or disables a client; its tokens stop (or resume) working at once.
+    pub async fn set_client_enabled(&self, id: &str, enabled: bool) -> Result<(), AdminError> {
+        let now = self.clock.now();
+        if !self.store.set_client_enabled(id, enabled, now).await? {
+            return Err(AdminError::NotFound(format!("client '{id}'")));
+        }
+        self.cache.invalidate_all();
         Ok(())
     }
 

@@ -21,7 +21,7 @@ use crate::router::{AuthMode, Router, Target};
 use crate::store::{self, StoreError, StoreOptions};
 
 /// Opens the store named by `store.url`.
-async fn open_store(settings: &Settings) -> Result<Arc<dyn store::Store>, StoreError> {
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn store::Store>, StoreError> {
     let options = StoreOptions {
         durability: match settings.store.durability {
             Durability::Normal => store::Durability::Normal,
