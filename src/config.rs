@@ -600,26 +600,6 @@ pub fn valid_scope(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
-/// An ed25519 public key: base64 (standard or URL-safe, padding optional) of the 32 raw
-/// bytes, or a PEM SPKI block.
-pub fn decode_public_key(s: &str) -> Result<ed25519_dalek::VerifyingKey, String> {
-    use base64::Engine;
-    use ed25519_dalek::pkcs8::DecodePublicKey;
-    let t = s.trim();
-    if t.starts_with("-----BEGIN") {
-        return ed25519_dalek::VerifyingKey::from_public_key_pem(t)
-            .map_err(|_| "not an ed25519 PEM public key (SPKI)".to_string());
-    }
-    let cleaned: String = t.trim_end_matches('=').replace('-', "+").replace('_', "/");
-    let raw = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(cleaned)
-        .map_err(|_| "not base64 of 32 bytes, nor a PEM public key".to_string())?;
-    let bytes: [u8; 32] = raw
-        .try_into()
-        .map_err(|_| "an ed25519 public key is 32 bytes".to_string())?;
-    ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| "not a valid ed25519 point".to_string())
-}
-
 fn validate_clients(clients: &[RawClient]) -> Result<Vec<ClientSettings>, ConfigError> {
     let mut out: Vec<ClientSettings> = Vec::with_capacity(clients.len());
     for (i, c) in clients.iter().enumerate() {
@@ -648,8 +628,8 @@ fn validate_clients(clients: &[RawClient]) -> Result<Vec<ClientSettings>, Config
             if k.alg != "ed25519" {
                 return Err(invalid(format!("{kk}.alg"), format!("'{}' is not supported (ed25519)", k.alg)));
             }
-            let public_key = decode_public_key(&k.public_key)
-                .map_err(|e| invalid(format!("{kk}.public_key"), e))?;
+            let public_key = crate::httpsig::parse_public_key(&k.public_key)
+                .map_err(|e| invalid(format!("{kk}.public_key"), e.to_string()))?;
             keys.push(ClientKey {
                 id: k.id.clone(),
                 alg: k.alg.clone(),

@@ -1,0 +1,307 @@
+//! RFC 9421 HTTP Message Signatures for requests, Ed25519 only: parsing `Signature-Input` /
+//! `Signature`, building the signature base, verifying, signing, and the time policy.
+//! Pure: no I/O and no clock; choosing a signature, resolving its key and coverage policy belong to the gate.
+
+mod base;
+mod component;
+mod key;
+mod parse;
+mod sign;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+use std::fmt;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use http::HeaderMap;
+
+pub use base::signature_base;
+pub use component::Component;
+pub use key::{KeyError, parse_public_key};
+pub use parse::{
+    ParsedSignature, SigParam, SignatureParams, parse_signature_fields, parse_signatures,
+};
+pub use sign::{SignedHeaders, sign};
+
+/// The only algorithm this module verifies and signs with (RFC 9421 §3.3.6).
+pub const ALGORITHM: &str = "ed25519";
+
+/// Why a signature was refused. [`SigError::is_malformed`] tells a 400 (the request is broken)
+/// from a 401 (the request does not authenticate).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigError {
+    /// Neither `Signature-Input` nor `Signature` carries a signature.
+    #[error("no signature in the request")]
+    Missing,
+    /// A field is not a valid SF Dictionary, or a member has the wrong type.
+    #[error("malformed {field} field: {reason}")]
+    Malformed {
+        /// `signature-input` or `signature`.
+        field: &'static str,
+        /// What is wrong, without the field value.
+        reason: String,
+    },
+    /// The same label appears twice (across or within field lines).
+    #[error("duplicate signature label {label}")]
+    DuplicateLabel {
+        /// The repeated label.
+        label: String,
+    },
+    /// A label is in one of `Signature-Input` / `Signature` but not in the other.
+    #[error("signature label {label} is not in both signature-input and signature")]
+    LabelMismatch {
+        /// The unpaired label.
+        label: String,
+    },
+    /// A covered component identifier is not acceptable on a request (RFC 9421 §2, §2.5).
+    #[error("invalid component {component}: {reason}")]
+    InvalidComponent {
+        /// The identifier as serialised (or as given to the signer).
+        component: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A signature parameter is unknown, repeated or of the wrong type (RFC 9421 §2.3).
+    #[error("invalid signature parameter {name}: {reason}")]
+    InvalidParameter {
+        /// The parameter name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A covered component cannot be taken from this request (missing field, missing query
+    /// parameter or dictionary member, unusable value).
+    #[error("cannot resolve component {component}: {reason}")]
+    ComponentUnavailable {
+        /// The identifier as serialised.
+        component: String,
+        /// Why the value cannot be built.
+        reason: &'static str,
+    },
+    /// The `alg` parameter names an algorithm other than Ed25519.
+    #[error("signature algorithm {alg} is not allowed")]
+    AlgorithmNotAllowed {
+        /// The `alg` value received.
+        alg: String,
+    },
+    /// The signature does not verify (or is not 64 bytes long).
+    #[error("signature verification failed")]
+    InvalidSignature,
+    /// `expires` lies in the past (beyond the allowed skew).
+    #[error("signature expired at {expires}")]
+    Expired {
+        /// The `expires` parameter.
+        expires: i64,
+    },
+    /// `created` lies in the future (beyond the allowed skew).
+    #[error("signature created in the future at {created}")]
+    CreatedInFuture {
+        /// The `created` parameter.
+        created: i64,
+    },
+    /// `created` is older than the maximum age.
+    #[error("signature created at {created} is too old")]
+    TooOld {
+        /// The `created` parameter.
+        created: i64,
+    },
+    /// Policy requires `created` and the signature has none.
+    #[error("signature has no created parameter")]
+    MissingCreated,
+}
+
+impl SigError {
+    /// True when the request itself is broken (answer 400): a field that is not valid SF, a
+    /// wrong type, a label mismatch or duplicate, an unacceptable component identifier or
+    /// parameter. False when the request merely fails to authenticate (answer 401).
+    pub fn is_malformed(&self) -> bool {
+        match self {
+            SigError::Malformed { .. }
+            | SigError::DuplicateLabel { .. }
+            | SigError::LabelMismatch { .. }
+            | SigError::InvalidComponent { .. }
+            | SigError::InvalidParameter { .. } => true,
+            SigError::Missing
+            | SigError::ComponentUnavailable { .. }
+            | SigError::AlgorithmNotAllowed { .. }
+            | SigError::InvalidSignature
+            | SigError::Expired { .. }
+            | SigError::CreatedInFuture { .. }
+            | SigError::TooOld { .. }
+            | SigError::MissingCreated => false,
+        }
+    }
+}
+
+/// What the verifier (and signer) sees of a request. Build it with [`RequestView::new`].
+///
+/// `scheme` and `authority` must be the client's view (e.g. the configured public URL), never
+/// taken from unauthenticated `X-Forwarded-*` headers (RFC 9421 §7.4.3).
+#[derive(Clone, Copy)]
+pub struct RequestView<'a> {
+    /// The method exactly as received (case-sensitive).
+    pub method: &'a str,
+    /// `http` or `https`; lowercased when used.
+    pub scheme: &'a str,
+    /// External `host[:port]`; the host is lowercased and a default port dropped when used.
+    pub authority: &'a str,
+    /// Raw (undecoded) absolute path; empty means `/`.
+    pub path: &'a str,
+    /// Raw query without the `?`; `None` when the target has no `?`.
+    pub query: Option<&'a str>,
+    /// The request header section.
+    pub headers: &'a HeaderMap,
+    /// The request-target as on the HTTP/1.1 request line when it is not origin-form
+    /// (absolute-form, authority-form for CONNECT, or `*`). Default `None`: origin-form,
+    /// built from `path` and `query`.
+    pub request_target: Option<&'a str>,
+}
+
+impl<'a> RequestView<'a> {
+    /// A view of an origin-form request.
+    pub fn new(
+        method: &'a str,
+        scheme: &'a str,
+        authority: &'a str,
+        path: &'a str,
+        query: Option<&'a str>,
+        headers: &'a HeaderMap,
+    ) -> Self {
+        RequestView {
+            method,
+            scheme,
+            authority,
+            path,
+            query,
+            headers,
+            request_target: None,
+        }
+    }
+
+    /// The same view with a non-origin-form request-target (see [`RequestView::request_target`]).
+    pub fn with_request_target(self, request_target: &'a str) -> Self {
+        RequestView {
+            request_target: Some(request_target),
+            ..self
+        }
+    }
+
+    /// The path, `/` when empty (`@path`, RFC 9421 §2.2.6).
+    pub(crate) fn path_or_root(&self) -> &'a str {
+        if self.path.is_empty() { "/" } else { self.path }
+    }
+
+    /// The lowercased scheme (`@scheme`).
+    pub(crate) fn normalized_scheme(&self) -> Cow<'a, str> {
+        lowercase(self.scheme)
+    }
+
+    /// The normalised authority (`@authority`, RFC 9421 §2.2.3).
+    pub(crate) fn normalized_authority(&self) -> Cow<'a, str> {
+        normalize_authority(self.scheme, self.authority)
+    }
+}
+
+// Header values can hold credentials, so Debug shows only their names.
+impl fmt::Debug for RequestView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestView")
+            .field("method", &self.method)
+            .field("scheme", &self.scheme)
+            .field("authority", &self.authority)
+            .field("path", &self.path)
+            .field("has_query", &self.query.is_some())
+            .field("header_names", &self.headers.keys().collect::<Vec<_>>())
+            .field("request_target", &self.request_target)
+            .finish()
+    }
+}
+
+/// Lowercases the host and drops the scheme's default port (`:443` for https, `:80` for http,
+/// and an empty port), as `@authority` requires (RFC 9421 §2.2.3).
+pub fn normalize_authority<'a>(scheme: &str, authority: &'a str) -> Cow<'a, str> {
+    let host = match authority.rsplit_once(':') {
+        // The part before the colon must not hold another colon unless it is a bracketed IPv6
+        // literal, else the colon belongs to the address.
+        Some((host, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']')) =>
+        {
+            let default = (scheme.eq_ignore_ascii_case("https") && port == "443")
+                || (scheme.eq_ignore_ascii_case("http") && port == "80")
+                || port.is_empty();
+            if default { host } else { authority }
+        }
+        _ => authority,
+    };
+    lowercase(host)
+}
+
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// Verifies an Ed25519 signature over the raw base bytes with `verify_strict` (no pre-hash,
+/// small-order and non-canonical inputs rejected). The signature must be 64 bytes.
+pub fn verify_ed25519(base: &[u8], signature: &[u8], key: &VerifyingKey) -> Result<(), SigError> {
+    let signature = Signature::from_slice(signature).map_err(|_| SigError::InvalidSignature)?;
+    key.verify_strict(base, &signature)
+        .map_err(|_| SigError::InvalidSignature)
+}
+
+/// Rebuilds the base of `sig` from `view` and verifies it with `key`. An `alg` parameter other
+/// than `ed25519` fails first (RFC 9421 §3.2 step 6). Time, coverage and key selection are the
+/// caller's policy (see [`check_times`], [`ParsedSignature::covers`]).
+pub fn verify(
+    view: &RequestView<'_>,
+    sig: &ParsedSignature,
+    key: &VerifyingKey,
+) -> Result<(), SigError> {
+    if let Some(alg) = sig.params().alg()
+        && alg != ALGORITHM
+    {
+        return Err(SigError::AlgorithmNotAllowed {
+            alg: alg.to_owned(),
+        });
+    }
+    let base = signature_base(view, sig)?;
+    verify_ed25519(base.as_bytes(), sig.signature(), key)
+}
+
+/// The time policy, with the clock injected (`now` in UNIX seconds):
+/// - `expires` earlier than `now - skew` fails;
+/// - `created` later than `now + skew` fails;
+/// - `created` more than `max_age` seconds before `now` fails;
+/// - no `created` fails when `require_created`.
+pub fn check_times(
+    params: &SignatureParams,
+    now: i64,
+    max_age: u64,
+    skew: u64,
+    require_created: bool,
+) -> Result<(), SigError> {
+    // i128 so that no combination of i64 timestamps and u64 durations can overflow.
+    let now = i128::from(now);
+    let skew = i128::from(skew);
+    if let Some(expires) = params.expires()
+        && i128::from(expires) < now - skew
+    {
+        return Err(SigError::Expired { expires });
+    }
+    match params.created() {
+        Some(created) if i128::from(created) > now + skew => {
+            Err(SigError::CreatedInFuture { created })
+        }
+        Some(created) if now - i128::from(created) > i128::from(max_age) => {
+            Err(SigError::TooOld { created })
+        }
+        Some(_) => Ok(()),
+        None if require_created => Err(SigError::MissingCreated),
+        None => Ok(()),
+    }
+}
