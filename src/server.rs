@@ -4,7 +4,10 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -12,8 +15,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 
 use crate::config::TlsFiles;
 use crate::service::{Conn, Warden};
@@ -103,26 +108,31 @@ pub async fn run(listener: TcpListener, warden: Arc<Warden>, shutdown: impl Futu
             let _permit = permit;
             match tls {
                 None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let io = ProtocolDeadline::new(stream, handshake_timeout);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                     }
                 }
                 Some(acceptor) => {
-                    let tls_stream =
-                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(peer = %peer, error = %e, "tls handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(peer = %peer, "tls handshake timed out");
-                                return;
-                            }
-                        };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                    let tls_stream = match tokio::time::timeout(
+                        handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "tls handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(peer = %peer, "tls handshake timed out");
+                            return;
+                        }
+                    };
+                    let io = ProtocolDeadline::new(tls_stream, handshake_timeout);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                     }
@@ -132,11 +142,105 @@ pub async fn run(listener: TcpListener, warden: Arc<Warden>, shutdown: impl Futu
     }
 
     drop(listener);
-    tracing::info!(grace_ms = settings.shutdown_grace.as_millis() as u64, "shutting down: draining connections");
+    tracing::info!(
+        grace_ms = settings.shutdown_grace.as_millis() as u64,
+        "shutting down: draining connections"
+    );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(settings.shutdown_grace) => {
             tracing::warn!("grace period over with connections still open");
         }
+    }
+}
+
+/// The HTTP/2 connection preface: the bytes that tell an h2 client from an HTTP/1.1 one.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Bounds by `server.header_read_timeout` the wait for a client's first bytes. The `auto`
+/// builder reads until it can tell HTTP/1.1 from HTTP/2 with no timeout of its own, and hyper's
+/// header timeout starts only after that, so without this a client that connects and sends
+/// nothing (or part of the h2 preface) would hold a connection slot for ever.
+struct ProtocolDeadline<S> {
+    inner: S,
+    /// `None` once the protocol is settled: from then on reads pass straight through.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// How many bytes so far match [`H2_PREFACE`].
+    matched: usize,
+}
+
+impl<S> ProtocolDeadline<S> {
+    fn new(inner: S, timeout: Duration) -> Self {
+        Self {
+            inner,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            matched: 0,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ProtocolDeadline<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some(deadline) = this.deadline.as_mut() else {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        };
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let new = &buf.filled()[before..];
+                let expected = &H2_PREFACE[this.matched..];
+                let n = new.len().min(expected.len());
+                // Settled on EOF, on a byte that is not the preface, or on the whole preface.
+                if n == 0 || new[..n] != expected[..n] || n == expected.len() {
+                    this.deadline = None;
+                } else {
+                    this.matched += n;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no request within server.header_read_timeout",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ProtocolDeadline<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

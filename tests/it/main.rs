@@ -1,0 +1,4 @@
+//! The one integration test binary: each module starts real servers through [`harness`].
+
+mod foundation;
+mod harness;
