@@ -44,7 +44,12 @@ auth = "none"
     .expect("bench config");
     let router = Router::new(&settings.endpoints, settings.routes);
     c.bench_function("router/resolve_third_route", |b| {
-        b.iter(|| matches!(router.resolve(&Method::GET, black_box("/public/a/b/c")), Target::Proxy(_)))
+        b.iter(|| {
+            matches!(
+                router.resolve(&Method::GET, black_box("/public/a/b/c")),
+                Target::Proxy(_)
+            )
+        })
     });
 }
 
@@ -52,10 +57,22 @@ fn client_ip_and_headers(c: &mut Criterion) {
     let trusted = vec!["10.0.0.0/8".parse().expect("cidr")];
     let headers = typical_headers();
     c.bench_function("client_ip/untrusted_peer", |b| {
-        b.iter(|| client_ip::resolve(black_box("192.0.2.1".parse().expect("ip")), &headers, &trusted))
+        b.iter(|| {
+            client_ip::resolve(
+                black_box("192.0.2.1".parse().expect("ip")),
+                &headers,
+                &trusted,
+            )
+        })
     });
     c.bench_function("client_ip/trusted_peer_walks_xff", |b| {
-        b.iter(|| client_ip::resolve(black_box("10.0.0.1".parse().expect("ip")), &headers, &trusted))
+        b.iter(|| {
+            client_ip::resolve(
+                black_box("10.0.0.1".parse().expect("ip")),
+                &headers,
+                &trusted,
+            )
+        })
     });
     let origin = Origin {
         peer: "192.0.2.1".parse().expect("ip"),

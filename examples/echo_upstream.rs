@@ -31,12 +31,18 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         });
         let stream = tokio_stream_from(rx);
         let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-        resp.headers_mut()
-            .insert("content-type", hyper::header::HeaderValue::from_static("text/event-stream"));
+        resp.headers_mut().insert(
+            "content-type",
+            hyper::header::HeaderValue::from_static("text/event-stream"),
+        );
         return Ok(resp);
     }
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let headers: serde_json::Map<String, serde_json::Value> = parts
         .headers
         .iter()
@@ -50,8 +56,10 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         "body": String::from_utf8_lossy(&body),
     });
     let mut resp = Response::new(Full::new(Bytes::from(echo.to_string())).boxed());
-    resp.headers_mut()
-        .insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }
 
@@ -64,7 +72,9 @@ fn tokio_stream_from(
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:3000".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("echo upstream listening on http://{addr}");
     loop {

@@ -173,14 +173,24 @@ mod tests {
     #[test]
     fn expired_tokens_are_never_cached() {
         let c = TokenCache::new(10, Duration::from_secs(60), Duration::from_secs(1));
-        c.insert([2; 32], Cached::Valid(identity(Some(100))), c.generation(), 100);
+        c.insert(
+            [2; 32],
+            Cached::Valid(identity(Some(100))),
+            c.generation(),
+            100,
+        );
         assert!(c.get(&[2; 32]).is_none());
     }
 
     #[test]
     fn entries_do_not_outlive_their_token() {
         let c = TokenCache::new(10, Duration::from_secs(60), Duration::from_secs(1));
-        c.insert([3; 32], Cached::Valid(identity(Some(1001))), c.generation(), 1000);
+        c.insert(
+            [3; 32],
+            Cached::Valid(identity(Some(1001))),
+            c.generation(),
+            1000,
+        );
         assert!(c.get(&[3; 32]).is_some());
         std::thread::sleep(Duration::from_millis(1100));
         assert!(c.get(&[3; 32]).is_none());

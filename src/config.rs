@@ -399,7 +399,10 @@ impl Settings {
 
     fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
         let raw: RawConfig = figment.extract().map_err(|e| {
-            let e = e.into_iter().next().unwrap_or_else(|| figment::Error::from("invalid"));
+            let e = e
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| figment::Error::from("invalid"));
             ConfigError::Load {
                 key: e.path.join(".").to_ascii_lowercase(),
                 detail: e.kind.to_string(),
@@ -430,7 +433,10 @@ impl Settings {
             Some(t) => {
                 for (key, p) in [("server.tls.cert", &t.cert), ("server.tls.key", &t.key)] {
                     if !p.is_file() {
-                        return Err(invalid(key, format!("{} is not a readable file", p.display())));
+                        return Err(invalid(
+                            key,
+                            format!("{} is not a readable file", p.display()),
+                        ));
                     }
                 }
                 Some(TlsFiles {
@@ -461,7 +467,10 @@ impl Settings {
             )
         })?;
         let scheme = uri.scheme().cloned().ok_or_else(|| {
-            invalid("upstream.url", format!("'{}' has no scheme (http or https)", u.url))
+            invalid(
+                "upstream.url",
+                format!("'{}' has no scheme (http or https)", u.url),
+            )
         })?;
         if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
             return Err(invalid(
@@ -495,7 +504,10 @@ impl Settings {
                 return Err(invalid(*key, format!("'{p}' must start with /")));
             }
             if own[..i].iter().any(|(_, q)| q == p) {
-                return Err(invalid(*key, format!("'{p}' is already used by another endpoint")));
+                return Err(invalid(
+                    *key,
+                    format!("'{p}' is already used by another endpoint"),
+                ));
             }
         }
 
@@ -516,7 +528,10 @@ impl Settings {
             for m in &r.methods {
                 let upper = m.to_ascii_uppercase();
                 let method = Method::from_bytes(upper.as_bytes()).map_err(|_| {
-                    invalid(format!("{key}.methods"), format!("'{m}' is not an HTTP method"))
+                    invalid(
+                        format!("{key}.methods"),
+                        format!("'{m}' is not an HTTP method"),
+                    )
                 })?;
                 methods.push(method);
             }
@@ -574,13 +589,19 @@ fn validate_tokens(t: &RawTokens) -> Result<RawTokens, ConfigError> {
         return Err(invalid("tokens.access_ttl", "must be more than 0"));
     }
     if t.max_ttl < t.access_ttl {
-        return Err(invalid("tokens.max_ttl", "must be at least tokens.access_ttl"));
+        return Err(invalid(
+            "tokens.max_ttl",
+            "must be at least tokens.access_ttl",
+        ));
     }
     if t.cache_capacity == 0 {
         return Err(invalid("tokens.cache_capacity", "must be at least 1"));
     }
     if t.realm.is_empty() || t.realm.contains('"') || !t.realm.is_ascii() {
-        return Err(invalid("tokens.realm", "must be non-empty ASCII without quotes"));
+        return Err(invalid(
+            "tokens.realm",
+            "must be non-empty ASCII without quotes",
+        ));
     }
     if t.max_failed_auth == 0 {
         return Err(invalid("tokens.max_failed_auth", "must be at least 1"));
@@ -592,12 +613,15 @@ fn validate_tokens(t: &RawTokens) -> Result<RawTokens, ConfigError> {
 pub fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
 
 /// Whether `s` is a valid OAuth scope token (RFC 6749 §3.3).
 pub fn valid_scope(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 fn validate_clients(clients: &[RawClient]) -> Result<Vec<ClientSettings>, ConfigError> {
@@ -605,28 +629,46 @@ fn validate_clients(clients: &[RawClient]) -> Result<Vec<ClientSettings>, Config
     for (i, c) in clients.iter().enumerate() {
         let key = format!("clients[{i}]");
         if !valid_id(&c.id) {
-            return Err(invalid(format!("{key}.id"), format!("'{}' must be 1-128 of A-Z a-z 0-9 . _ : -", c.id)));
+            return Err(invalid(
+                format!("{key}.id"),
+                format!("'{}' must be 1-128 of A-Z a-z 0-9 . _ : -", c.id),
+            ));
         }
         if out.iter().any(|o| o.id == c.id) {
-            return Err(invalid(format!("{key}.id"), format!("'{}' is declared twice", c.id)));
+            return Err(invalid(
+                format!("{key}.id"),
+                format!("'{}' is declared twice", c.id),
+            ));
         }
         let secret_sha256 = crate::secret::parse_sha256_hex(&c.secret_sha256).ok_or_else(|| {
-            invalid(format!("{key}.secret_sha256"), "must be 64 hex digits (sha-256 of the secret)")
+            invalid(
+                format!("{key}.secret_sha256"),
+                "must be 64 hex digits (sha-256 of the secret)",
+            )
         })?;
         let trusted_ips = parse_cidrs(&format!("{key}.trusted_ips"), &c.trusted_ips)?;
         for (j, s) in c.scopes.iter().enumerate() {
             if !valid_scope(s) {
-                return Err(invalid(format!("{key}.scopes[{j}]"), format!("'{s}' is not a scope token")));
+                return Err(invalid(
+                    format!("{key}.scopes[{j}]"),
+                    format!("'{s}' is not a scope token"),
+                ));
             }
         }
         let mut keys = Vec::with_capacity(c.keys.len());
         for (j, k) in c.keys.iter().enumerate() {
             let kk = format!("{key}.keys[{j}]");
             if !valid_id(&k.id) {
-                return Err(invalid(format!("{kk}.id"), format!("'{}' is not a valid key id", k.id)));
+                return Err(invalid(
+                    format!("{kk}.id"),
+                    format!("'{}' is not a valid key id", k.id),
+                ));
             }
             if k.alg != "ed25519" {
-                return Err(invalid(format!("{kk}.alg"), format!("'{}' is not supported (ed25519)", k.alg)));
+                return Err(invalid(
+                    format!("{kk}.alg"),
+                    format!("'{}' is not supported (ed25519)", k.alg),
+                ));
             }
             let public_key = crate::httpsig::parse_public_key(&k.public_key)
                 .map_err(|e| invalid(format!("{kk}.public_key"), e.to_string()))?;
@@ -659,7 +701,12 @@ pub fn parse_cidrs(key: &str, items: &[String]) -> Result<Vec<IpNet>, ConfigErro
             let t = s.trim();
             t.parse::<IpNet>()
                 .or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| invalid(format!("{key}[{i}]"), format!("'{s}' is not a CIDR like 10.0.0.0/8")))
+                .map_err(|_| {
+                    invalid(
+                        format!("{key}[{i}]"),
+                        format!("'{s}' is not a CIDR like 10.0.0.0/8"),
+                    )
+                })
         })
         .collect()
 }
@@ -698,7 +745,8 @@ mod tests {
 
     #[test]
     fn bare_address_is_a_host_cidr() {
-        let s = Settings::from_toml("[server]\ntrusted_proxies = [\"10.1.2.3\", \"::1\"]\n").unwrap();
+        let s =
+            Settings::from_toml("[server]\ntrusted_proxies = [\"10.1.2.3\", \"::1\"]\n").unwrap();
         assert_eq!(s.server.trusted_proxies[0].to_string(), "10.1.2.3/32");
         assert_eq!(s.server.trusted_proxies[1].to_string(), "::1/128");
     }
@@ -716,7 +764,9 @@ mod tests {
 
     #[test]
     fn route_errors_name_the_route() {
-        let e = err("[[routes]]\npath = \"/a\"\nauth = \"none\"\n[[routes]]\npath = \"x\"\nauth = \"none\"\n");
+        let e = err(
+            "[[routes]]\npath = \"/a\"\nauth = \"none\"\n[[routes]]\npath = \"x\"\nauth = \"none\"\n",
+        );
         assert!(e.starts_with("routes[1].path:"), "{e}");
         let e = err("[[routes]]\npath = \"/a\"\nauth = \"magic\"\n");
         assert!(e.contains("auth"), "{e}");

@@ -258,7 +258,10 @@ impl Forwarder {
         }
         set_forwarded(&mut parts.headers, origin, authority.as_deref());
         if self.settings.preserve_host {
-            if let Some(v) = authority.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+            if let Some(v) = authority
+                .as_deref()
+                .and_then(|a| HeaderValue::from_str(a).ok())
+            {
                 parts.headers.insert(header::HOST, v);
             }
         } else {
@@ -274,7 +277,10 @@ impl Forwarder {
         let timeout = self.settings.timeout;
         let mut resp = match tokio::time::timeout(timeout, self.client.request(up_req)).await {
             Err(_) => {
-                tracing::warn!(timeout_ms = timeout.as_millis() as u64, "upstream timed out");
+                tracing::warn!(
+                    timeout_ms = timeout.as_millis() as u64,
+                    "upstream timed out"
+                );
                 return Err(Problem::UpstreamTimeout {
                     after_ms: timeout.as_millis(),
                 });
@@ -411,7 +417,10 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -435,7 +444,10 @@ mod tests {
 
     #[test]
     fn upgrade_survives_when_switching_protocols() {
-        let mut h = headers(&[("connection", "Upgrade, keep-alive"), ("upgrade", "websocket")]);
+        let mut h = headers(&[
+            ("connection", "Upgrade, keep-alive"),
+            ("upgrade", "websocket"),
+        ]);
         assert!(is_upgrade(&h));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
@@ -444,7 +456,11 @@ mod tests {
 
     #[test]
     fn identity_headers_from_clients_are_dropped() {
-        let mut h = headers(&[("x-warden-client-id", "admin"), ("X-Warden-Scopes", "all"), ("x-other", "1")]);
+        let mut h = headers(&[
+            ("x-warden-client-id", "admin"),
+            ("X-Warden-Scopes", "all"),
+            ("x-other", "1"),
+        ]);
         strip_identity(&mut h);
         assert_eq!(h.len(), 1);
     }
@@ -471,7 +487,10 @@ mod tests {
 
     #[test]
     fn trusted_peer_is_appended_to_the_chain() {
-        let mut h = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https")]);
+        let mut h = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+        ]);
         let origin = Origin {
             peer: "10.0.0.1".parse().unwrap(),
             peer_trusted: true,

@@ -288,7 +288,15 @@ impl Issuer {
         }
         let client = match self.store.get_client(client_id).await {
             Ok(Some(c)) => c,
-            Ok(None) => return Err(self.failed(&id_key, &ip_key, client_id, ip, ClientAuthError::UnknownClient)),
+            Ok(None) => {
+                return Err(self.failed(
+                    &id_key,
+                    &ip_key,
+                    client_id,
+                    ip,
+                    ClientAuthError::UnknownClient,
+                ));
+            }
             Err(e) => return Err(ClientAuthError::Store(e)),
         };
         // The network check comes before the secret: a stolen secret is useless from the
@@ -306,7 +314,13 @@ impl Issuer {
             ok |= bool::from(subtle::ConstantTimeEq::ct_eq(&presented[..], &s.hash[..]));
         }
         if !ok {
-            return Err(self.failed(&id_key, &ip_key, client_id, ip, ClientAuthError::WrongSecret));
+            return Err(self.failed(
+                &id_key,
+                &ip_key,
+                client_id,
+                ip,
+                ClientAuthError::WrongSecret,
+            ));
         }
         if !client.enabled {
             return Err(self.failed(&id_key, &ip_key, client_id, ip, ClientAuthError::Disabled));
@@ -347,8 +361,15 @@ impl Issuer {
     ) -> Result<Issued, StoreError> {
         let now = self.clock.now();
         let ttl = self.cfg.access_ttl.as_secs() as i64;
-        self.issue(client, TokenKind::Access, scopes, Some(now + ttl), None, now)
-            .await
+        self.issue(
+            client,
+            TokenKind::Access,
+            scopes,
+            Some(now + ttl),
+            None,
+            now,
+        )
+        .await
     }
 
     /// Issues a long-lived API key with the client's full scopes.
@@ -358,8 +379,15 @@ impl Issuer {
         name: Option<String>,
     ) -> Result<Issued, StoreError> {
         let now = self.clock.now();
-        self.issue(client, TokenKind::ApiKey, client.scopes.clone(), None, name, now)
-            .await
+        self.issue(
+            client,
+            TokenKind::ApiKey,
+            client.scopes.clone(),
+            None,
+            name,
+            now,
+        )
+        .await
     }
 
     async fn issue(
@@ -401,7 +429,14 @@ impl Issuer {
         let record = TokenRecord {
             hash: minted.hash,
             name: old.name.clone(),
-            ..new_token_record(&client, TokenKind::ApiKey, old.scopes.clone(), None, None, now)
+            ..new_token_record(
+                &client,
+                TokenKind::ApiKey,
+                old.scopes.clone(),
+                None,
+                None,
+                now,
+            )
         };
         if !self
             .store
@@ -578,7 +613,10 @@ mod tests {
         let held = vec!["read".to_string(), "write".to_string()];
         assert_eq!(narrow_scopes(None, &held).unwrap(), held);
         assert_eq!(narrow_scopes(Some("read"), &held).unwrap(), ["read"]);
-        assert_eq!(narrow_scopes(Some("read  read write"), &held).unwrap(), ["read", "write"]);
+        assert_eq!(
+            narrow_scopes(Some("read  read write"), &held).unwrap(),
+            ["read", "write"]
+        );
         assert_eq!(narrow_scopes(Some("admin"), &held).unwrap_err(), "admin");
         assert_eq!(narrow_scopes(Some("rea"), &held).unwrap_err(), "rea");
     }

@@ -10,10 +10,19 @@ use warden::store::TokenKind;
 use warden::{Settings, Warden};
 
 #[derive(Parser)]
-#[command(name = "warden", version, about = "Authentication sidecar for HTTP APIs")]
+#[command(
+    name = "warden",
+    version,
+    about = "Authentication sidecar for HTTP APIs"
+)]
 struct Cli {
     /// Configuration file (TOML); `WARDEN_…` environment variables override it.
-    #[arg(long, global = true, default_value = "config/warden.toml", env = "WARDEN_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "config/warden.toml",
+        env = "WARDEN_CONFIG"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -107,11 +116,15 @@ fn main() -> ExitCode {
     }
 }
 
-type AdminFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), AdminError>> + 'a>>;
+type AdminFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), AdminError>> + 'a>>;
 
 /// Runs an administrative command against the store named in the configuration.
 fn admin(settings: Settings, run: impl for<'a> FnOnce(&'a Issuer) -> AdminFuture<'a>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("warden: cannot start the runtime: {e}");
@@ -152,12 +165,17 @@ async fn client_cmd(issuer: &Issuer, cmd: ClientCmd) -> Result<(), AdminError> {
         } => {
             let nets = warden::config::parse_cidrs("--trusted-ip", &trusted_ips)
                 .map_err(|e| AdminError::Invalid(e.to_string()))?;
-            let (client, secret) = issuer.create_client(&id, name, account, scopes, nets).await?;
+            let (client, secret) = issuer
+                .create_client(&id, name, account, scopes, nets)
+                .await?;
             println!("client created: {}", client.id);
             println!("client secret (shown once, store it now): {secret}");
         }
         ClientCmd::List => {
-            println!("{:<32} {:<24} {:<8} {:<8} scopes", "id", "account", "enabled", "source");
+            println!(
+                "{:<32} {:<24} {:<8} {:<8} scopes",
+                "id", "account", "enabled", "source"
+            );
             for c in issuer.store().list_clients().await? {
                 println!(
                     "{:<32} {:<24} {:<8} {:<8} {}",
@@ -176,7 +194,9 @@ async fn client_cmd(issuer: &Issuer, cmd: ClientCmd) -> Result<(), AdminError> {
             let secrets: Vec<_> = c
                 .secrets
                 .iter()
-                .map(|s| serde_json::json!({"created_at": s.created_at, "expires_at": s.expires_at}))
+                .map(
+                    |s| serde_json::json!({"created_at": s.created_at, "expires_at": s.expires_at}),
+                )
                 .collect();
             let keys: Vec<_> = c
                 .keys
@@ -188,7 +208,10 @@ async fn client_cmd(issuer: &Issuer, cmd: ClientCmd) -> Result<(), AdminError> {
                 "source": c.source.as_str(), "scopes": c.scopes, "trusted_ips": c.trusted_ips,
                 "keys": keys, "secrets": secrets, "created_at": c.created_at, "updated_at": c.updated_at,
             });
-            println!("{}", serde_json::to_string_pretty(&shown).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&shown).unwrap_or_default()
+            );
         }
         ClientCmd::Disable { id } => {
             issuer.set_client_enabled(&id, false).await?;
@@ -224,8 +247,15 @@ async fn api_key_cmd(issuer: &Issuer, cmd: ApiKeyCmd) -> Result<(), AdminError> 
             let Some(c) = issuer.store().get_client(&client).await? else {
                 return Err(AdminError::NotFound(format!("client '{client}'")));
             };
-            println!("{:<36} {:<20} {:<12} {:<12} replaced_by", "id", "name", "created_at", "revoked_at");
-            for t in issuer.store().list_tokens(&c.account, Some(TokenKind::ApiKey)).await? {
+            println!(
+                "{:<36} {:<20} {:<12} {:<12} replaced_by",
+                "id", "name", "created_at", "revoked_at"
+            );
+            for t in issuer
+                .store()
+                .list_tokens(&c.account, Some(TokenKind::ApiKey))
+                .await?
+            {
                 if t.client_id != c.id {
                     continue;
                 }
@@ -234,7 +264,9 @@ async fn api_key_cmd(issuer: &Issuer, cmd: ApiKeyCmd) -> Result<(), AdminError> 
                     t.id,
                     t.name.as_deref().unwrap_or("-"),
                     t.created_at,
-                    t.revoked_at.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                    t.revoked_at
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     t.replaced_by.as_deref().unwrap_or("-")
                 );
             }
@@ -243,7 +275,10 @@ async fn api_key_cmd(issuer: &Issuer, cmd: ApiKeyCmd) -> Result<(), AdminError> 
             Some(issued) => {
                 println!("api key revoked: {id}");
                 println!("replacement api key: {}", issued.record.id);
-                println!("replacement value (shown once, store it now): {}", issued.value);
+                println!(
+                    "replacement value (shown once, store it now): {}",
+                    issued.value
+                );
             }
             None => return Err(AdminError::NotFound(format!("active api key '{id}'"))),
         },

@@ -241,13 +241,22 @@ impl OAuthError {
         let description: String = self
             .description
             .chars()
-            .map(|c| if c == '"' || c == '\\' || !(' '..='~').contains(&c) { '\'' } else { c })
+            .map(|c| {
+                if c == '"' || c == '\\' || !(' '..='~').contains(&c) {
+                    '\''
+                } else {
+                    c
+                }
+            })
             .collect();
         let json = serde_json::json!({"error": self.error, "error_description": description});
         let mut resp = Response::new(full(json.to_string()));
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if let Some(c) = self.challenge {

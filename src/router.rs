@@ -238,22 +238,39 @@ mod tests {
             name: p.into(),
             pattern: PathPattern::parse(p).unwrap(),
             methods: methods.to_vec(),
-            policy: Policy { auth: AuthMode::None },
+            policy: Policy {
+                auth: AuthMode::None,
+            },
         };
         let endpoints = crate::Settings::from_toml("").unwrap().endpoints;
         let r = Router::new(
             &endpoints,
-            vec![route("/a", &[Method::GET]), route("/a", &[Method::PUT]), route("/**", &[Method::POST])],
+            vec![
+                route("/a", &[Method::GET]),
+                route("/a", &[Method::PUT]),
+                route("/**", &[Method::POST]),
+            ],
         );
-        assert!(matches!(r.resolve(&Method::GET, "/healthz"), Target::Health));
-        assert!(matches!(r.resolve(&Method::GET, "/a"), Target::Proxy(rt) if rt.methods == [Method::GET]));
+        assert!(matches!(
+            r.resolve(&Method::GET, "/healthz"),
+            Target::Health
+        ));
+        assert!(
+            matches!(r.resolve(&Method::GET, "/a"), Target::Proxy(rt) if rt.methods == [Method::GET])
+        );
         match r.resolve(&Method::DELETE, "/a") {
             Target::MethodNotAllowed(allow) => assert_eq!(allow, "GET, POST, PUT"),
             other => panic!("{other:?}"),
         }
         assert!(matches!(r.resolve(&Method::POST, "/zzz"), Target::Proxy(_)));
-        assert!(matches!(r.resolve(&Method::POST, "/v1/oauth/token"), Target::OAuthToken));
+        assert!(matches!(
+            r.resolve(&Method::POST, "/v1/oauth/token"),
+            Target::OAuthToken
+        ));
         let empty = Router::new(&endpoints, vec![]);
-        assert!(matches!(empty.resolve(&Method::GET, "/a"), Target::NotFound));
+        assert!(matches!(
+            empty.resolve(&Method::GET, "/a"),
+            Target::NotFound
+        ));
     }
 }

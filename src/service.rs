@@ -116,8 +116,14 @@ impl Warden {
             Target::Ready => ("readyz", self.ready().await),
             Target::NotFound => ("-", Problem::RouteNotFound.into_response()),
             Target::Auth => ("auth", auth::handle(&self.issuer, req, client_ip).await),
-            Target::OAuthToken => ("oauth_token", oauth::token(&self.issuer, req, client_ip).await),
-            Target::OAuthRevoke => ("oauth_revoke", oauth::revoke(&self.issuer, req, client_ip).await),
+            Target::OAuthToken => (
+                "oauth_token",
+                oauth::token(&self.issuer, req, client_ip).await,
+            ),
+            Target::OAuthRevoke => (
+                "oauth_revoke",
+                oauth::revoke(&self.issuer, req, client_ip).await,
+            ),
             Target::OAuthIntrospect => (
                 "oauth_introspect",
                 oauth::introspect(&self.issuer, req, client_ip).await,
@@ -151,7 +157,11 @@ impl Warden {
 
     /// The bearer check of a proxied route: who the credential identifies, and whether it may
     /// be used from `client_ip`.
-    async fn bearer(&self, req: &Request<Incoming>, client_ip: IpAddr) -> Result<Arc<Identity>, Problem> {
+    async fn bearer(
+        &self,
+        req: &Request<Incoming>,
+        client_ip: IpAddr,
+    ) -> Result<Arc<Identity>, Problem> {
         let value = match bearer::presented(req.headers()) {
             Presented::Bearer(v) => v,
             Presented::Missing => {
@@ -203,7 +213,11 @@ impl Warden {
             None
         };
         let outgoing = req.map(|b| forward::limit_body(b, limit));
-        match self.forwarder.forward(outgoing, origin, upgrade, identity).await {
+        match self
+            .forwarder
+            .forward(outgoing, origin, upgrade, identity)
+            .await
+        {
             Ok(resp) => resp,
             Err(problem) => problem.into_response(),
         }
@@ -224,7 +238,10 @@ impl Warden {
             let port = authority
                 .port_u16()
                 .unwrap_or_else(|| self.forwarder.default_port());
-            let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+            let host = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
             let probe = tokio::net::TcpStream::connect((host, port));
             match tokio::time::timeout(Duration::from_secs(1), probe).await {
                 Ok(Ok(_)) => {}

@@ -55,7 +55,10 @@ mod tests {
     #[test]
     fn credentials_never_reach_a_debug_string() {
         let mut h = HeaderMap::new();
-        h.insert("authorization", "Bearer wdn_at_supersecret".parse().unwrap());
+        h.insert(
+            "authorization",
+            "Bearer wdn_at_supersecret".parse().unwrap(),
+        );
         h.insert("cookie", "session=abc".parse().unwrap());
         h.insert("accept", "text/plain".parse().unwrap());
         let s = format!("{:?}", Redacted(&h));

@@ -66,7 +66,10 @@ mod tests {
 
     #[test]
     fn bearer_values_are_read_case_insensitively() {
-        assert_eq!(presented(&h(&["Bearer wdn_at_abc-._~+/=="])), Presented::Bearer("wdn_at_abc-._~+/=="));
+        assert_eq!(
+            presented(&h(&["Bearer wdn_at_abc-._~+/=="])),
+            Presented::Bearer("wdn_at_abc-._~+/==")
+        );
         assert_eq!(presented(&h(&["bearer abc"])), Presented::Bearer("abc"));
     }
 
@@ -78,9 +81,21 @@ mod tests {
 
     #[test]
     fn malformed_bearers_are_refused() {
-        assert!(matches!(presented(&h(&["Bearer"])), Presented::Malformed(_)));
-        assert!(matches!(presented(&h(&["Bearer a b"])), Presented::Malformed(_)));
-        assert!(matches!(presented(&h(&["Bearer ==="])), Presented::Malformed(_)));
-        assert!(matches!(presented(&h(&["Bearer a", "Bearer b"])), Presented::Malformed(_)));
+        assert!(matches!(
+            presented(&h(&["Bearer"])),
+            Presented::Malformed(_)
+        ));
+        assert!(matches!(
+            presented(&h(&["Bearer a b"])),
+            Presented::Malformed(_)
+        ));
+        assert!(matches!(
+            presented(&h(&["Bearer ==="])),
+            Presented::Malformed(_)
+        ));
+        assert!(matches!(
+            presented(&h(&["Bearer a", "Bearer b"])),
+            Presented::Malformed(_)
+        ));
     }
 }

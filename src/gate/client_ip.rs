@@ -93,7 +93,11 @@ mod tests {
 
     #[test]
     fn untrusted_peer_is_the_client_whatever_it_claims() {
-        let ip = resolve("203.0.113.9".parse().unwrap(), &xff(&["1.2.3.4"]), &nets(&["10.0.0.0/8"]));
+        let ip = resolve(
+            "203.0.113.9".parse().unwrap(),
+            &xff(&["1.2.3.4"]),
+            &nets(&["10.0.0.0/8"]),
+        );
         assert_eq!(ip.to_string(), "203.0.113.9");
     }
 
@@ -120,9 +124,18 @@ mod tests {
 
     #[test]
     fn ports_brackets_and_mapped_addresses_are_understood() {
-        assert_eq!(parse_element("[2001:db8::1]:443"), Some("2001:db8::1".parse().unwrap()));
-        assert_eq!(parse_element("192.0.2.1:8080"), Some("192.0.2.1".parse().unwrap()));
-        assert_eq!(parse_element("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            parse_element("[2001:db8::1]:443"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_element("192.0.2.1:8080"),
+            Some("192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_element("2001:db8::1"),
+            Some("2001:db8::1".parse().unwrap())
+        );
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert!(is_trusted(mapped, &nets(&["10.0.0.0/8"])));
     }

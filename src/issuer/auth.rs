@@ -15,7 +15,9 @@ use crate::problem::Problem;
 
 fn form_problem(e: FormError) -> Problem {
     match e {
-        FormError::TooLarge { limit } => Problem::PayloadTooLarge { limit: limit as u64 },
+        FormError::TooLarge { limit } => Problem::PayloadTooLarge {
+            limit: limit as u64,
+        },
         FormError::Unreadable => Problem::BadRequest {
             detail: "the body could not be read".into(),
         },
@@ -41,7 +43,11 @@ pub async fn handle(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Resp
     result.unwrap_or_else(Problem::into_response)
 }
 
-async fn create(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Result<Response<Body>, Problem> {
+async fn create(
+    issuer: &Issuer,
+    req: Request<Incoming>,
+    ip: IpAddr,
+) -> Result<Response<Body>, Problem> {
     let (parts, body) = req.into_parts();
     if form::media_type(&parts.headers).as_deref() != Some("application/x-www-form-urlencoded") {
         return Err(form_problem(FormError::UnsupportedMediaType));
@@ -65,16 +71,19 @@ async fn create(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Result<R
                 tracing::error!(error = %err, "store failed during client authentication");
                 Problem::StoreUnavailable
             }
-            ClientAuthError::UnknownClient | ClientAuthError::WrongSecret | ClientAuthError::Disabled => {
-                Problem::InvalidClient
-            }
+            ClientAuthError::UnknownClient
+            | ClientAuthError::WrongSecret
+            | ClientAuthError::Disabled => Problem::InvalidClient,
         })?;
     let scopes = narrow_scopes(params.get("scope").map(String::as_str), &client.scopes)
         .map_err(|scope| Problem::InvalidScope { scope })?;
-    let issued = issuer.issue_access_token(&client, scopes).await.map_err(|e| {
-        tracing::error!(error = %e, "store failed while issuing a token");
-        Problem::StoreUnavailable
-    })?;
+    let issued = issuer
+        .issue_access_token(&client, scopes)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "store failed while issuing a token");
+            Problem::StoreUnavailable
+        })?;
     let r = &issued.record;
     tracing::info!(client_id = %client.id, token_id = %r.id, "access token issued");
     let expires_in = r.expires_at.map(|e| e - r.created_at).unwrap_or(0);
@@ -92,7 +101,10 @@ async fn create(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Result<R
     let mut resp = Response::new(full(entity.to_string()));
     *resp.status_mut() = StatusCode::CREATED;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(resp)
@@ -133,7 +145,9 @@ async fn delete(issuer: &Issuer, req: Request<Incoming>) -> Result<Response<Body
     })?;
     // Another client's token looks exactly like an unknown one.
     let Some(token) = token.filter(|t| t.client_id == caller.client_id) else {
-        return Err(Problem::NotFound { what: "access token" });
+        return Err(Problem::NotFound {
+            what: "access token",
+        });
     };
     issuer.revoke(&token).await.map_err(|e| {
         tracing::error!(error = %e, "store failed while revoking");

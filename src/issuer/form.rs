@@ -23,7 +23,13 @@ pub enum FormError {
 /// The body's media type, lowercased, without parameters.
 pub fn media_type(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+    Some(
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// Reads a whole body of at most `limit` bytes.
@@ -68,13 +74,18 @@ pub fn parse_json(body: &[u8]) -> Result<Params, FormError> {
                 fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                     f.write_str("a JSON object")
                 }
-                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Strict, A::Error> {
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut m: A,
+                ) -> Result<Strict, A::Error> {
                     let mut out = Params::new();
                     let mut seen = Vec::new();
                     while let Some(k) = m.next_key::<String>()? {
                         let v: serde_json::Value = m.next_value()?;
                         if seen.contains(&k) {
-                            return Err(serde::de::Error::custom(format!("duplicate parameter {k}")));
+                            return Err(serde::de::Error::custom(format!(
+                                "duplicate parameter {k}"
+                            )));
                         }
                         seen.push(k.clone());
                         let text = match v {
@@ -103,14 +114,22 @@ pub fn parse_json(body: &[u8]) -> Result<Params, FormError> {
         .map_err(|e| {
             let msg = e.to_string();
             match msg.strip_prefix("duplicate parameter ") {
-                Some(rest) => FormError::Duplicate(rest.split(' ').next().unwrap_or("").to_string()),
-                None => FormError::Malformed("the body is not a JSON object of string parameters".into()),
+                Some(rest) => {
+                    FormError::Duplicate(rest.split(' ').next().unwrap_or("").to_string())
+                }
+                None => FormError::Malformed(
+                    "the body is not a JSON object of string parameters".into(),
+                ),
             }
         })
 }
 
 /// Parameters from a form or JSON body, by its media type.
-pub fn parse_params(headers: &HeaderMap, body: &[u8], allow_json: bool) -> Result<Params, FormError> {
+pub fn parse_params(
+    headers: &HeaderMap,
+    body: &[u8],
+    allow_json: bool,
+) -> Result<Params, FormError> {
     match media_type(headers).as_deref() {
         Some("application/x-www-form-urlencoded") => parse_form(body),
         Some("application/json") if allow_json => parse_json(body),
@@ -126,9 +145,13 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(FormError::Malformed("more than one Authorization header".into()));
+        return Err(FormError::Malformed(
+            "more than one Authorization header".into(),
+        ));
     }
-    let v = v.to_str().map_err(|_| FormError::Malformed("Authorization is not ASCII".into()))?;
+    let v = v
+        .to_str()
+        .map_err(|_| FormError::Malformed("Authorization is not ASCII".into()))?;
     let Some((scheme, rest)) = v.split_once(' ') else {
         return Ok(None);
     };
@@ -138,7 +161,8 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>
     let raw = base64::engine::general_purpose::STANDARD
         .decode(rest.trim())
         .map_err(|_| FormError::Malformed("Basic credentials are not base64".into()))?;
-    let text = String::from_utf8(raw).map_err(|_| FormError::Malformed("Basic credentials are not UTF-8".into()))?;
+    let text = String::from_utf8(raw)
+        .map_err(|_| FormError::Malformed("Basic credentials are not UTF-8".into()))?;
     let (id, secret) = text
         .split_once(':')
         .ok_or_else(|| FormError::Malformed("Basic credentials lack a ':'".into()))?;
@@ -157,7 +181,10 @@ mod tests {
 
     #[test]
     fn duplicates_are_refused_and_empty_values_are_absent() {
-        assert_eq!(parse_form(b"a=1&a=2"), Err(FormError::Duplicate("a".into())));
+        assert_eq!(
+            parse_form(b"a=1&a=2"),
+            Err(FormError::Duplicate("a".into()))
+        );
         let p = parse_form(b"a=&b=x+y%21").unwrap();
         assert_eq!(p.get("a"), None);
         assert_eq!(p["b"], "x y!");
@@ -170,18 +197,30 @@ mod tests {
         assert_eq!(p["n"], "3");
         assert!(parse_json(br#"{"a":{"b":1}}"#).is_err());
         assert!(parse_json(b"[1]").is_err());
-        assert_eq!(parse_json(br#"{"a":"1","a":"2"}"#), Err(FormError::Duplicate("a".into())));
+        assert_eq!(
+            parse_json(br#"{"a":"1","a":"2"}"#),
+            Err(FormError::Duplicate("a".into()))
+        );
     }
 
     #[test]
     fn basic_credentials_are_form_decoded() {
         let mut h = HeaderMap::new();
         // RFC 6749 §2.3.1 example, then a secret with reserved characters.
-        h.insert("authorization", "Basic czZCaGRSa3F0MzpnWDFmQmF0M2JW".parse().unwrap());
-        assert_eq!(basic_credentials(&h).unwrap(), Some(("s6BhdRkqt3".into(), "gX1fBat3bV".into())));
+        h.insert(
+            "authorization",
+            "Basic czZCaGRSa3F0MzpnWDFmQmF0M2JW".parse().unwrap(),
+        );
+        assert_eq!(
+            basic_credentials(&h).unwrap(),
+            Some(("s6BhdRkqt3".into(), "gX1fBat3bV".into()))
+        );
         let enc = base64::engine::general_purpose::STANDARD.encode("my%3Aclient:p%40ss+w%2Bord");
         h.insert("authorization", format!("Basic {enc}").parse().unwrap());
-        assert_eq!(basic_credentials(&h).unwrap(), Some(("my:client".into(), "p@ss w+ord".into())));
+        assert_eq!(
+            basic_credentials(&h).unwrap(),
+            Some(("my:client".into(), "p@ss w+ord".into()))
+        );
         h.insert("authorization", "Basic !!!".parse().unwrap());
         assert!(basic_credentials(&h).is_err());
         h.insert("authorization", "Bearer abc".parse().unwrap());

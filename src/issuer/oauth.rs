@@ -39,7 +39,10 @@ fn store_unavailable() -> OAuthError {
     OAuthError {
         status: StatusCode::SERVICE_UNAVAILABLE,
         retry_after: Some(1),
-        ..OAuthError::bad("temporarily_unavailable", "the token store did not answer; retry shortly")
+        ..OAuthError::bad(
+            "temporarily_unavailable",
+            "the token store did not answer; retry shortly",
+        )
     }
 }
 
@@ -55,9 +58,17 @@ async fn read_params(
         }
         .into_response());
     }
-    if req.uri().query().is_some_and(|q| q.contains("client_secret")) {
+    if req
+        .uri()
+        .query()
+        .is_some_and(|q| q.contains("client_secret"))
+    {
         // RFC 6749 §2.3.1: credentials MUST NOT be in the URI.
-        return Err(OAuthError::bad("invalid_request", "client credentials must not be sent in the URL").into_response());
+        return Err(OAuthError::bad(
+            "invalid_request",
+            "client credentials must not be sent in the URL",
+        )
+        .into_response());
     }
     let (parts, body) = req.into_parts();
     let limit = issuer.settings().max_request_bytes;
@@ -90,7 +101,10 @@ async fn authenticate(
             ));
         }
         (Some((id, _)), Some(body_id), None) if body_id != id => {
-            return Err(OAuthError::bad("invalid_request", "client_id differs from the Basic credentials"));
+            return Err(OAuthError::bad(
+                "invalid_request",
+                "client_id differs from the Basic credentials",
+            ));
         }
         (Some((id, secret)), _, None) => (id, secret, true),
         (None, Some(id), Some(secret)) => (id, secret, false),
@@ -116,13 +130,18 @@ async fn authenticate(
             },
             ClientAuthError::IpNotAllowed => OAuthError {
                 status: StatusCode::FORBIDDEN,
-                ..OAuthError::bad("access_denied", "requests from this address are not allowed for this client")
+                ..OAuthError::bad(
+                    "access_denied",
+                    "requests from this address are not allowed for this client",
+                )
             },
             ClientAuthError::Store(err) => {
                 tracing::error!(error = %err, "store failed during client authentication");
                 store_unavailable()
             }
-            ClientAuthError::UnknownClient | ClientAuthError::WrongSecret | ClientAuthError::Disabled => {
+            ClientAuthError::UnknownClient
+            | ClientAuthError::WrongSecret
+            | ClientAuthError::Disabled => {
                 OAuthError {
                     status: StatusCode::UNAUTHORIZED,
                     // RFC 6749 §5.2: after Basic, 401 MUST carry a Basic challenge.
@@ -137,7 +156,10 @@ fn json_no_store(status: StatusCode, value: serde_json::Value) -> Response<Body>
     let mut resp = Response::new(full(value.to_string()));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     resp
@@ -150,11 +172,16 @@ pub async fn token(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Respo
         Err(resp) => return resp,
     };
     match params.get("grant_type").map(String::as_str) {
-        None => return OAuthError::bad("invalid_request", "grant_type is required").into_response(),
+        None => {
+            return OAuthError::bad("invalid_request", "grant_type is required").into_response();
+        }
         Some("client_credentials") => {}
         Some(_) => {
-            return OAuthError::bad("unsupported_grant_type", "only client_credentials is supported")
-                .into_response();
+            return OAuthError::bad(
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            )
+            .into_response();
         }
     }
     let client = match authenticate(issuer, &headers, &mut params, ip).await {
@@ -164,8 +191,11 @@ pub async fn token(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Respo
     let scopes = match narrow_scopes(params.get("scope").map(String::as_str), &client.scopes) {
         Ok(s) => s,
         Err(bad) => {
-            return OAuthError::bad("invalid_scope", format!("the client may not request scope '{bad}'"))
-                .into_response();
+            return OAuthError::bad(
+                "invalid_scope",
+                format!("the client may not request scope '{bad}'"),
+            )
+            .into_response();
         }
     };
     match issuer.issue_access_token(&client, scopes).await {
