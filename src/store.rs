@@ -1,0 +1,442 @@
+//! Persistence: the [`Store`] trait, the records it keeps, and its backends ([`sqlite`]).
+//! It owns durability, schema and the atomicity of each operation; it decides no policy (what is
+//! expired, revoked or reused is the caller's call) and never reads the clock: `now` is passed in.
+
+pub mod sqlite;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// A SHA-256 digest: how secrets, token values and request fingerprints are kept.
+pub type Hash = [u8; 32];
+
+/// One hashed client secret. Two may be active at once during a rotation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretHash {
+    /// SHA-256 of the secret; the secret itself is never stored.
+    pub hash: Hash,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds after which the secret no longer authenticates; `None`: never expires.
+    pub expires_at: Option<i64>,
+}
+
+impl SecretHash {
+    /// Whether the secret still authenticates at `now`.
+    pub fn is_active(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|end| now < end)
+    }
+}
+
+/// A client's registered public key, named by the RFC 9421 `keyid`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKey {
+    /// The `keyid` a signature names; unique within one client.
+    pub key_id: String,
+    /// Signature algorithm, e.g. `ed25519`.
+    pub alg: String,
+    /// The raw public key bytes (ed25519: 32 bytes).
+    pub public_key: [u8; 32],
+}
+
+/// Where a client was declared, which says who may change it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientSource {
+    /// `[[clients]]` in the config file: rewritten by [`Store::upsert_client`] at every start.
+    Config,
+    /// Created at run time through the API.
+    Managed,
+}
+
+impl ClientSource {
+    /// The stored text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Managed => "managed",
+        }
+    }
+
+    /// Parses the stored text form.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "config" => Some(Self::Config),
+            "managed" => Some(Self::Managed),
+            _ => None,
+        }
+    }
+}
+
+/// An API client: who it is, how it authenticates, what it may do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    pub id: String,
+    pub name: String,
+    pub account: String,
+    /// Hashed secrets, oldest first.
+    pub secrets: Vec<SecretHash>,
+    /// Signing keys, in the order given.
+    pub keys: Vec<SigningKey>,
+    /// CIDRs the client may call from; validated by the caller before storing.
+    pub trusted_ips: Vec<String>,
+    pub scopes: Vec<String>,
+    pub enabled: bool,
+    pub source: ClientSource,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// What a token is; stored as text (`access`, `api_key`, `managed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// A short-lived bearer token from `/v1/auth` or `/v1/oauth/token`.
+    Access,
+    /// A long-lived user API key; revoking it may issue a replacement.
+    ApiKey,
+    /// A token created through the token-management API.
+    Managed,
+}
+
+impl TokenKind {
+    /// The stored text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::ApiKey => "api_key",
+            Self::Managed => "managed",
+        }
+    }
+
+    /// Parses the stored text form.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "access" => Some(Self::Access),
+            "api_key" => Some(Self::ApiKey),
+            "managed" => Some(Self::Managed),
+            _ => None,
+        }
+    }
+}
+
+/// An issued credential. Only the hash of its value is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Public identifier (e.g. `accessTokenId`); not a secret.
+    pub id: String,
+    /// SHA-256 of the token value; unique, and the key of [`Store::token_by_hash`].
+    pub hash: Hash,
+    pub kind: TokenKind,
+    pub client_id: String,
+    pub account: String,
+    pub name: Option<String>,
+    pub user: Option<String>,
+    pub audience: Option<String>,
+    pub scopes: Vec<String>,
+    /// CIDRs the token may be used from (on top of the client's).
+    pub trusted_ips: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+    /// Unix seconds; `None` for long-lived tokens.
+    pub expires_at: Option<i64>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    /// Unix seconds of the first revocation; a revoked token never comes back.
+    pub revoked_at: Option<i64>,
+    /// The id of the token that replaced this one ([`Store::replace_api_key`]).
+    pub replaced_by: Option<String>,
+}
+
+impl TokenRecord {
+    /// Whether the token authenticates at `now`: enabled, not revoked, not expired.
+    pub fn is_active(&self, now: i64) -> bool {
+        self.enabled && self.revoked_at.is_none() && self.expires_at.is_none_or(|end| now < end)
+    }
+}
+
+/// A recorded response, replayed for a repeated idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    pub status: u16,
+    /// Header names and raw values, in order; repeated names allowed.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+/// Where an idempotent request stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdempotencyState {
+    /// A request holds the key until `lease_until` (unix seconds); after that the reservation is
+    /// an orphan (its holder crashed) and the next [`Store::reserve_idempotency`] takes it over.
+    InFlight { lease_until: i64 },
+    /// The request completed with this response.
+    Done(StoredResponse),
+}
+
+/// `(client, key)` → the request it was first used for and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub client_id: String,
+    pub key: String,
+    /// Hash of the request (method, path, body digest…), chosen by the caller.
+    pub fingerprint: Hash,
+    pub state: IdempotencyState,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds after which the record is void and may be swept.
+    pub expires_at: i64,
+}
+
+/// The answer of [`Store::reserve_idempotency`].
+///
+/// The store compares fingerprints itself, inside the reserving transaction, so a caller never
+/// sees a record made for a different request: `InFlight` and `Done` always match the fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// The caller now holds the key: a new record, or one taken over because it had expired or its
+    /// in-flight lease had run out (the orphan of a crash). Run the request, then
+    /// [`Store::complete_idempotency`] or [`Store::release_idempotency`].
+    Reserved,
+    /// The same request is running elsewhere and holds the key until `lease_until`.
+    InFlight { lease_until: i64 },
+    /// The same request already completed: replay its response.
+    Done(Box<IdempotencyRecord>),
+    /// The key is live but was used for a different request (another fingerprint).
+    Mismatch,
+}
+
+/// A webhook event to write into the outbox in the same transaction as the change it reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// E.g. `AUTH.CREATED`.
+    pub event_type: String,
+    /// JSON text.
+    pub payload: String,
+    /// Unix seconds; also the first delivery attempt time.
+    pub created_at: i64,
+}
+
+/// An outbox entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEvent {
+    /// Increasing and never reused, so receivers can deduplicate on it.
+    pub id: i64,
+    pub event_type: String,
+    /// JSON text.
+    pub payload: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; `None` while pending.
+    pub delivered_at: Option<i64>,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Unix seconds of the next attempt.
+    pub next_attempt_at: i64,
+}
+
+/// How hard a commit tries to reach the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// A committed transaction survives a crash or `kill -9` of the process; a power loss or OS
+    /// crash may lose the last few transactions (SQLite: WAL with `synchronous=NORMAL`).
+    #[default]
+    Normal,
+    /// A committed transaction also survives a power loss, at the cost of an fsync per commit
+    /// (SQLite: `synchronous=FULL`; about 3× slower issuance on this machine's disk).
+    Full,
+}
+
+/// How to open a store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Default [`Durability::Normal`].
+    pub durability: Durability,
+    /// How long a write waits for another process's lock before failing. Default 5 s.
+    pub busy_timeout: Duration,
+    /// Read-only connections beside the single writer (SQLite). Default 4; 0 reads on the writer.
+    pub readers: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Normal,
+            busy_timeout: Duration::from_secs(5),
+            readers: 4,
+        }
+    }
+}
+
+/// What can go wrong in the store. Messages never include secrets or connection passwords.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported store url scheme {scheme:?}; this build supports sqlite")]
+    UnsupportedScheme { scheme: String },
+    #[error("empty store path")]
+    EmptyPath,
+    #[error("cannot create store directory {path}: {source}")]
+    CreateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database schema version {found} is newer than this build supports ({supported})")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("{op}: a record with the same id or hash already exists")]
+    Conflict { op: &'static str },
+    #[error("{op}: stored data is malformed: {detail}")]
+    Corrupt { op: &'static str, detail: String },
+    #[error("{op}: database error: {source}")]
+    Database {
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{op}: store task did not finish: {detail}")]
+    Task { op: &'static str, detail: String },
+}
+
+/// The persistence interface. Each call is one transaction, committed before it returns.
+///
+/// Narrow on purpose, so a shared backend (PostgreSQL, for several replicas) can implement it too;
+/// use it as `Arc<dyn Store>`. Every `bool` answer says whether the named record existed (and so
+/// whether anything could change); times are unix seconds from the caller's clock.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Checks that the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // --- clients ---
+
+    /// Creates or replaces a client with exactly what is given (secrets and keys included);
+    /// an existing client keeps its original `created_at`.
+    async fn upsert_client(&self, client: ClientRecord) -> Result<(), StoreError>;
+    async fn get_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
+    /// All clients, by id.
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
+    async fn set_client_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Rotation: existing secrets that would outlive `old_secrets_expire_at` now expire then
+    /// (`None` leaves them as they are), secrets already expired at `now` are dropped, and
+    /// `secret` is added. A secret the client already has is a [`StoreError::Conflict`].
+    async fn add_client_secret(
+        &self,
+        id: &str,
+        secret: SecretHash,
+        old_secrets_expire_at: Option<i64>,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Drops every client secret expired at `now`; returns how many.
+    async fn prune_expired_secrets(&self, now: i64) -> Result<u64, StoreError>;
+
+    // --- tokens ---
+
+    /// Stores a new token, and `event` in the outbox in the same transaction.
+    /// A token with the same id or hash is a [`StoreError::Conflict`].
+    async fn insert_token(
+        &self,
+        token: TokenRecord,
+        event: Option<NewEvent>,
+    ) -> Result<(), StoreError>;
+    /// The indexed lookup behind a cache miss; returns revoked and expired tokens too.
+    async fn token_by_hash(&self, hash: &Hash) -> Result<Option<TokenRecord>, StoreError>;
+    async fn get_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// An account's tokens (optionally of one kind), oldest first.
+    async fn list_tokens(
+        &self,
+        account: &str,
+        kind: Option<TokenKind>,
+    ) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Sets `revoked_at` once; later calls change nothing. `event` is written only by the call that
+    /// revokes.
+    async fn revoke_token(
+        &self,
+        id: &str,
+        now: i64,
+        event: Option<NewEvent>,
+    ) -> Result<bool, StoreError>;
+    /// Enabling clears `reason`.
+    async fn set_token_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        reason: Option<String>,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    async fn rename_token(&self, id: &str, name: String, now: i64) -> Result<bool, StoreError>;
+    /// Deletes the row; `event` is written only if there was one.
+    async fn delete_token(&self, id: &str, event: Option<NewEvent>) -> Result<bool, StoreError>;
+    /// Atomically revokes `old_id` (with `replaced_by = new.id`) and inserts `new`. `false`, and
+    /// nothing written, when `old_id` is unknown or already revoked.
+    async fn replace_api_key(
+        &self,
+        old_id: &str,
+        new: TokenRecord,
+        now: i64,
+        event: Option<NewEvent>,
+    ) -> Result<bool, StoreError>;
+    /// Deletes tokens that expired, or were revoked, before `before` (a retention cut-off);
+    /// returns how many.
+    async fn purge_expired_tokens(&self, before: i64) -> Result<u64, StoreError>;
+
+    // --- idempotency ---
+
+    /// Atomic insert-if-absent of `(client_id, key)`; see [`Reservation`]. A record whose
+    /// `expires_at` has passed counts as absent.
+    async fn reserve_idempotency(
+        &self,
+        client_id: &str,
+        key: &str,
+        fingerprint: Hash,
+        now: i64,
+        lease_until: i64,
+        expires_at: i64,
+    ) -> Result<Reservation, StoreError>;
+    /// Turns the in-flight reservation into `Done(response)`, kept until `expires_at`. `false`
+    /// when no in-flight reservation exists any more (released, swept or taken over and done).
+    async fn complete_idempotency(
+        &self,
+        client_id: &str,
+        key: &str,
+        response: StoredResponse,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError>;
+    /// Deletes an in-flight reservation so the key is free again (the request was not run).
+    async fn release_idempotency(&self, client_id: &str, key: &str) -> Result<bool, StoreError>;
+    /// Deletes at most `limit` records expired at `now`; call again while it returns `limit`.
+    async fn sweep_idempotency(&self, now: i64, limit: u32) -> Result<u64, StoreError>;
+
+    // --- webhook outbox ---
+
+    /// Undelivered events due at `now`, oldest due first.
+    async fn pending_events(&self, now: i64, limit: u32) -> Result<Vec<WebhookEvent>, StoreError>;
+    async fn mark_event_delivered(&self, id: i64, now: i64) -> Result<bool, StoreError>;
+    /// Counts a failed attempt and schedules the next one.
+    async fn mark_event_failed(&self, id: i64, next_attempt_at: i64) -> Result<bool, StoreError>;
+    /// Deletes at most `limit` events delivered before `before`; returns how many.
+    async fn purge_delivered_events(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
+}
+
+/// Opens the store named by `url` and brings its schema up to date.
+///
+/// Accepts `sqlite://data/warden.db`, `sqlite:data/warden.db`, `sqlite:///abs/warden.db`, a plain
+/// path, or `sqlite::memory:` (tests only: nothing survives). Parent directories are created.
+pub async fn open(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?))
+}

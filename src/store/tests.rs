@@ -1,0 +1,1003 @@
+//! Behaviour of every [`Store`] operation, through `Arc<dyn Store>` so a future backend can run
+//! the same tests. Backed here by SQLite files in temporary directories.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+use super::{
+    ClientRecord, ClientSource, Hash, IdempotencyState, NewEvent, Reservation, SecretHash,
+    SigningKey, Store, StoreError, StoreOptions, StoredResponse, TokenKind, TokenRecord, open,
+};
+
+const T0: i64 = 1_700_000_000;
+
+fn sha(seed: &str) -> Hash {
+    Sha256::digest(seed.as_bytes()).into()
+}
+
+struct Db {
+    _dir: TempDir,
+    path: PathBuf,
+    store: Arc<dyn Store>,
+}
+
+impl Db {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A nested path: open must create the parent directories.
+        let path = dir.path().join("nested").join("warden.db");
+        let store = open(
+            &format!("sqlite://{}", path.display()),
+            StoreOptions::default(),
+        )
+        .await
+        .expect("open");
+        Self {
+            _dir: dir,
+            path,
+            store,
+        }
+    }
+
+    /// Drops every connection, as a restarted process has none, then opens the file again.
+    async fn reopen(self) -> Self {
+        let Self { _dir, path, store } = self;
+        drop(store);
+        let store = open(path.to_str().expect("utf-8 path"), StoreOptions::default())
+            .await
+            .expect("reopen");
+        Self { _dir, path, store }
+    }
+}
+
+fn client(id: &str) -> ClientRecord {
+    ClientRecord {
+        id: id.to_owned(),
+        name: format!("{id} name"),
+        account: "acme".to_owned(),
+        secrets: vec![SecretHash {
+            hash: sha(&format!("{id} secret")),
+            created_at: T0,
+            expires_at: None,
+        }],
+        keys: vec![
+            SigningKey {
+                key_id: format!("{id}-ed25519"),
+                alg: "ed25519".to_owned(),
+                public_key: [7; 32],
+            },
+            SigningKey {
+                key_id: format!("{id}-ed25519-next"),
+                alg: "ed25519".to_owned(),
+                public_key: [8; 32],
+            },
+        ],
+        trusted_ips: vec!["127.0.0.1/32".to_owned(), "::1/128".to_owned()],
+        scopes: vec!["read".to_owned(), "write".to_owned()],
+        enabled: true,
+        source: ClientSource::Config,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+fn token(id: &str, kind: TokenKind) -> TokenRecord {
+    TokenRecord {
+        id: id.to_owned(),
+        hash: sha(&format!("{id} value")),
+        kind,
+        client_id: "c1".to_owned(),
+        account: "acme".to_owned(),
+        name: Some(format!("{id} name")),
+        user: Some("alice".to_owned()),
+        audience: Some("api".to_owned()),
+        scopes: vec![
+            "table://my.app.test.tokenapi".to_owned(),
+            "level://admin".to_owned(),
+        ],
+        trusted_ips: vec!["10.0.0.0/8".to_owned()],
+        created_at: T0,
+        updated_at: T0,
+        expires_at: Some(T0 + 3600),
+        enabled: true,
+        disabled_reason: None,
+        revoked_at: None,
+        replaced_by: None,
+    }
+}
+
+fn event(event_type: &str, at: i64) -> Option<NewEvent> {
+    Some(NewEvent {
+        event_type: event_type.to_owned(),
+        payload: format!(r#"{{"type":"{event_type}"}}"#),
+        created_at: at,
+    })
+}
+
+fn response(status: u16) -> StoredResponse {
+    StoredResponse {
+        status,
+        headers: vec![
+            ("content-type".to_owned(), b"application/json".to_vec()),
+            ("set-cookie".to_owned(), b"a=1".to_vec()),
+            ("set-cookie".to_owned(), vec![0xff, 0x00, 0x80]),
+            ("x-empty".to_owned(), Vec::new()),
+        ],
+        body: br#"{"ok":true}"#.to_vec(),
+    }
+}
+
+async fn event_types(store: &dyn Store) -> Vec<String> {
+    store
+        .pending_events(i64::MAX, 1000)
+        .await
+        .expect("pending")
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect()
+}
+
+#[tokio::test]
+async fn ping_answers_on_a_fresh_store() {
+    let db = Db::new().await;
+    db.store.ping().await.expect("ping");
+}
+
+#[tokio::test]
+async fn upserted_client_reads_back_whole_and_upsert_replaces_everything_but_created_at() {
+    let db = Db::new().await;
+    let c = client("c1");
+    db.store.upsert_client(c.clone()).await.expect("upsert");
+    assert_eq!(
+        db.store.get_client("c1").await.expect("get"),
+        Some(c.clone())
+    );
+
+    let mut changed = client("c1");
+    changed.name = "renamed".to_owned();
+    changed.keys.truncate(1);
+    changed.secrets = vec![SecretHash {
+        hash: sha("other"),
+        created_at: T0 + 10,
+        expires_at: Some(T0 + 100),
+    }];
+    changed.scopes = vec!["read".to_owned()];
+    changed.trusted_ips.clear();
+    changed.enabled = false;
+    changed.source = ClientSource::Managed;
+    changed.created_at = T0 + 10;
+    changed.updated_at = T0 + 10;
+    db.store
+        .upsert_client(changed.clone())
+        .await
+        .expect("upsert again");
+
+    let got = db
+        .store
+        .get_client("c1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        got.created_at, T0,
+        "created_at is kept from the first insert"
+    );
+    assert_eq!(
+        got,
+        ClientRecord {
+            created_at: T0,
+            ..changed
+        }
+    );
+    assert_eq!(db.store.get_client("nobody").await.expect("get"), None);
+}
+
+#[tokio::test]
+async fn list_clients_returns_every_client_with_its_own_secrets_and_keys() {
+    let db = Db::new().await;
+    for id in ["b", "a", "c"] {
+        db.store.upsert_client(client(id)).await.expect("upsert");
+    }
+    let listed = db.store.list_clients().await.expect("list");
+    assert_eq!(listed, vec![client("a"), client("b"), client("c")]);
+}
+
+#[tokio::test]
+async fn set_client_enabled_updates_and_reports_unknown_clients() {
+    let db = Db::new().await;
+    db.store.upsert_client(client("c1")).await.expect("upsert");
+    assert!(
+        db.store
+            .set_client_enabled("c1", false, T0 + 5)
+            .await
+            .expect("disable")
+    );
+    let got = db
+        .store
+        .get_client("c1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert!(!got.enabled);
+    assert_eq!(got.updated_at, T0 + 5);
+    assert!(
+        !db.store
+            .set_client_enabled("nobody", false, T0)
+            .await
+            .expect("unknown")
+    );
+}
+
+#[tokio::test]
+async fn secret_rotation_keeps_the_old_secret_until_the_overlap_ends() {
+    let db = Db::new().await;
+    db.store.upsert_client(client("c1")).await.expect("upsert");
+    let new = SecretHash {
+        hash: sha("new secret"),
+        created_at: T0 + 10,
+        expires_at: None,
+    };
+    let added = db
+        .store
+        .add_client_secret("c1", new.clone(), Some(T0 + 100), T0 + 10)
+        .await
+        .expect("rotate");
+    assert!(added);
+    let got = db
+        .store
+        .get_client("c1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(got.secrets.len(), 2);
+    assert_eq!(got.secrets[0].expires_at, Some(T0 + 100));
+    assert!(got.secrets[0].is_active(T0 + 99) && !got.secrets[0].is_active(T0 + 100));
+    assert_eq!(got.secrets[1], new);
+    assert_eq!(got.updated_at, T0 + 10);
+
+    // A second rotation after the overlap drops the expired secret and caps the current one.
+    let newer = SecretHash {
+        hash: sha("newer secret"),
+        created_at: T0 + 200,
+        expires_at: None,
+    };
+    db.store
+        .add_client_secret("c1", newer.clone(), Some(T0 + 200), T0 + 200)
+        .await
+        .expect("rotate again");
+    let got = db
+        .store
+        .get_client("c1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        got.secrets,
+        vec![newer.clone()],
+        "an overlap ending now drops the old at once"
+    );
+
+    let dup = db
+        .store
+        .add_client_secret("c1", newer, None, T0 + 300)
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict { .. })), "{dup:?}");
+    let unknown = db
+        .store
+        .add_client_secret("nobody", new, None, T0)
+        .await
+        .expect("unknown");
+    assert!(!unknown);
+}
+
+#[tokio::test]
+async fn prune_expired_secrets_drops_only_expired_ones() {
+    let db = Db::new().await;
+    let mut c = client("c1");
+    c.secrets.push(SecretHash {
+        hash: sha("old"),
+        created_at: T0,
+        expires_at: Some(T0 + 50),
+    });
+    db.store.upsert_client(c).await.expect("upsert");
+    assert_eq!(
+        db.store
+            .prune_expired_secrets(T0 + 49)
+            .await
+            .expect("prune"),
+        0
+    );
+    assert_eq!(
+        db.store
+            .prune_expired_secrets(T0 + 50)
+            .await
+            .expect("prune"),
+        1
+    );
+    let got = db
+        .store
+        .get_client("c1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(got.secrets, client("c1").secrets);
+}
+
+#[tokio::test]
+async fn inserted_token_is_found_by_hash_and_by_id() {
+    let db = Db::new().await;
+    let t = token("t1", TokenKind::Access);
+    db.store
+        .insert_token(t.clone(), None)
+        .await
+        .expect("insert");
+    assert_eq!(
+        db.store.token_by_hash(&t.hash).await.expect("by hash"),
+        Some(t.clone())
+    );
+    assert_eq!(db.store.get_token("t1").await.expect("by id"), Some(t));
+    assert_eq!(
+        db.store.token_by_hash(&sha("nope")).await.expect("miss"),
+        None
+    );
+    assert_eq!(db.store.get_token("nope").await.expect("miss"), None);
+}
+
+#[tokio::test]
+async fn token_with_no_optional_fields_round_trips() {
+    let db = Db::new().await;
+    let mut t = token("t1", TokenKind::ApiKey);
+    t.name = None;
+    t.user = None;
+    t.audience = None;
+    t.scopes.clear();
+    t.trusted_ips.clear();
+    t.expires_at = None;
+    db.store
+        .insert_token(t.clone(), None)
+        .await
+        .expect("insert");
+    assert_eq!(db.store.get_token("t1").await.expect("get"), Some(t));
+}
+
+#[tokio::test]
+async fn outbox_event_is_written_with_the_token_and_not_without_it() {
+    let db = Db::new().await;
+    let t = token("t1", TokenKind::Access);
+    db.store
+        .insert_token(t.clone(), event("AUTH.CREATED", T0))
+        .await
+        .expect("insert");
+    let pending = db.store.pending_events(T0, 10).await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].event_type, "AUTH.CREATED");
+    assert_eq!(pending[0].payload, r#"{"type":"AUTH.CREATED"}"#);
+    assert_eq!((pending[0].attempts, pending[0].delivered_at), (0, None));
+    assert_eq!(pending[0].next_attempt_at, T0);
+
+    // The same hash again conflicts, and its event rolls back with it.
+    let mut dup = token("t2", TokenKind::Access);
+    dup.hash = t.hash;
+    let err = db.store.insert_token(dup, event("AUTH.CREATED", T0)).await;
+    assert!(matches!(err, Err(StoreError::Conflict { .. })), "{err:?}");
+    let err = db
+        .store
+        .insert_token(token("t1", TokenKind::Access), event("AUTH.CREATED", T0))
+        .await;
+    assert!(matches!(err, Err(StoreError::Conflict { .. })), "{err:?}");
+    assert_eq!(event_types(db.store.as_ref()).await, ["AUTH.CREATED"]);
+    assert_eq!(db.store.get_token("t2").await.expect("get"), None);
+}
+
+#[tokio::test]
+async fn list_tokens_filters_by_account_and_kind_oldest_first() {
+    let db = Db::new().await;
+    let mut a = token("a", TokenKind::Managed);
+    a.created_at = T0 + 2;
+    let mut b = token("b", TokenKind::Managed);
+    b.created_at = T0 + 1;
+    let c = token("c", TokenKind::ApiKey);
+    let mut other = token("d", TokenKind::Managed);
+    other.account = "other".to_owned();
+    for t in [&a, &b, &c, &other] {
+        db.store
+            .insert_token(t.clone(), None)
+            .await
+            .expect("insert");
+    }
+    let all = db.store.list_tokens("acme", None).await.expect("list");
+    assert_eq!(all, vec![c.clone(), b.clone(), a.clone()]);
+    let managed = db
+        .store
+        .list_tokens("acme", Some(TokenKind::Managed))
+        .await
+        .expect("list");
+    assert_eq!(managed, vec![b, a]);
+    let none = db.store.list_tokens("nobody", None).await.expect("list");
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn revoke_token_is_idempotent_and_writes_one_event() {
+    let db = Db::new().await;
+    db.store
+        .insert_token(token("t1", TokenKind::Access), None)
+        .await
+        .expect("insert");
+    assert!(
+        db.store
+            .revoke_token("t1", T0 + 5, event("AUTH.DELETED", T0 + 5))
+            .await
+            .expect("revoke")
+    );
+    assert!(
+        db.store
+            .revoke_token("t1", T0 + 9, event("AUTH.DELETED", T0 + 9))
+            .await
+            .expect("again")
+    );
+    let got = db
+        .store
+        .get_token("t1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        got.revoked_at,
+        Some(T0 + 5),
+        "the first revocation time stays"
+    );
+    assert_eq!(got.updated_at, T0 + 5);
+    assert!(!got.is_active(T0 + 6));
+    assert_eq!(event_types(db.store.as_ref()).await, ["AUTH.DELETED"]);
+    assert!(
+        !db.store
+            .revoke_token("nope", T0, event("AUTH.DELETED", T0))
+            .await
+            .expect("unknown")
+    );
+    assert_eq!(event_types(db.store.as_ref()).await.len(), 1);
+}
+
+#[tokio::test]
+async fn disabling_a_token_records_the_reason_and_enabling_clears_it() {
+    let db = Db::new().await;
+    db.store
+        .insert_token(token("t1", TokenKind::Managed), None)
+        .await
+        .expect("insert");
+    let reason = Some("leaked".to_owned());
+    assert!(
+        db.store
+            .set_token_enabled("t1", false, reason.clone(), T0 + 1)
+            .await
+            .expect("off")
+    );
+    let got = db
+        .store
+        .get_token("t1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (got.enabled, got.disabled_reason, got.updated_at),
+        (false, reason, T0 + 1)
+    );
+    assert!(
+        db.store
+            .set_token_enabled("t1", true, Some("x".to_owned()), T0 + 2)
+            .await
+            .expect("on")
+    );
+    let got = db
+        .store
+        .get_token("t1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (got.enabled, got.disabled_reason, got.updated_at),
+        (true, None, T0 + 2)
+    );
+    assert!(
+        !db.store
+            .set_token_enabled("nope", true, None, T0)
+            .await
+            .expect("unknown")
+    );
+}
+
+#[tokio::test]
+async fn rename_token_changes_only_the_name() {
+    let db = Db::new().await;
+    let t = token("t1", TokenKind::Managed);
+    db.store
+        .insert_token(t.clone(), None)
+        .await
+        .expect("insert");
+    assert!(
+        db.store
+            .rename_token("t1", "new name".to_owned(), T0 + 3)
+            .await
+            .expect("rename")
+    );
+    let got = db
+        .store
+        .get_token("t1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        got,
+        TokenRecord {
+            name: Some("new name".to_owned()),
+            updated_at: T0 + 3,
+            ..t
+        }
+    );
+    assert!(
+        !db.store
+            .rename_token("nope", "x".to_owned(), T0)
+            .await
+            .expect("unknown")
+    );
+}
+
+#[tokio::test]
+async fn delete_token_removes_the_row_and_writes_its_event_once() {
+    let db = Db::new().await;
+    let t = token("t1", TokenKind::Managed);
+    db.store
+        .insert_token(t.clone(), None)
+        .await
+        .expect("insert");
+    assert!(
+        db.store
+            .delete_token("t1", event("TOKEN.DELETED", T0))
+            .await
+            .expect("delete")
+    );
+    assert_eq!(
+        db.store.token_by_hash(&t.hash).await.expect("by hash"),
+        None
+    );
+    assert!(
+        !db.store
+            .delete_token("t1", event("TOKEN.DELETED", T0))
+            .await
+            .expect("again")
+    );
+    assert_eq!(event_types(db.store.as_ref()).await, ["TOKEN.DELETED"]);
+}
+
+#[tokio::test]
+async fn replace_api_key_revokes_the_old_key_and_inserts_the_new_one_atomically() {
+    let db = Db::new().await;
+    let old = token("k1", TokenKind::ApiKey);
+    db.store
+        .insert_token(old.clone(), None)
+        .await
+        .expect("insert");
+    let new = token("k2", TokenKind::ApiKey);
+    let replaced = db
+        .store
+        .replace_api_key("k1", new.clone(), T0 + 7, event("KEY.REPLACED", T0 + 7))
+        .await
+        .expect("replace");
+    assert!(replaced);
+    let got = db
+        .store
+        .get_token("k1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(got.revoked_at, Some(T0 + 7));
+    assert_eq!(got.replaced_by.as_deref(), Some("k2"));
+    assert_eq!(
+        db.store.token_by_hash(&new.hash).await.expect("new"),
+        Some(new)
+    );
+
+    // The old key is revoked now: it cannot be replaced a second time.
+    let again = db
+        .store
+        .replace_api_key("k1", token("k3", TokenKind::ApiKey), T0 + 8, None)
+        .await
+        .expect("replace again");
+    assert!(!again);
+    assert_eq!(db.store.get_token("k3").await.expect("get"), None);
+    assert!(
+        !db.store
+            .replace_api_key("nope", token("k4", TokenKind::ApiKey), T0, None)
+            .await
+            .expect("unknown")
+    );
+    assert_eq!(event_types(db.store.as_ref()).await, ["KEY.REPLACED"]);
+}
+
+#[tokio::test]
+async fn failed_replacement_leaves_the_old_key_unrevoked() {
+    let db = Db::new().await;
+    db.store
+        .insert_token(token("k1", TokenKind::ApiKey), None)
+        .await
+        .expect("insert");
+    db.store
+        .insert_token(token("taken", TokenKind::ApiKey), None)
+        .await
+        .expect("insert");
+    let clash = token("taken", TokenKind::ApiKey);
+    let err = db
+        .store
+        .replace_api_key("k1", clash, T0 + 1, event("KEY.REPLACED", T0 + 1))
+        .await;
+    assert!(matches!(err, Err(StoreError::Conflict { .. })), "{err:?}");
+    let old = db
+        .store
+        .get_token("k1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((old.revoked_at, old.replaced_by), (None, None));
+    assert!(event_types(db.store.as_ref()).await.is_empty());
+}
+
+#[tokio::test]
+async fn purge_removes_tokens_expired_or_revoked_before_the_cutoff() {
+    let db = Db::new().await;
+    let mut expired = token("expired", TokenKind::Access);
+    expired.expires_at = Some(T0 + 10);
+    let mut live = token("live", TokenKind::Access);
+    live.expires_at = Some(T0 + 100);
+    let mut forever = token("forever", TokenKind::ApiKey);
+    forever.expires_at = None;
+    let mut revoked = token("revoked", TokenKind::ApiKey);
+    revoked.expires_at = None;
+    for t in [&expired, &live, &forever, &revoked] {
+        db.store
+            .insert_token(t.clone(), None)
+            .await
+            .expect("insert");
+    }
+    db.store
+        .revoke_token("revoked", T0 + 20, None)
+        .await
+        .expect("revoke");
+    assert_eq!(
+        db.store.purge_expired_tokens(T0 + 10).await.expect("purge"),
+        0
+    );
+    assert_eq!(
+        db.store.purge_expired_tokens(T0 + 50).await.expect("purge"),
+        2
+    );
+    let left: Vec<String> = db
+        .store
+        .list_tokens("acme", None)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(left, ["forever", "live"]);
+}
+
+#[tokio::test]
+async fn idempotency_key_goes_from_reserved_to_in_flight_to_done() {
+    let db = Db::new().await;
+    let s = db.store.as_ref();
+    let fp = sha("POST /orders body");
+    let r = s
+        .reserve_idempotency("c1", "k1", fp, T0, T0 + 30, T0 + 86_400)
+        .await;
+    assert_eq!(r.expect("reserve"), Reservation::Reserved);
+    let r = s
+        .reserve_idempotency("c1", "k1", fp, T0 + 1, T0 + 31, T0 + 86_400)
+        .await;
+    assert_eq!(
+        r.expect("reserve"),
+        Reservation::InFlight {
+            lease_until: T0 + 30
+        }
+    );
+    let r = s
+        .reserve_idempotency("c1", "k1", sha("other"), T0 + 1, T0 + 31, T0 + 86_400)
+        .await;
+    assert_eq!(r.expect("reserve"), Reservation::Mismatch);
+    // Keys are per client.
+    let r = s
+        .reserve_idempotency("c2", "k1", sha("other"), T0 + 1, T0 + 31, T0 + 86_400)
+        .await;
+    assert_eq!(r.expect("reserve"), Reservation::Reserved);
+
+    let done = s
+        .complete_idempotency("c1", "k1", response(201), T0 + 2, T0 + 86_400)
+        .await
+        .expect("complete");
+    assert!(done);
+    let r = s
+        .reserve_idempotency("c1", "k1", fp, T0 + 3, T0 + 33, T0 + 90_000)
+        .await;
+    let Reservation::Done(record) = r.expect("reserve") else {
+        panic!("expected Done");
+    };
+    assert_eq!(
+        (record.client_id.as_str(), record.key.as_str()),
+        ("c1", "k1")
+    );
+    assert_eq!(record.fingerprint, fp);
+    assert_eq!(record.state, IdempotencyState::Done(response(201)));
+    assert_eq!((record.created_at, record.expires_at), (T0, T0 + 86_400));
+    let r = s
+        .reserve_idempotency("c1", "k1", sha("other"), T0 + 3, T0 + 33, T0 + 90_000)
+        .await;
+    assert_eq!(r.expect("reserve"), Reservation::Mismatch);
+
+    // Completing twice, or a key never reserved, changes nothing.
+    let again = s
+        .complete_idempotency("c1", "k1", response(500), T0 + 4, T0 + 9)
+        .await;
+    assert!(!again.expect("complete again"));
+    let unknown = s
+        .complete_idempotency("c1", "nope", response(200), T0, T0 + 9)
+        .await;
+    assert!(!unknown.expect("complete unknown"));
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_by_the_next_request() {
+    let db = Db::new().await;
+    let s = db.store.as_ref();
+    let fp = sha("req");
+    let r = s
+        .reserve_idempotency("c1", "k1", fp, T0, T0 + 30, T0 + 86_400)
+        .await;
+    assert_eq!(r.expect("reserve"), Reservation::Reserved);
+    let r = s
+        .reserve_idempotency("c1", "k1", fp, T0 + 29, T0 + 59, T0 + 86_400)
+        .await;
+    assert_eq!(
+        r.expect("live lease"),
+        Reservation::InFlight {
+            lease_until: T0 + 30
+        }
+    );
+    // The holder crashed; at lease_until the key is free again, even for another request.
+    let r = s
+        .reserve_idempotency("c1", "k1", sha("new req"), T0 + 30, T0 + 60, T0 + 90_000)
+        .await;
+    assert_eq!(r.expect("takeover"), Reservation::Reserved);
+    let r = s
+        .reserve_idempotency("c1", "k1", sha("new req"), T0 + 31, T0 + 61, T0 + 90_000)
+        .await;
+    assert_eq!(
+        r.expect("new lease"),
+        Reservation::InFlight {
+            lease_until: T0 + 60
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_expired_done_record_no_longer_answers() {
+    let db = Db::new().await;
+    let s = db.store.as_ref();
+    let fp = sha("req");
+    s.reserve_idempotency("c1", "k1", fp, T0, T0 + 30, T0 + 100)
+        .await
+        .expect("reserve");
+    s.complete_idempotency("c1", "k1", response(200), T0 + 1, T0 + 100)
+        .await
+        .expect("complete");
+    let r = s
+        .reserve_idempotency("c1", "k1", sha("other"), T0 + 100, T0 + 130, T0 + 200)
+        .await;
+    assert_eq!(r.expect("reserve after expiry"), Reservation::Reserved);
+}
+
+#[tokio::test]
+async fn release_frees_an_in_flight_key_but_never_a_done_one() {
+    let db = Db::new().await;
+    let s = db.store.as_ref();
+    let fp = sha("req");
+    s.reserve_idempotency("c1", "k1", fp, T0, T0 + 30, T0 + 100)
+        .await
+        .expect("reserve");
+    assert!(s.release_idempotency("c1", "k1").await.expect("release"));
+    let r = s
+        .reserve_idempotency("c1", "k1", sha("other"), T0 + 1, T0 + 30, T0 + 100)
+        .await;
+    assert_eq!(r.expect("reserve again"), Reservation::Reserved);
+    s.complete_idempotency("c1", "k1", response(200), T0 + 2, T0 + 100)
+        .await
+        .expect("complete");
+    assert!(
+        !s.release_idempotency("c1", "k1")
+            .await
+            .expect("release done")
+    );
+    let r = s
+        .reserve_idempotency("c1", "k1", sha("other"), T0 + 3, T0 + 30, T0 + 100)
+        .await;
+    assert!(matches!(r.expect("still done"), Reservation::Done(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reservations_of_one_key_give_exactly_one_reserved() {
+    let db = Db::new().await;
+    let fp = sha("req");
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let store = Arc::clone(&db.store);
+            tokio::spawn(async move {
+                store
+                    .reserve_idempotency("c1", "k1", fp, T0, T0 + 30, T0 + 100)
+                    .await
+            })
+        })
+        .collect();
+    let mut reserved = 0;
+    let mut in_flight = 0;
+    for task in tasks {
+        match task.await.expect("join").expect("reserve") {
+            Reservation::Reserved => reserved += 1,
+            Reservation::InFlight { lease_until } => {
+                assert_eq!(lease_until, T0 + 30);
+                in_flight += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((reserved, in_flight), (1, 31));
+}
+
+#[tokio::test]
+async fn sweep_deletes_expired_records_in_bounded_batches() {
+    let db = Db::new().await;
+    let s = db.store.as_ref();
+    for i in 0..5 {
+        s.reserve_idempotency("c1", &format!("old{i}"), sha("r"), T0, T0 + 30, T0 + 50)
+            .await
+            .expect("reserve");
+    }
+    s.reserve_idempotency("c1", "young", sha("r"), T0, T0 + 500, T0 + 500)
+        .await
+        .expect("reserve");
+    assert_eq!(s.sweep_idempotency(T0 + 49, 10).await.expect("sweep"), 0);
+    assert_eq!(s.sweep_idempotency(T0 + 50, 2).await.expect("sweep"), 2);
+    assert_eq!(s.sweep_idempotency(T0 + 50, 2).await.expect("sweep"), 2);
+    assert_eq!(s.sweep_idempotency(T0 + 50, 2).await.expect("sweep"), 1);
+    assert_eq!(s.sweep_idempotency(T0 + 50, 2).await.expect("sweep"), 0);
+    let r = s
+        .reserve_idempotency("c1", "young", sha("r"), T0 + 50, T0 + 80, T0 + 500)
+        .await;
+    assert_eq!(
+        r.expect("kept"),
+        Reservation::InFlight {
+            lease_until: T0 + 500
+        }
+    );
+}
+
+#[tokio::test]
+async fn outbox_events_are_delivered_retried_and_purged() {
+    let db = Db::new().await;
+    let s = db.store.as_ref();
+    for (i, at) in [(1, T0 + 10), (2, T0), (3, T0 + 1000)] {
+        s.insert_token(
+            token(&format!("t{i}"), TokenKind::Access),
+            event(&format!("E{i}"), at),
+        )
+        .await
+        .expect("insert");
+    }
+    let due = s.pending_events(T0 + 10, 10).await.expect("pending");
+    let types: Vec<&str> = due.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["E2", "E1"], "due events only, oldest due first");
+    assert_eq!(s.pending_events(T0 + 10, 1).await.expect("limit").len(), 1);
+
+    let (e2, e1) = (due[0].id, due[1].id);
+    assert!(s.mark_event_failed(e2, T0 + 60).await.expect("fail"));
+    assert!(s.mark_event_delivered(e1, T0 + 11).await.expect("deliver"));
+    assert!(
+        s.pending_events(T0 + 59, 10)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    let retry = s.pending_events(T0 + 60, 10).await.expect("pending");
+    assert_eq!((retry[0].id, retry[0].attempts), (e2, 1));
+    assert!(!s.mark_event_delivered(e1, T0 + 12).await.expect("twice"));
+    assert!(!s.mark_event_failed(e1, T0 + 12).await.expect("delivered"));
+    assert!(!s.mark_event_failed(999, T0).await.expect("unknown"));
+
+    assert_eq!(
+        s.purge_delivered_events(T0 + 11, 10).await.expect("purge"),
+        0
+    );
+    assert_eq!(
+        s.purge_delivered_events(T0 + 12, 10).await.expect("purge"),
+        1
+    );
+    // Ids are never reused after a purge.
+    s.insert_token(token("t9", TokenKind::Access), event("E9", T0))
+        .await
+        .expect("insert");
+    let ids: Vec<i64> = s
+        .pending_events(i64::MAX, 10)
+        .await
+        .expect("pending")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert!(ids.iter().all(|&id| id != e1));
+    assert!(ids.iter().max() > Some(&e1.max(e2)));
+}
+
+#[tokio::test]
+async fn everything_written_is_there_after_a_reopen() {
+    let db = Db::new().await;
+    let c = client("c1");
+    let t = token("t1", TokenKind::Access);
+    let k = token("k1", TokenKind::ApiKey);
+    db.store.upsert_client(c.clone()).await.expect("upsert");
+    db.store
+        .insert_token(t.clone(), event("AUTH.CREATED", T0))
+        .await
+        .expect("insert");
+    db.store.insert_token(k, None).await.expect("insert");
+    db.store
+        .revoke_token("k1", T0 + 1, None)
+        .await
+        .expect("revoke");
+    let fp = sha("req");
+    db.store
+        .reserve_idempotency("c1", "done", fp, T0, T0 + 30, T0 + 100)
+        .await
+        .expect("reserve");
+    db.store
+        .complete_idempotency("c1", "done", response(201), T0, T0 + 100)
+        .await
+        .expect("complete");
+    db.store
+        .reserve_idempotency("c1", "flying", fp, T0, T0 + 30, T0 + 100)
+        .await
+        .expect("reserve");
+
+    let db = db.reopen().await;
+    let s = db.store.as_ref();
+    assert_eq!(s.get_client("c1").await.expect("get"), Some(c));
+    assert_eq!(s.token_by_hash(&t.hash).await.expect("get"), Some(t));
+    let k = s.get_token("k1").await.expect("get").expect("exists");
+    assert_eq!(k.revoked_at, Some(T0 + 1));
+    assert_eq!(event_types(s).await, ["AUTH.CREATED"]);
+    let r = s
+        .reserve_idempotency("c1", "done", fp, T0 + 1, T0 + 31, T0 + 100)
+        .await;
+    assert!(
+        matches!(r.expect("reserve"), Reservation::Done(rec) if rec.state == IdempotencyState::Done(response(201)))
+    );
+    let r = s
+        .reserve_idempotency("c1", "flying", fp, T0 + 1, T0 + 31, T0 + 100)
+        .await;
+    assert_eq!(
+        r.expect("reserve"),
+        Reservation::InFlight {
+            lease_until: T0 + 30
+        }
+    );
+}
+
+#[tokio::test]
+async fn in_memory_store_serves_reads_from_its_only_connection() {
+    let store = open("sqlite::memory:", StoreOptions::default())
+        .await
+        .expect("open");
+    let t = token("t1", TokenKind::Access);
+    store.insert_token(t.clone(), None).await.expect("insert");
+    assert_eq!(store.token_by_hash(&t.hash).await.expect("get"), Some(t));
+    store.ping().await.expect("ping");
+}
