@@ -106,7 +106,14 @@ pub struct Issuer {
     failed_auth_total: AtomicU64,
     challenge: HeaderValue,
     invalid_challenge: HeaderValue,
+    /// The store's change marker when the feed was last read.
+    feed_marker: AtomicU64,
+    /// The last change applied to the cache; the lock makes one request at a time catch up.
+    feed_seq: tokio::sync::Mutex<i64>,
 }
+
+/// How many changes one catch-up reads at most (it loops until done).
+const FEED_BATCH: u32 = 1000;
 
 impl Issuer {
     pub fn new(store: Arc<dyn Store>, cfg: RawTokens, clock: Clock) -> Self {
@@ -126,7 +133,51 @@ impl Issuer {
             failed_auth_total: AtomicU64::new(0),
             challenge,
             invalid_challenge,
+            feed_marker: AtomicU64::new(u64::MAX),
+            feed_seq: tokio::sync::Mutex::new(0),
         }
+    }
+
+    /// Starts following the change feed from now: earlier changes concern nothing cached.
+    pub async fn start_feed(&self) -> Result<(), StoreError> {
+        let mut seq = self.feed_seq.lock().await;
+        let marker = self.store.change_marker()?;
+        *seq = self.store.latest_change().await?;
+        self.feed_marker.store(marker, Ordering::Release);
+        Ok(())
+    }
+
+    /// Drops cached decisions about tokens and clients changed by any writer (this process,
+    /// an admin command, another replica on the same store) since the last look. Cheap when
+    /// nothing changed: one marker read.
+    async fn catch_up(&self) -> Result<(), StoreError> {
+        if self.store.change_marker()? == self.feed_marker.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut seq = self.feed_seq.lock().await;
+        // Read the marker before the changes: a commit after this read moves the marker again.
+        let marker = self.store.change_marker()?;
+        if marker == self.feed_marker.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        loop {
+            let changes = self.store.changes_since(*seq, FEED_BATCH).await?;
+            let full = changes.len() as u32 == FEED_BATCH;
+            for c in changes {
+                if let Some(h) = &c.token_hash {
+                    self.cache.invalidate(h);
+                }
+                if c.client_id.is_some() {
+                    self.cache.invalidate_all();
+                }
+                *seq = c.seq;
+            }
+            if !full {
+                break;
+            }
+        }
+        self.feed_marker.store(marker, Ordering::Release);
+        Ok(())
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -479,6 +530,7 @@ impl Issuer {
     pub async fn authenticate_bearer(&self, value: &str) -> Result<Arc<Identity>, BearerError> {
         let hash = secret::hash(value);
         let now = self.clock.now();
+        self.catch_up().await.map_err(BearerError::Store)?;
         match self.cache.get(&hash) {
             Some(Cached::Valid(id)) => {
                 // The cache never outlives a token, but the clock is the judge.

@@ -76,6 +76,7 @@ impl Warden {
         let store = open_store(&settings).await?;
         let issuer = Issuer::new(store, settings.tokens.clone(), clock);
         issuer.bootstrap(&settings.clients).await?;
+        issuer.start_feed().await?;
         Ok(Arc::new(Self {
             settings,
             router,

@@ -215,6 +215,14 @@ pub enum Reservation {
     Mismatch,
 }
 
+/// One entry of the change feed: a token (by hash) or a client changed or went away.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub seq: i64,
+    pub token_hash: Option<Hash>,
+    pub client_id: Option<String>,
+}
+
 /// A webhook event to write into the outbox in the same transaction as the change it reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewEvent {
@@ -316,6 +324,18 @@ pub enum StoreError {
 pub trait Store: Send + Sync {
     /// Checks that the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    // --- change feed: how every instance learns that a token or client changed ---
+
+    /// A cheap, synchronous marker (called on every authenticated request) that differs from
+    /// its last value whenever anything may have been committed since, by any writer.
+    fn change_marker(&self) -> Result<u64, StoreError>;
+    /// Changes to tokens and clients after `seq`, oldest first, at most `limit`.
+    async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError>;
+    /// The newest change's `seq` (0 when none).
+    async fn latest_change(&self) -> Result<i64, StoreError>;
+    /// Forgets changes recorded before `before` (unix seconds); returns how many.
+    async fn prune_changes(&self, before: i64) -> Result<u64, StoreError>;
 
     // --- clients ---
 

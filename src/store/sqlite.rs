@@ -19,6 +19,7 @@ use super::{
     Reservation, SecretHash, SigningKey, Store, StoreError, StoreOptions, StoredResponse,
     TokenKind, TokenRecord, WebhookEvent,
 };
+use crate::store::Change;
 
 /// Ordered schema migrations; `PRAGMA user_version` counts how many have run. Append only: never
 /// edit one that has shipped.
@@ -104,6 +105,26 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX webhook_outbox_delivered ON webhook_outbox (delivered_at)
         WHERE delivered_at IS NOT NULL;
     "#,
+    // 2: the change feed. Triggers record every change to a token or client, whoever made it
+    // (this process or an admin command in another), so every Warden on this file can drop
+    // what it cached about them before the next request.
+    r#"
+    CREATE TABLE changes (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        token_hash BLOB,
+        client_id  TEXT,
+        at         INTEGER NOT NULL DEFAULT (unixepoch())
+    ) STRICT;
+    CREATE INDEX changes_by_time ON changes (at);
+    CREATE TRIGGER tokens_changed AFTER UPDATE ON tokens
+        BEGIN INSERT INTO changes (token_hash) VALUES (OLD.hash); END;
+    CREATE TRIGGER tokens_deleted AFTER DELETE ON tokens
+        BEGIN INSERT INTO changes (token_hash) VALUES (OLD.hash); END;
+    CREATE TRIGGER clients_changed AFTER UPDATE ON clients
+        BEGIN INSERT INTO changes (client_id) VALUES (OLD.id); END;
+    CREATE TRIGGER clients_deleted AFTER DELETE ON clients
+        BEGIN INSERT INTO changes (client_id) VALUES (OLD.id); END;
+    "#,
 ];
 
 /// Distinct statements a connection keeps prepared (rusqlite's default of 16 is too few).
@@ -160,6 +181,9 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// Asked for `PRAGMA data_version` on every authenticated request: it changes whenever
+    /// another connection (our writer, or another process) commits. `None` in memory.
+    watch: Option<Mutex<Connection>>,
 }
 
 impl SqliteStore {
@@ -197,18 +221,23 @@ impl SqliteStore {
         };
         migrate(&mut writer)?;
         let mut reader_conns = Vec::with_capacity(readers);
+        let mut watch = None;
         if let Location::File(path) = location {
             for _ in 0..readers {
                 let conn = Connection::open(path).map_err(db(OP))?;
                 configure(&conn, options, true)?;
                 reader_conns.push(Mutex::new(conn));
             }
+            let conn = Connection::open(path).map_err(db(OP))?;
+            configure(&conn, options, true)?;
+            watch = Some(Mutex::new(conn));
         }
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Mutex::new(writer),
                 readers: reader_conns,
                 next_reader: AtomicUsize::new(0),
+                watch,
             }),
         })
     }
@@ -654,6 +683,60 @@ fn execute(
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn change_marker(&self) -> Result<u64, StoreError> {
+        const OP: &str = "change_marker";
+        let Some(watch) = &self.inner.watch else {
+            return Ok(0);
+        };
+        let conn = lock(watch);
+        conn.prepare_cached("PRAGMA data_version")
+            .and_then(|mut stmt| stmt.query_row([], |row| row.get::<_, i64>(0)))
+            .map(|v| v as u64)
+            .map_err(db(OP))
+    }
+
+    async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
+        const OP: &str = "changes_since";
+        self.read(OP, move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, token_hash, client_id FROM changes WHERE seq > ?1 \
+                     ORDER BY seq LIMIT ?2",
+                )
+                .map_err(db(OP))?;
+            let rows = stmt
+                .query_map(params![seq, limit], |row| {
+                    Ok(Change {
+                        seq: row.get(0)?,
+                        token_hash: row.get(1)?,
+                        client_id: row.get(2)?,
+                    })
+                })
+                .map_err(db(OP))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db(OP))
+        })
+        .await
+    }
+
+    async fn latest_change(&self) -> Result<i64, StoreError> {
+        const OP: &str = "latest_change";
+        self.read(OP, |conn| {
+            conn.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |row| {
+                row.get(0)
+            })
+            .map_err(db(OP))
+        })
+        .await
+    }
+
+    async fn prune_changes(&self, before: i64) -> Result<u64, StoreError> {
+        const OP: &str = "prune_changes";
+        self.write(OP, move |tx| {
+            execute(tx, OP, "DELETE FROM changes WHERE at < ?1", params![before]).map(|n| n as u64)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         const OP: &str = "ping";
         self.read(OP, |conn| {

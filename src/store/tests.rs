@@ -1001,3 +1001,50 @@ async fn in_memory_store_serves_reads_from_its_only_connection() {
     assert_eq!(store.token_by_hash(&t.hash).await.expect("get"), Some(t));
     store.ping().await.expect("ping");
 }
+
+#[tokio::test]
+async fn the_change_feed_sees_token_and_client_changes_from_another_process() {
+    let db = Db::new().await;
+    db.store
+        .insert_token(token("t1", TokenKind::Access), None)
+        .await
+        .expect("insert");
+    db.store.upsert_client(client("c1")).await.expect("client");
+    let marker = db.store.change_marker().expect("marker");
+    let base = db.store.latest_change().await.expect("latest");
+    // A second store on the same file stands for an admin command in another process.
+    let other = open(
+        &format!("sqlite://{}", db.path.display()),
+        StoreOptions::default(),
+    )
+    .await
+    .expect("second open");
+    assert!(
+        other
+            .revoke_token("t1", T0 + 1, None)
+            .await
+            .expect("revoke")
+    );
+    assert!(
+        other
+            .set_client_enabled("c1", false, T0 + 1)
+            .await
+            .expect("disable")
+    );
+    assert_ne!(db.store.change_marker().expect("marker"), marker);
+    let changes = db.store.changes_since(base, 10).await.expect("changes");
+    assert_eq!(changes.len(), 2);
+    assert_eq!(
+        changes[0].token_hash,
+        Some(token("t1", TokenKind::Access).hash)
+    );
+    assert_eq!(changes[1].client_id.as_deref(), Some("c1"));
+    assert!(changes[0].seq < changes[1].seq);
+    assert!(
+        db.store
+            .changes_since(changes[1].seq, 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+}
