@@ -57,6 +57,10 @@ pub struct RawConfig {
 pub struct RawStore {
     pub url: String,
     pub durability: Durability,
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub token_retention: Duration,
 }
 
 impl Default for RawStore {
@@ -64,6 +68,8 @@ impl Default for RawStore {
         Self {
             url: "sqlite://data/warden.db".into(),
             durability: Durability::Normal,
+            sweep_interval: Duration::from_secs(60),
+            token_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -576,12 +582,25 @@ impl Settings {
                 oauth_revoke: e.oauth_revoke.clone(),
                 oauth_introspect: e.oauth_introspect.clone(),
             },
-            store: raw.store.clone(),
+            store: validate_store(&raw.store)?,
             tokens: validate_tokens(&raw.tokens)?,
             clients: validate_clients(&raw.clients)?,
             routes,
         })
     }
+}
+
+fn validate_store(s: &RawStore) -> Result<RawStore, ConfigError> {
+    if s.url.trim().is_empty() {
+        return Err(invalid("store.url", "must name a database, e.g. sqlite://data/warden.db"));
+    }
+    if !(s.url.starts_with("sqlite:") || !s.url.contains("://")) {
+        return Err(invalid("store.url", "only sqlite:// stores are supported by this build"));
+    }
+    if s.sweep_interval.is_zero() {
+        return Err(invalid("store.sweep_interval", "must be more than 0"));
+    }
+    Ok(s.clone())
 }
 
 fn validate_tokens(t: &RawTokens) -> Result<RawTokens, ConfigError> {

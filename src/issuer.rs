@@ -323,6 +323,23 @@ impl Issuer {
         Ok(())
     }
 
+    /// Housekeeping, run every `store.sweep_interval`: deletes tokens expired or revoked longer
+    /// than `retention` ago, client secrets past their overlap, and old change-feed entries.
+    pub async fn sweep(&self, retention: std::time::Duration) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let purged = self
+            .store
+            .purge_expired_tokens(now - retention.as_secs() as i64)
+            .await?;
+        let secrets = self.store.prune_expired_secrets(now).await?;
+        // Every instance reads the feed within a request or two; an hour is generous.
+        let changes = self.store.prune_changes(now - 3600).await?;
+        if purged + secrets + changes > 0 {
+            tracing::debug!(purged, secrets, changes, "store swept");
+        }
+        Ok(())
+    }
+
     /// Authenticates a client by id and secret, calling from `ip`.
     pub async fn authenticate_client(
         &self,

@@ -47,6 +47,19 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, Strin
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Runs the store's housekeeping every `store.sweep_interval`, off the request path.
+async fn sweep_forever(warden: Arc<Warden>) {
+    let store = &warden.settings().store;
+    let mut tick = tokio::time::interval(store.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = warden.issuer().sweep(store.token_retention).await {
+            tracing::warn!(error = %e, "store sweep failed");
+        }
+    }
+}
+
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets in-flight requests
 /// finish for up to `server.shutdown_grace`, and returns.
 pub async fn run(listener: TcpListener, warden: Arc<Warden>, shutdown: impl Future<Output = ()>) {
@@ -67,6 +80,7 @@ pub async fn run(listener: TcpListener, warden: Arc<Warden>, shutdown: impl Futu
         .max_concurrent_streams(settings.http2_max_concurrent_streams)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
+    let sweeper = tokio::spawn(sweep_forever(warden.clone()));
     tokio::pin!(shutdown);
 
     loop {
@@ -142,6 +156,7 @@ pub async fn run(listener: TcpListener, warden: Arc<Warden>, shutdown: impl Futu
     }
 
     drop(listener);
+    sweeper.abort();
     tracing::info!(
         grace_ms = settings.shutdown_grace.as_millis() as u64,
         "shutting down: draining connections"
