@@ -48,6 +48,8 @@ struct UpstreamState {
     calls: AtomicUsize,
     /// Server-Sent Events written so far by `/sse`.
     sse_sent: AtomicUsize,
+    /// Requests whose body the echo handler read to its end.
+    bodies: AtomicUsize,
 }
 
 /// A real upstream on `127.0.0.1:0`. The HTTP one dispatches on the path:
@@ -175,6 +177,12 @@ impl Upstream {
         self.state.calls.load(Ordering::SeqCst)
     }
 
+    /// Requests whose whole body the echo handler received (a cut-off body does not count).
+    #[allow(dead_code)]
+    pub fn complete_bodies(&self) -> usize {
+        self.state.bodies.load(Ordering::SeqCst)
+    }
+
     /// Server-Sent Events `/sse` has written so far.
     pub fn sse_sent(&self) -> usize {
         self.state.sse_sent.load(Ordering::SeqCst)
@@ -288,7 +296,13 @@ async fn respond(
             }
             Response::new(full(all))
         }
-        _ => echo(req).await,
+        _ => {
+            let resp = echo(req).await;
+            if resp.status() == StatusCode::OK {
+                state.bodies.fetch_add(1, Ordering::SeqCst);
+            }
+            resp
+        }
     }
 }
 
@@ -345,13 +359,49 @@ async fn echo(req: Request<Incoming>) -> Response<UpBody> {
 
 // ------------------------------------------------------------------ warden
 
-/// A Warden configuration, written as TOML: one catch-all public route unless told otherwise.
+/// A temporary directory holding a Warden store (`warden.db`) and, if written, a config file.
+/// Clones share the directory, which is removed when the last clone is dropped: a test keeps one
+/// to run two Wardens (or Warden and the CLI) on the same store.
+#[derive(Clone)]
+pub struct StoreDir {
+    dir: Arc<tempfile::TempDir>,
+}
+
+impl StoreDir {
+    pub fn new() -> Self {
+        Self {
+            dir: Arc::new(tempfile::tempdir().unwrap()),
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir().join("warden.db")
+    }
+
+    /// `sqlite://<dir>/warden.db`, for `store.url`.
+    pub fn url(&self) -> String {
+        format!("sqlite://{}", self.db_path().display())
+    }
+}
+
+/// A Warden configuration, written as TOML: one catch-all public route unless told otherwise,
+/// and a fresh temporary store unless [`Config::store`] names one.
 pub struct Config {
     upstream_url: String,
     server: Vec<String>,
     upstream: Vec<String>,
     tls: Option<(PathBuf, PathBuf)>,
     routes: String,
+    store: StoreDir,
+    tokens: Vec<String>,
+    extra: String,
+    clock: Option<warden::clock::Clock>,
 }
 
 impl Config {
@@ -362,7 +412,50 @@ impl Config {
             upstream: Vec::new(),
             tls: None,
             routes: "[[routes]]\nname = \"all\"\npath = \"/**\"\nauth = \"none\"\n".into(),
+            store: StoreDir::new(),
+            tokens: Vec::new(),
+            extra: String::new(),
+            clock: None,
         }
+    }
+
+    /// Uses `store` instead of a fresh one (restarts, the CLI against a running Warden).
+    pub fn store(mut self, store: &StoreDir) -> Self {
+        self.store = store.clone();
+        self
+    }
+
+    /// The store this configuration names.
+    pub fn store_dir(&self) -> StoreDir {
+        self.store.clone()
+    }
+
+    /// Adds a `key = value` line to `[tokens]`.
+    pub fn tokens(mut self, line: &str) -> Self {
+        self.tokens.push(line.to_owned());
+        self
+    }
+
+    /// Appends TOML after the routes (`[[clients]]` tables, …).
+    pub fn append(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        if !self.extra.ends_with('\n') {
+            self.extra.push('\n');
+        }
+        self
+    }
+
+    /// Starts the in-process Warden with this clock (tests move it forward).
+    pub fn clock(mut self, clock: &warden::clock::Clock) -> Self {
+        self.clock = Some(clock.clone());
+        self
+    }
+
+    /// Writes the TOML to `warden.toml` in the store directory, for the binary.
+    pub fn write_file(&self) -> PathBuf {
+        let path = self.store.dir().join("warden.toml");
+        std::fs::write(&path, self.to_toml()).unwrap();
+        path
     }
 
     /// Adds a `key = value` line to `[server]`.
@@ -407,7 +500,14 @@ impl Config {
             t.push_str(line);
             t.push('\n');
         }
+        t.push_str(&format!("[store]\nurl = {:?}\n", self.store.url()));
+        t.push_str("[tokens]\n");
+        for line in &self.tokens {
+            t.push_str(line);
+            t.push('\n');
+        }
         t.push_str(&self.routes);
+        t.push_str(&self.extra);
         t
     }
 }
@@ -417,18 +517,30 @@ pub struct Proxy {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     done: Option<JoinHandle<()>>,
+    /// Keeps the temporary store alive while Warden runs.
+    _store: StoreDir,
 }
 
 impl Proxy {
     pub async fn start(config: Config) -> Self {
-        Self::start_toml(&config.to_toml()).await
+        let clock = config.clock.clone().unwrap_or_default();
+        Self::start_with(&config.to_toml(), config.store_dir(), clock).await
     }
 
-    /// Starts Warden from TOML text, as `Settings::from_toml` reads it.
+    /// Starts Warden from TOML text, as `Settings::from_toml` reads it. Without a `[store]`
+    /// table, the store is a fresh temporary one (never the repository's `data/`).
+    #[allow(dead_code)]
     pub async fn start_toml(toml: &str) -> Self {
-        let settings = warden::Settings::from_toml(toml)
+        Self::start_with(toml, StoreDir::new(), warden::clock::Clock::default()).await
+    }
+
+    async fn start_with(toml: &str, store: StoreDir, clock: warden::clock::Clock) -> Self {
+        let mut settings = warden::Settings::from_toml(toml)
             .unwrap_or_else(|e| panic!("test config refused: {e}\n{toml}"));
-        let warden = warden::Warden::new(settings)
+        if settings.store.url == warden::config::RawStore::default().url {
+            settings.store.url = store.url();
+        }
+        let warden = warden::Warden::with_clock(settings, clock)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -441,6 +553,7 @@ impl Proxy {
             addr,
             stop: Some(stop),
             done: Some(done),
+            _store: store,
         }
     }
 
@@ -590,6 +703,27 @@ impl Client {
 
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Reply {
         Reply::read(self.stream(req).await).await
+    }
+
+    /// Like [`Client::send`], but a failed exchange (refused, reset, cut short) is an `Err`
+    /// instead of a failed test: for servers that may die mid-request.
+    pub async fn try_send(&self, req: Request<Full<Bytes>>) -> Result<Reply, String> {
+        let resp = tokio::time::timeout(PATIENCE, self.inner.request(req))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let body = tokio::time::timeout(PATIENCE, body.collect())
+            .await
+            .map_err(|_| "body timed out".to_string())?
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            body,
+        })
     }
 
     pub async fn get(&self, url: &str) -> Reply {
@@ -851,4 +985,117 @@ pub async fn read_until(body: &mut Incoming, until: &str) -> String {
     })
     .await;
     seen
+}
+
+// ------------------------------------------------------------------ the binary, serving
+
+/// Runs a `warden` administrative command (`client …`, `api-key …`) with `--config config`,
+/// asserts it succeeded, and returns what it printed on stdout.
+pub async fn run_cli(config: &Path, args: &[&str]) -> String {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"));
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("WARDEN_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = within(PATIENCE, "the warden command exiting", cmd.output())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "warden {args:?} failed ({:?}): {}{stdout}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The text after `label` on the line of `output` that contains it.
+pub fn printed_after<'a>(output: &'a str, label: &str) -> &'a str {
+    output
+        .lines()
+        .find_map(|l| l.split_once(label).map(|(_, v)| v.trim()))
+        .unwrap_or_else(|| panic!("{label:?} not printed in: {output}"))
+}
+
+/// The real `warden` binary serving with a config file (`listen` should be `127.0.0.1:0`); it
+/// is killed when dropped. Everything it writes (its log) is kept for the test to read.
+pub struct Spawned {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+    log: Arc<std::sync::Mutex<String>>,
+}
+
+impl Spawned {
+    /// Starts `warden serve --config config` and waits until it logs the address it listens on.
+    pub async fn start(config: &Path) -> Self {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .env_remove("WARDEN_CONFIG")
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
+        let mut addr_tx = Some(addr_tx);
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let keep = log.clone();
+        // Drained until the process dies, so a chatty log never blocks it on a full pipe.
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(tx) = addr_tx.take_if(|_| line.contains("listening on http://")) {
+                    let rest = line.split("listening on http://").nth(1).unwrap_or("");
+                    let addr = rest.split([',', ' ']).next().unwrap_or("");
+                    let _ = tx.send(addr.parse().expect("listen address in the log"));
+                }
+                let mut l = keep.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let keep = log.clone();
+        tokio::spawn(async move {
+            let mut all = String::new();
+            let mut stderr = stderr;
+            let _ = stderr.read_to_string(&mut all).await;
+            keep.lock().unwrap().push_str(&all);
+        });
+        let addr = match tokio::time::timeout(PATIENCE, addr_rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                panic!("warden did not start listening:\n{}", log.lock().unwrap());
+            }
+        };
+        Self { child, addr, log }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Everything the process wrote so far (stdout, then stderr once it has exited).
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Kills the process with SIGKILL (`kill -9`: no shutdown, no flush) and reaps it.
+    pub async fn kill(mut self) {
+        within(PATIENCE, "warden dying", self.child.kill())
+            .await
+            .unwrap();
+    }
 }
