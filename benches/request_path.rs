@@ -93,4 +93,155 @@ fn client_ip_and_headers(c: &mut Criterion) {
 }
 
 criterion_group!(benches, routing, client_ip_and_headers);
-criterion_main!(benches);
+
+/// A signed 1 KiB POST as a client sends it: bearer, idempotency key, Content-Digest, and a
+/// signature over what Warden's default policy requires.
+fn signed_post() -> (http::Uri, HeaderMap, Vec<u8>, ed25519_dalek::SigningKey) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let uri: http::Uri = "http://api.example.com/v1/orders".parse().expect("uri");
+    let mut headers = typical_headers();
+    headers.insert(
+        "authorization",
+        HeaderValue::from_static("Bearer wdn_at_0123456789abcdef0123456789abcdef"),
+    );
+    headers.insert(
+        "x-idempotency-key",
+        HeaderValue::from_static("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"),
+    );
+    headers.remove("x-forwarded-for");
+    let body = vec![b'x'; 1024];
+    let created = warden::clock::Clock::default().now();
+    let opts = warden::httpsig::SignOptions::new("bench-key", created);
+    warden::httpsig::sign_request("POST", &uri, &mut headers, &body, &opts, &key).expect("sign");
+    (uri, headers, body, key)
+}
+
+fn signature_and_digest(c: &mut Criterion) {
+    use warden::gate::signature::{ClientKeys, Endpoint, RequestParts, SignatureGate};
+    use warden::router::SignatureMode;
+    let (uri, headers, body, key) = signed_post();
+    let settings = Settings::from_toml("").expect("bench config");
+    let gate = SignatureGate::new(
+        &settings,
+        HeaderValue::from_static("Bearer realm=\"warden\""),
+    );
+    let record = warden::store::ClientRecord {
+        id: "bench".into(),
+        name: "bench".into(),
+        account: "bench".into(),
+        secrets: vec![],
+        keys: vec![warden::store::SigningKey {
+            key_id: "bench-key".into(),
+            alg: "ed25519".into(),
+            public_key: key.verifying_key().to_bytes(),
+        }],
+        trusted_ips: vec![],
+        scopes: vec![],
+        enabled: true,
+        source: warden::store::ClientSource::Config,
+        created_at: 0,
+        updated_at: 0,
+    };
+    let keys = ClientKeys::from_record(&record, SignatureMode::Auto);
+    let origin = Origin {
+        peer: "192.0.2.1".parse().expect("ip"),
+        peer_trusted: false,
+        tls: false,
+    };
+    let method = Method::POST;
+    let parts = RequestParts {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        has_body: true,
+        origin: &origin,
+    };
+    let at = Endpoint {
+        mode: SignatureMode::Auto,
+        cover: &[],
+        public_url: None,
+    };
+    let now = warden::clock::Clock::default().now();
+    c.bench_function("signature/parse_fields", |b| {
+        b.iter(|| warden::httpsig::parse_signatures(black_box(&headers)).expect("parse"))
+    });
+    let parsed = warden::httpsig::parse_signatures(&headers)
+        .expect("parse")
+        .remove(0);
+    let view = warden::httpsig::RequestView::new(
+        "POST",
+        "http",
+        "api.example.com",
+        "/v1/orders",
+        None,
+        &headers,
+    );
+    c.bench_function("signature/base", |b| {
+        b.iter(|| warden::httpsig::signature_base(black_box(&view), &parsed).expect("base"))
+    });
+    c.bench_function("signature/gate_check_signed_post", |b| {
+        b.iter(|| {
+            gate.check(black_box(&parts), &at, "bench", &keys, now, true)
+                .expect("verified")
+        })
+    });
+    c.bench_function("digest/sha512_1k_from_headers", |b| {
+        b.iter(|| {
+            let mut v = warden::digest::DigestVerifier::from_headers(black_box(&headers))
+                .expect("digest")
+                .expect("present");
+            v.update(black_box(&body));
+            v.finish().expect("match")
+        })
+    });
+}
+
+criterion_group!(signed, signature_and_digest);
+
+/// The per-request cost of an idempotency key before the store: reading and validating the key,
+/// and the fingerprint of a 1 KiB body (or of its checked `Content-Digest`).
+fn idempotency_key_and_fingerprint(c: &mut Criterion) {
+    use http::HeaderName;
+    use warden::gate::idempotency::{BodyDigest, fingerprint, key_from};
+
+    let body = vec![b'x'; 1024];
+    let uri: http::Uri = "/v1/orders?region=eu".parse().expect("uri");
+    c.bench_function("idempotency/fingerprint_1k_body", |b| {
+        b.iter(|| {
+            fingerprint(
+                &Method::POST,
+                black_box(&uri),
+                BodyDigest::Bytes(black_box(&body)),
+            )
+        })
+    });
+    let digest = HeaderValue::from_str(&warden::digest::content_digest_header(
+        &body,
+        warden::digest::Algorithm::Sha512,
+    ))
+    .expect("digest header");
+    c.bench_function("idempotency/fingerprint_checked_digest", |b| {
+        b.iter(|| {
+            fingerprint(
+                &Method::POST,
+                black_box(&uri),
+                BodyDigest::Verified(black_box(&digest)),
+            )
+        })
+    });
+    let mut headers = typical_headers();
+    headers.insert(
+        "idempotency-key",
+        HeaderValue::from_static("\"8e03978e-40d5-43e8-bc93-6894a57f9324\""),
+    );
+    let names = [
+        HeaderName::from_static("idempotency-key"),
+        HeaderName::from_static("x-idempotency-key"),
+    ];
+    c.bench_function("idempotency/key_sf_string", |b| {
+        b.iter(|| key_from(black_box(&headers), &names).expect("valid key"))
+    });
+}
+
+criterion_group!(idempotent, idempotency_key_and_fingerprint);
+criterion_main!(benches, signed, idempotent);

@@ -12,7 +12,8 @@ use http::{Method, Uri};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::router::{AuthMode, PathPattern, Policy, Route};
+use crate::gate::idempotency::IdempotencyMode;
+use crate::router::{AuthMode, PathPattern, Policy, Route, SignatureMode};
 
 /// Why the configuration was refused. Each message names the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +49,121 @@ pub struct RawConfig {
     pub endpoints: RawEndpoints,
     pub store: RawStore,
     pub tokens: RawTokens,
+    pub signatures: RawSignatures,
+    pub digest: RawDigest,
+    pub idempotency: RawIdempotency,
     pub routes: Vec<RawRoute>,
     pub clients: Vec<RawClient>,
+}
+
+/// `[signatures]`: the RFC 9421 policy. Defaults are the strict ones: a client that registered
+/// a key must sign on bearer routes and on `/v1/auth`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSignatures {
+    /// Routes that do not set `signature`; default `auto`.
+    pub policy: SignatureMode,
+    /// `POST`/`DELETE /v1/auth`; default `auto`.
+    pub auth_endpoint: SignatureMode,
+    /// The URL clients call (behind a load balancer); default "" = the request's own.
+    pub public_url: String,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    #[serde(with = "humantime_serde")]
+    pub clock_skew: Duration,
+    pub nonce: NonceMode,
+    pub nonce_cache_capacity: u64,
+    pub cover_if_present: Vec<String>,
+    pub cover_always: Vec<String>,
+    pub key_cache_capacity: u64,
+}
+
+impl Default for RawSignatures {
+    fn default() -> Self {
+        Self {
+            policy: SignatureMode::Auto,
+            auth_endpoint: SignatureMode::Auto,
+            public_url: String::new(),
+            max_age: Duration::from_secs(300),
+            clock_skew: Duration::from_secs(30),
+            nonce: NonceMode::Optional,
+            nonce_cache_capacity: 200_000,
+            cover_if_present: [
+                "authorization",
+                "x-client-id",
+                "x-idempotency-key",
+                "idempotency-key",
+            ]
+            .map(String::from)
+            .to_vec(),
+            cover_always: Vec::new(),
+            key_cache_capacity: 100_000,
+        }
+    }
+}
+
+/// Whether a signature may, must or must not carry a `nonce` (replay-checked when present).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NonceMode {
+    /// Nonces are not looked at.
+    Off,
+    /// A nonce, when present, is refused if seen before within the signature window.
+    Optional,
+    /// Every signature must carry a nonce, refused if seen before.
+    Required,
+}
+
+/// `[digest]`: RFC 9530 `Content-Digest` checks beyond those a signature requires.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDigest {
+    /// Check a `Content-Digest` that no verified signature covers (any proxied route); default true.
+    pub verify_unsigned: bool,
+}
+
+impl Default for RawDigest {
+    fn default() -> Self {
+        Self {
+            verify_unsigned: true,
+        }
+    }
+}
+
+/// `[idempotency]`: idempotency keys on bearer routes and `/v1/auth` (see [`IdempotencySettings`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIdempotency {
+    pub headers: Vec<String>,
+    pub require_methods: Vec<String>,
+    pub auth_endpoint: IdempotencyMode,
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub lease_margin: Duration,
+    pub max_request_bytes: usize,
+    pub max_response_bytes: usize,
+    pub store_server_errors: bool,
+    pub sweep_batch: u32,
+}
+
+impl Default for RawIdempotency {
+    fn default() -> Self {
+        Self {
+            headers: vec!["idempotency-key".into(), "x-idempotency-key".into()],
+            require_methods: vec!["POST".into()],
+            auth_endpoint: IdempotencyMode::Auto,
+            ttl: Duration::from_secs(24 * 3600),
+            token_ttl: Duration::from_secs(600),
+            lease_margin: Duration::from_secs(30),
+            max_request_bytes: 1024 * 1024,
+            max_response_bytes: 1024 * 1024,
+            store_server_errors: false,
+            sweep_batch: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,6 +217,10 @@ pub struct RawTokens {
     #[serde(with = "humantime_serde")]
     pub failed_auth_window: Duration,
     pub max_request_bytes: usize,
+    /// The scope a credential must hold to manage its account's tokens; default `level://admin`.
+    pub admin_scope: String,
+    /// Longest token name (and disable reason) in characters; default 128.
+    pub max_name_length: usize,
 }
 
 impl Default for RawTokens {
@@ -119,6 +237,8 @@ impl Default for RawTokens {
             max_failed_auth: 10,
             failed_auth_window: Duration::from_secs(300),
             max_request_bytes: 16 * 1024,
+            admin_scope: "level://admin".into(),
+            max_name_length: 128,
         }
     }
 }
@@ -140,6 +260,8 @@ pub struct RawClient {
     pub enabled: bool,
     #[serde(default)]
     pub keys: Vec<RawClientKey>,
+    #[serde(default)]
+    pub signature: SignatureMode,
 }
 
 fn yes() -> bool {
@@ -170,6 +292,8 @@ pub struct RawServer {
     pub max_header_bytes: usize,
     pub max_body_bytes: u64,
     pub trusted_proxies: Vec<String>,
+    pub allow_ips: Vec<String>,
+    pub deny_ips: Vec<String>,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub http2_max_concurrent_streams: u32,
@@ -186,6 +310,8 @@ impl Default for RawServer {
             max_header_bytes: 32 * 1024,
             max_body_bytes: 10 * 1024 * 1024,
             trusted_proxies: Vec::new(),
+            allow_ips: Vec::new(),
+            deny_ips: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
             http2_max_concurrent_streams: 256,
             worker_threads: 0,
@@ -263,6 +389,8 @@ pub struct RawEndpoints {
     pub oauth_token: String,
     pub oauth_revoke: String,
     pub oauth_introspect: String,
+    /// Token management; must hold one `{account}` segment; "" turns it off.
+    pub tokens: String,
 }
 
 impl Default for RawEndpoints {
@@ -275,6 +403,7 @@ impl Default for RawEndpoints {
             oauth_token: "/v1/oauth/token".into(),
             oauth_revoke: "/v1/oauth/revoke".into(),
             oauth_introspect: "/v1/oauth/introspect".into(),
+            tokens: "/ws/accounts/{account}/credentials/tokens".into(),
         }
     }
 }
@@ -288,6 +417,20 @@ pub struct RawRoute {
     pub auth: AuthMode,
     #[serde(default)]
     pub name: Option<String>,
+    #[serde(default)]
+    pub signature: Option<SignatureMode>,
+    #[serde(default)]
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub signature_cover: Vec<String>,
+    #[serde(default)]
+    pub idempotency: Option<IdempotencyMode>,
+    /// Scopes a credential must be granted, all of them (bearer routes only).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The audience a credential must have been issued for (bearer routes only).
+    #[serde(default)]
+    pub audience: Option<String>,
 }
 
 // ------------------------------------------------------------------ typed settings
@@ -301,8 +444,83 @@ pub struct Settings {
     pub endpoints: EndpointSettings,
     pub store: RawStore,
     pub tokens: RawTokens,
+    pub signatures: SignatureSettings,
+    pub digest: RawDigest,
+    pub idempotency: IdempotencySettings,
     pub clients: Vec<ClientSettings>,
     pub routes: Vec<Route>,
+}
+
+/// `[idempotency]`, validated.
+#[derive(Debug, Clone)]
+pub struct IdempotencySettings {
+    /// `idempotency.headers`, default `idempotency-key`, `x-idempotency-key`: the fields a key
+    /// is read from (all present must agree); the first is named in `idempotency_key_missing`.
+    pub headers: Vec<http::HeaderName>,
+    /// `idempotency.require_methods`, default `["POST"]`: methods that must carry a key on
+    /// `idempotency = "auto"` routes when the request is signed.
+    pub require_methods: Vec<Method>,
+    /// `idempotency.auth_endpoint`, default `auto`: keys on `POST /v1/auth`.
+    pub auth_endpoint: IdempotencyMode,
+    /// `idempotency.ttl`, default 24h: how long a proxied request's record answers retries.
+    pub ttl: Duration,
+    /// `idempotency.token_ttl`, default 10m: the same for `/v1/auth` (its record holds a token,
+    /// sealed with a key derived from the client's secret).
+    pub token_ttl: Duration,
+    /// `idempotency.lease_margin`, default 30s: a reservation lasts `upstream.timeout` plus
+    /// this before a crashed holder's key is taken over; a response still streaming half this
+    /// margin after `upstream.timeout` is not recorded.
+    pub lease_margin: Duration,
+    /// `idempotency.max_request_bytes`, default 1 MiB: a keyed body without a checked
+    /// `Content-Digest` is read whole to fingerprint it; larger ones get 413.
+    pub max_request_bytes: usize,
+    /// `idempotency.max_response_bytes`, default 1 MiB: larger responses stream on but are not
+    /// kept; retries get 422 `idempotency_response_not_replayable`.
+    pub max_response_bytes: usize,
+    /// `idempotency.store_server_errors`, default false: 5xx responses free the key (retries
+    /// run again) instead of being replayed.
+    pub store_server_errors: bool,
+    /// `idempotency.sweep_batch`, default 1000: expired records deleted per store transaction.
+    pub sweep_batch: u32,
+}
+
+/// The external origin clients sign against (`signatures.public_url`, or a route's
+/// `public_url`): `@scheme`, `@authority` and a path prefix for `@path` / `@target-uri`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host[:port]` as configured.
+    pub authority: String,
+    /// A path the load balancer strips before Warden sees the request ("" for none).
+    pub prefix: String,
+}
+
+/// `[signatures]`, validated.
+#[derive(Debug, Clone)]
+pub struct SignatureSettings {
+    /// `signatures.policy`, default `auto`: the mode of routes that set no `signature`.
+    pub policy: SignatureMode,
+    /// `signatures.auth_endpoint`, default `auto`: the mode of `/v1/auth`.
+    pub auth_endpoint: SignatureMode,
+    /// `signatures.public_url`, default none (the request's own scheme and `Host`).
+    pub public_url: Option<PublicUrl>,
+    /// `signatures.max_age`, default 5m: oldest `created` accepted.
+    pub max_age: Duration,
+    /// `signatures.clock_skew`, default 30s: tolerance for `created` in the future and
+    /// `expires` in the past.
+    pub clock_skew: Duration,
+    /// `signatures.nonce`, default `optional`.
+    pub nonce: NonceMode,
+    /// `signatures.nonce_cache_capacity`, default 200000 nonces remembered.
+    pub nonce_cache_capacity: u64,
+    /// `signatures.cover_if_present`, default `authorization`, `x-client-id`,
+    /// `x-idempotency-key`, `idempotency-key`: fields a signature must cover when the request has them.
+    pub cover_if_present: Vec<http::HeaderName>,
+    /// `signatures.cover_always`, default none: components every signature must cover.
+    pub cover_always: Vec<String>,
+    /// `signatures.key_cache_capacity`, default 100000 clients' parsed keys kept in memory.
+    pub key_cache_capacity: u64,
 }
 
 /// A client declared in config, validated.
@@ -316,6 +534,9 @@ pub struct ClientSettings {
     pub scopes: Vec<String>,
     pub enabled: bool,
     pub keys: Vec<ClientKey>,
+    /// `clients[].signature`, default `auto` (sign when a key is registered): how this client's
+    /// signatures are required on routes whose mode is `auto`.
+    pub signature: SignatureMode,
 }
 
 /// A signing key registered to a client (RFC 9421 `keyid`).
@@ -342,6 +563,10 @@ pub struct ServerSettings {
     pub max_body_bytes: u64,
     /// `server.trusted_proxies`, default none: peers whose `X-Forwarded-*` are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// `server.allow_ips`, default none (= every address): when set, only these networks may call.
+    pub allow_ips: Vec<IpNet>,
+    /// `server.deny_ips`, default none: networks refused whatever else allows them.
+    pub deny_ips: Vec<IpNet>,
     /// `server.shutdown_grace`, default 30s.
     pub shutdown_grace: Duration,
     /// `server.http2_max_concurrent_streams`, default 256.
@@ -379,6 +604,8 @@ pub struct EndpointSettings {
     pub oauth_token: String,
     pub oauth_revoke: String,
     pub oauth_introspect: String,
+    /// `endpoints.tokens`, default `/ws/accounts/{account}/credentials/tokens`; `None`: off.
+    pub tokens: Option<crate::issuer::tokens_api::TokensBase>,
 }
 
 impl Settings {
@@ -464,6 +691,9 @@ impl Settings {
             return Err(invalid("server.header_read_timeout", "must be more than 0"));
         }
         let trusted_proxies = parse_cidrs("server.trusted_proxies", &s.trusted_proxies)?;
+        let allow_ips = parse_cidrs("server.allow_ips", &s.allow_ips)?;
+        let deny_ips = parse_cidrs("server.deny_ips", &s.deny_ips)?;
+        let signatures = validate_signatures(&raw.signatures)?;
 
         let u = &raw.upstream;
         let uri: Uri = u.url.parse().map_err(|_| {
@@ -541,11 +771,51 @@ impl Settings {
                 })?;
                 methods.push(method);
             }
+            let signature = r.signature.unwrap_or(signatures.policy);
+            if r.auth == AuthMode::None
+                && (r.signature.is_some_and(|m| m != SignatureMode::Off)
+                    || !r.signature_cover.is_empty())
+            {
+                return Err(invalid(
+                    format!("{key}.signature"),
+                    "signatures need a caller identity: set auth = \"bearer\" on this route",
+                ));
+            }
+            // Records are kept per client; a public route has none to keep them under.
+            let idempotency = match (r.auth, r.idempotency) {
+                (AuthMode::None, Some(IdempotencyMode::Required | IdempotencyMode::Optional)) => {
+                    return Err(invalid(
+                        format!("{key}.idempotency"),
+                        "idempotency keys are kept per client: set auth = \"bearer\" on this route",
+                    ));
+                }
+                (AuthMode::None, _) => IdempotencyMode::Off,
+                (_, mode) => mode.unwrap_or_default(),
+            };
+            let public_url = r
+                .public_url
+                .as_deref()
+                .map(|u| parse_public_url(&format!("{key}.public_url"), u))
+                .transpose()?;
+            let cover = validate_components(&format!("{key}.signature_cover"), &r.signature_cover)?;
+            let require = validate_requirement(&key, r, &raw.tokens.realm)?;
             routes.push(Route {
                 name: r.name.clone().unwrap_or_else(|| r.path.clone()),
                 pattern,
                 methods,
-                policy: Policy { auth: r.auth },
+                policy: Policy {
+                    auth: r.auth,
+                    // Public routes have no client whose key could verify a signature.
+                    signature: if r.auth == AuthMode::None {
+                        SignatureMode::Off
+                    } else {
+                        signature
+                    },
+                    public_url,
+                    cover,
+                    idempotency,
+                    require,
+                },
             });
         }
 
@@ -558,6 +828,8 @@ impl Settings {
                 max_header_bytes: s.max_header_bytes,
                 max_body_bytes: s.max_body_bytes,
                 trusted_proxies,
+                allow_ips,
+                deny_ips,
                 shutdown_grace: s.shutdown_grace,
                 http2_max_concurrent_streams: s.http2_max_concurrent_streams,
                 worker_threads: s.worker_threads,
@@ -581,21 +853,136 @@ impl Settings {
                 oauth_token: e.oauth_token.clone(),
                 oauth_revoke: e.oauth_revoke.clone(),
                 oauth_introspect: e.oauth_introspect.clone(),
+                tokens: match e.tokens.as_str() {
+                    "" => None,
+                    base => Some(
+                        crate::issuer::tokens_api::TokensBase::parse(base)
+                            .map_err(|detail| invalid("endpoints.tokens", detail))?,
+                    ),
+                },
             },
             store: validate_store(&raw.store)?,
             tokens: validate_tokens(&raw.tokens)?,
+            signatures,
+            digest: raw.digest.clone(),
+            idempotency: validate_idempotency(&raw.idempotency, u.timeout)?,
             clients: validate_clients(&raw.clients)?,
             routes,
         })
     }
 }
 
+/// A route's `scopes` and `audience`, which only a bearer route can check.
+fn validate_requirement(
+    key: &str,
+    r: &RawRoute,
+    realm: &str,
+) -> Result<crate::scope::Requirement, ConfigError> {
+    if r.auth == AuthMode::None && (!r.scopes.is_empty() || r.audience.is_some()) {
+        return Err(invalid(
+            format!("{key}.scopes"),
+            "scopes and audience need a caller identity: set auth = \"bearer\" on this route",
+        ));
+    }
+    for (j, s) in r.scopes.iter().enumerate() {
+        crate::scope::check(s)
+            .map_err(|e| invalid(format!("{key}.scopes[{j}]"), format!("'{s}': {e}")))?;
+    }
+    if let Some(a) = &r.audience {
+        if !valid_audience(a) {
+            return Err(invalid(
+                format!("{key}.audience"),
+                format!("'{a}' must be 1-256 visible ASCII characters without spaces or quotes"),
+            ));
+        }
+    }
+    Ok(crate::scope::Requirement::new(
+        realm,
+        r.scopes.clone(),
+        r.audience.clone(),
+    ))
+}
+
+/// Whether `s` is a valid audience: 1-256 visible ASCII without space, `"` or `\`.
+pub fn valid_audience(s: &str) -> bool {
+    s.len() <= 256 && valid_scope(s)
+}
+
+fn validate_idempotency(
+    r: &RawIdempotency,
+    upstream_timeout: Duration,
+) -> Result<IdempotencySettings, ConfigError> {
+    if r.headers.is_empty() {
+        return Err(invalid(
+            "idempotency.headers",
+            "must name at least one header",
+        ));
+    }
+    let mut headers = Vec::with_capacity(r.headers.len());
+    for (i, name) in r.headers.iter().enumerate() {
+        let lower = name.to_ascii_lowercase();
+        let header = http::HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
+            invalid(
+                format!("idempotency.headers[{i}]"),
+                format!("'{name}' is not a header name"),
+            )
+        })?;
+        headers.push(header);
+    }
+    let mut require_methods = Vec::with_capacity(r.require_methods.len());
+    for m in &r.require_methods {
+        let method = Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
+            invalid(
+                "idempotency.require_methods",
+                format!("'{m}' is not an HTTP method"),
+            )
+        })?;
+        require_methods.push(method);
+    }
+    if r.lease_margin < Duration::from_secs(4) {
+        return Err(invalid("idempotency.lease_margin", "must be at least 4s"));
+    }
+    if r.ttl <= upstream_timeout + r.lease_margin {
+        return Err(invalid(
+            "idempotency.ttl",
+            "must be longer than upstream.timeout + idempotency.lease_margin (a record must outlive its lease)",
+        ));
+    }
+    if r.token_ttl <= r.lease_margin {
+        return Err(invalid(
+            "idempotency.token_ttl",
+            "must be longer than idempotency.lease_margin",
+        ));
+    }
+    if r.sweep_batch == 0 {
+        return Err(invalid("idempotency.sweep_batch", "must be at least 1"));
+    }
+    Ok(IdempotencySettings {
+        headers,
+        require_methods,
+        auth_endpoint: r.auth_endpoint,
+        ttl: r.ttl,
+        token_ttl: r.token_ttl,
+        lease_margin: r.lease_margin,
+        max_request_bytes: r.max_request_bytes,
+        max_response_bytes: r.max_response_bytes,
+        store_server_errors: r.store_server_errors,
+        sweep_batch: r.sweep_batch,
+    })
+}
+
 fn validate_store(s: &RawStore) -> Result<RawStore, ConfigError> {
     if s.url.trim().is_empty() {
-        return Err(invalid("store.url", "must name a database, e.g. sqlite://data/warden.db"));
+        return Err(invalid(
+            "store.url",
+            "must name a database, e.g. sqlite://data/warden.db",
+        ));
     }
-    if !(s.url.starts_with("sqlite:") || !s.url.contains("://")) {
-        return Err(invalid("store.url", "only sqlite:// stores are supported by this build"));
+    if !s.url.starts_with("sqlite:") && s.url.contains("://") {
+        return Err(invalid(
+            "store.url",
+            "only sqlite:// stores are supported by this build",
+        ));
     }
     if s.sweep_interval.is_zero() {
         return Err(invalid("store.sweep_interval", "must be more than 0"));
@@ -624,6 +1011,11 @@ fn validate_tokens(t: &RawTokens) -> Result<RawTokens, ConfigError> {
     }
     if t.max_failed_auth == 0 {
         return Err(invalid("tokens.max_failed_auth", "must be at least 1"));
+    }
+    crate::scope::check(&t.admin_scope)
+        .map_err(|e| invalid("tokens.admin_scope", format!("'{}': {e}", t.admin_scope)))?;
+    if t.max_name_length == 0 || t.max_name_length > 4096 {
+        return Err(invalid("tokens.max_name_length", "must be 1 to 4096"));
     }
     Ok(t.clone())
 }
@@ -667,12 +1059,8 @@ fn validate_clients(clients: &[RawClient]) -> Result<Vec<ClientSettings>, Config
         })?;
         let trusted_ips = parse_cidrs(&format!("{key}.trusted_ips"), &c.trusted_ips)?;
         for (j, s) in c.scopes.iter().enumerate() {
-            if !valid_scope(s) {
-                return Err(invalid(
-                    format!("{key}.scopes[{j}]"),
-                    format!("'{s}' is not a scope token"),
-                ));
-            }
+            crate::scope::check(s)
+                .map_err(|e| invalid(format!("{key}.scopes[{j}]"), format!("'{s}': {e}")))?;
         }
         let mut keys = Vec::with_capacity(c.keys.len());
         for (j, k) in c.keys.iter().enumerate() {
@@ -681,6 +1069,12 @@ fn validate_clients(clients: &[RawClient]) -> Result<Vec<ClientSettings>, Config
                 return Err(invalid(
                     format!("{kk}.id"),
                     format!("'{}' is not a valid key id", k.id),
+                ));
+            }
+            if c.keys[..j].iter().any(|o| o.id == k.id) {
+                return Err(invalid(
+                    format!("{kk}.id"),
+                    format!("'{}' is declared twice", k.id),
                 ));
             }
             if k.alg != "ed25519" {
@@ -706,9 +1100,126 @@ fn validate_clients(clients: &[RawClient]) -> Result<Vec<ClientSettings>, Config
             scopes: c.scopes.clone(),
             enabled: c.enabled,
             keys,
+            signature: c.signature,
         });
+        if c.signature == SignatureMode::Required && c.keys.is_empty() {
+            return Err(invalid(
+                format!("{key}.signature"),
+                "\"required\" needs at least one [[clients.keys]] entry",
+            ));
+        }
     }
     Ok(out)
+}
+
+fn validate_signatures(s: &RawSignatures) -> Result<SignatureSettings, ConfigError> {
+    let public_url = match s.public_url.trim() {
+        "" => None,
+        u => Some(parse_public_url("signatures.public_url", u)?),
+    };
+    if s.max_age.is_zero() {
+        return Err(invalid("signatures.max_age", "must be more than 0"));
+    }
+    if s.nonce_cache_capacity == 0 {
+        return Err(invalid(
+            "signatures.nonce_cache_capacity",
+            "must be at least 1",
+        ));
+    }
+    if s.key_cache_capacity == 0 {
+        return Err(invalid(
+            "signatures.key_cache_capacity",
+            "must be at least 1",
+        ));
+    }
+    let mut cover_if_present = Vec::with_capacity(s.cover_if_present.len());
+    for (i, name) in s.cover_if_present.iter().enumerate() {
+        let header = http::HeaderName::from_bytes(name.as_bytes())
+            .ok()
+            .filter(|h| h.as_str() == name)
+            .ok_or_else(|| {
+                invalid(
+                    format!("signatures.cover_if_present[{i}]"),
+                    format!("'{name}' is not a lowercase header name"),
+                )
+            })?;
+        cover_if_present.push(header);
+    }
+    Ok(SignatureSettings {
+        policy: s.policy,
+        auth_endpoint: s.auth_endpoint,
+        public_url,
+        max_age: s.max_age,
+        clock_skew: s.clock_skew,
+        nonce: s.nonce,
+        nonce_cache_capacity: s.nonce_cache_capacity,
+        cover_if_present,
+        cover_always: validate_components("signatures.cover_always", &s.cover_always)?,
+        key_cache_capacity: s.key_cache_capacity,
+    })
+}
+
+/// Component names a signature must cover: lowercase header names or request-derived
+/// components (`@query`, `@scheme`, …).
+fn validate_components(key: &str, names: &[String]) -> Result<Vec<String>, ConfigError> {
+    const DERIVED: [&str; 7] = [
+        "@method",
+        "@target-uri",
+        "@authority",
+        "@scheme",
+        "@request-target",
+        "@path",
+        "@query",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let ok = if name.starts_with('@') {
+            DERIVED.contains(&name.as_str())
+        } else {
+            http::HeaderName::from_bytes(name.as_bytes()).is_ok_and(|h| h.as_str() == name)
+        };
+        if !ok {
+            return Err(invalid(
+                format!("{key}[{i}]"),
+                format!(
+                    "'{name}' is not a lowercase header name or one of {}",
+                    DERIVED.join(" ")
+                ),
+            ));
+        }
+    }
+    Ok(names.to_vec())
+}
+
+/// Parses a public URL: `http(s)://host[:port][/prefix]`, no query.
+fn parse_public_url(key: &str, url: &str) -> Result<PublicUrl, ConfigError> {
+    let uri: Uri = url.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("'{url}' is not a URL like https://api.example.com"),
+        )
+    })?;
+    let scheme = match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("https") => "https",
+        Some(s) if s.eq_ignore_ascii_case("http") => "http",
+        _ => {
+            return Err(invalid(
+                key,
+                format!("'{url}' must start with https:// or http://"),
+            ));
+        }
+    };
+    let authority = uri
+        .authority()
+        .filter(|a| !a.host().is_empty() && !a.as_str().contains('@'))
+        .ok_or_else(|| invalid(key, format!("'{url}' has no host")))?;
+    if uri.query().is_some() {
+        return Err(invalid(key, "must not carry a query"));
+    }
+    Ok(PublicUrl {
+        scheme: scheme.to_owned(),
+        authority: authority.as_str().to_owned(),
+        prefix: uri.path().trim_end_matches('/').to_owned(),
+    })
 }
 
 /// Parses CIDRs (a bare address means a single host), naming `key[i]` on failure.
@@ -789,5 +1300,81 @@ mod tests {
         assert!(e.starts_with("routes[1].path:"), "{e}");
         let e = err("[[routes]]\npath = \"/a\"\nauth = \"magic\"\n");
         assert!(e.contains("auth"), "{e}");
+    }
+
+    #[test]
+    fn route_scopes_and_token_api_keys_are_validated() {
+        let e = err("[[routes]]\npath = \"/a\"\nauth = \"none\"\nscopes = [\"x://a\"]\n");
+        assert!(e.starts_with("routes[0].scopes:"), "{e}");
+        let e = err(
+            "[[routes]]\npath = \"/a\"\nauth = \"bearer\"\nscopes = [\"x://a\", \"x://a..b\"]\n",
+        );
+        assert!(e.starts_with("routes[0].scopes[1]:"), "{e}");
+        let e = err("[[routes]]\npath = \"/a\"\nauth = \"bearer\"\naudience = \"a b\"\n");
+        assert!(e.starts_with("routes[0].audience:"), "{e}");
+        assert!(err("[tokens]\nadmin_scope = \"\"\n").starts_with("tokens.admin_scope:"));
+        assert!(err("[tokens]\nmax_name_length = 0\n").starts_with("tokens.max_name_length:"));
+        let e = err("[endpoints]\ntokens = \"/ws/tokens\"\n");
+        assert!(e.starts_with("endpoints.tokens:"), "{e}");
+        let s = Settings::from_toml("[endpoints]\ntokens = \"\"\n").unwrap();
+        assert!(s.endpoints.tokens.is_none());
+    }
+
+    #[test]
+    fn signature_settings_default_to_auto_and_are_validated() {
+        let s = Settings::from_toml("[[routes]]\npath = \"/a\"\nauth = \"bearer\"\n").unwrap();
+        assert_eq!(s.routes[0].policy.signature, SignatureMode::Auto);
+        assert_eq!(s.signatures.max_age, Duration::from_secs(300));
+        assert_eq!(s.signatures.cover_if_present.len(), 4);
+        let e = err("[[routes]]\npath = \"/a\"\nauth = \"none\"\nsignature = \"required\"\n");
+        assert!(e.starts_with("routes[0].signature:"), "{e}");
+        let e = err("[signatures]\ncover_always = [\"Content-Type\"]\n");
+        assert!(e.starts_with("signatures.cover_always[0]:"), "{e}");
+        let e = err("[signatures]\ncover_always = [\"@status\"]\n");
+        assert!(e.starts_with("signatures.cover_always[0]:"), "{e}");
+        let e = err("[signatures]\nnonce = \"sometimes\"\n");
+        assert!(e.contains("signatures.nonce"), "{e}");
+    }
+
+    #[test]
+    fn public_urls_are_parsed_once_with_their_prefix() {
+        let s = Settings::from_toml(
+            "[signatures]\npublic_url = \"https://API.example.com:8443/payments/\"\n\
+             [[routes]]\npath = \"/a\"\nauth = \"bearer\"\npublic_url = \"http://b.example\"\n",
+        )
+        .unwrap();
+        let global = s.signatures.public_url.unwrap();
+        assert_eq!(
+            (
+                global.scheme.as_str(),
+                global.authority.as_str(),
+                global.prefix.as_str()
+            ),
+            ("https", "API.example.com:8443", "/payments")
+        );
+        assert_eq!(s.routes[0].policy.public_url.as_ref().unwrap().prefix, "");
+        for bad in [
+            "api.example.com",
+            "ftp://a.example",
+            "https://a.example/?q=1",
+            "https://",
+        ] {
+            let e = err(&format!("[signatures]\npublic_url = {bad:?}\n"));
+            assert!(e.starts_with("signatures.public_url:"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_client_required_to_sign_needs_a_key_and_address_lists_are_cidrs() {
+        let e = err(
+            "[[clients]]\nid = \"c\"\nsignature = \"required\"\nsecret_sha256 = \"\
+             0000000000000000000000000000000000000000000000000000000000000000\"\n",
+        );
+        assert!(e.starts_with("clients[0].signature:"), "{e}");
+        let e = err("[server]\ndeny_ips = [\"10.0.0.0/33\"]\n");
+        assert!(e.starts_with("server.deny_ips[0]:"), "{e}");
+        let s = Settings::from_toml("[server]\nallow_ips = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n")
+            .unwrap();
+        assert_eq!(s.server.allow_ips.len(), 2);
     }
 }

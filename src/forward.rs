@@ -218,20 +218,30 @@ impl Forwarder {
     }
 
     fn upstream_uri(&self, original: &Uri) -> Result<Uri, Problem> {
-        let pq = original.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let path_and_query = if self.settings.base_path.is_empty() {
-            pq.to_string()
-        } else {
-            format!("{}{pq}", self.settings.base_path)
+        let cannot = |_| Problem::BadRequest {
+            detail: "the request target cannot be forwarded".into(),
         };
-        Uri::builder()
-            .scheme(self.settings.scheme.clone())
-            .authority(self.settings.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|_| Problem::BadRequest {
-                detail: "the request target cannot be forwarded".into(),
-            })
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.settings.scheme.clone());
+        parts.authority = Some(self.settings.authority.clone());
+        // Without a base path the original path and query are reused as they are (a cheap
+        // clone of shared bytes), never re-parsed.
+        parts.path_and_query = match (
+            self.settings.base_path.is_empty(),
+            original.path_and_query(),
+        ) {
+            (true, Some(pq)) => Some(pq.clone()),
+            (true, None) => Some(http::uri::PathAndQuery::from_static("/")),
+            (false, pq) => {
+                let pq = pq.map(|p| p.as_str()).unwrap_or("/");
+                Some(
+                    format!("{}{pq}", self.settings.base_path)
+                        .parse()
+                        .map_err(|e: http::uri::InvalidUri| cannot(e.to_string()))?,
+                )
+            }
+        };
+        Uri::from_parts(parts).map_err(|e| cannot(e.to_string()))
     }
 
     /// Sends `req` upstream and returns its response with a streaming body. `upgrade` is the
@@ -315,6 +325,9 @@ fn classify(e: &hyper_util::client::legacy::Error) -> Problem {
             return Problem::PayloadTooLarge {
                 limit: too_large.limit,
             };
+        }
+        if let Some(mismatch) = err.downcast_ref::<crate::gate::digest::DigestMismatch>() {
+            return mismatch.problem();
         }
         source = err.source();
     }

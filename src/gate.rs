@@ -2,5 +2,9 @@
 //! plain function over parsed request parts that returns a decision; `problem` turns a refusal
 //! into a response.
 
+pub mod allowlist;
 pub mod bearer;
 pub mod client_ip;
+pub mod digest;
+pub mod idempotency;
+pub mod signature;

@@ -6,6 +6,7 @@ mod base;
 mod component;
 mod key;
 mod parse;
+mod request;
 mod sign;
 #[cfg(test)]
 mod tests;
@@ -18,10 +19,11 @@ use http::HeaderMap;
 
 pub use base::signature_base;
 pub use component::Component;
-pub use key::{KeyError, parse_public_key};
+pub use key::{KeyError, parse_private_key, parse_public_key};
 pub use parse::{
     ParsedSignature, SigParam, SignatureParams, parse_signature_fields, parse_signatures,
 };
+pub use request::{COVER_IF_PRESENT, SignOptions, default_components, sign_request};
 pub use sign::{SignedHeaders, sign};
 
 /// The only algorithm this module verifies and signs with (RFC 9421 §3.3.6).

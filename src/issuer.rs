@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod form;
 pub mod oauth;
+pub mod tokens_api;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -237,6 +238,13 @@ impl Issuer {
                 created_at: now,
                 updated_at: now,
             };
+            // Rewriting an unchanged client would fire the change feed and empty every
+            // instance's cache; compare first.
+            if let Some(existing) = self.store.get_client(&c.id).await? {
+                if same_declaration(&existing, &record) {
+                    continue;
+                }
+            }
             self.store.upsert_client(record).await?;
         }
         Ok(())
@@ -256,8 +264,8 @@ impl Issuer {
                 "client id '{id}' must be 1-128 of A-Z a-z 0-9 . _ : -"
             )));
         }
-        if let Some(bad) = scopes.iter().find(|s| !crate::config::valid_scope(s)) {
-            return Err(AdminError::Invalid(format!("'{bad}' is not a scope token")));
+        for s in &scopes {
+            crate::scope::check(s).map_err(|e| AdminError::Invalid(format!("scope '{s}': {e}")))?;
         }
         if self.store.get_client(id).await?.is_some() {
             return Err(AdminError::Invalid(format!("client '{id}' already exists")));
@@ -313,8 +321,16 @@ impl Issuer {
         Ok(minted.value)
     }
 
-    /// Enables or disables a client; its tokens stop (or resume) working at once.
+    /// Enables or disables a client; its tokens stop (or resume) working at once. A client
+    /// declared in the config file is enabled or disabled there.
     pub async fn set_client_enabled(&self, id: &str, enabled: bool) -> Result<(), AdminError> {
+        if let Some(c) = self.store.get_client(id).await? {
+            if c.source == ClientSource::Config {
+                return Err(AdminError::Invalid(format!(
+                    "client '{id}' is declared in the config file: set enabled = {enabled} there"
+                )));
+            }
+        }
         let now = self.clock.now();
         if !self.store.set_client_enabled(id, enabled, now).await? {
             return Err(AdminError::NotFound(format!("client '{id}'")));
@@ -333,7 +349,7 @@ impl Issuer {
             .await?;
         let secrets = self.store.prune_expired_secrets(now).await?;
         // Every instance reads the feed within a request or two; an hour is generous.
-        let changes = self.store.prune_changes(now - 3600).await?;
+        let changes = self.store.prune_changes(3600).await?;
         if purged + secrets + changes > 0 {
             tracing::debug!(purged, secrets, changes, "store swept");
         }
@@ -406,7 +422,8 @@ impl Issuer {
     ) -> ClientAuthError {
         self.failures.record(&[id_key, ip_key]);
         self.failed_auth_total.fetch_add(1, Ordering::Relaxed);
-        let shown = if crate::config::valid_id(client_id) {
+        // A caller who swapped the fields sends a secret as the id: never log one.
+        let shown = if crate::config::valid_id(client_id) && !client_id.starts_with("wdn_") {
             client_id
         } else {
             "<malformed>"
@@ -581,6 +598,21 @@ impl Issuer {
     }
 }
 
+/// Whether a stored client already says what the config declares (timestamps aside).
+fn same_declaration(stored: &ClientRecord, declared: &ClientRecord) -> bool {
+    let secrets = |c: &ClientRecord| -> Vec<(Hash, Option<i64>)> {
+        c.secrets.iter().map(|s| (s.hash, s.expires_at)).collect()
+    };
+    stored.name == declared.name
+        && stored.account == declared.account
+        && stored.keys == declared.keys
+        && stored.trusted_ips == declared.trusted_ips
+        && stored.scopes == declared.scopes
+        && stored.enabled == declared.enabled
+        && stored.source == declared.source
+        && secrets(stored) == secrets(declared)
+}
+
 fn secret_kind(kind: TokenKind) -> SecretKind {
     match kind {
         TokenKind::Access => SecretKind::AccessToken,
@@ -653,7 +685,8 @@ fn identity_of(t: &TokenRecord) -> Identity {
     }
 }
 
-/// Checks requested scopes (space-separated) against what the client holds. `None` asks for
+/// Checks requested scopes (space-separated) against what the client holds, with the wildcard
+/// rules of [`crate::scope`] (holding `table://*.**` grants `table://a.b`). `None` asks for
 /// everything the client holds; `Err` names the first scope it may not have.
 pub fn narrow_scopes(requested: Option<&str>, held: &[String]) -> Result<Vec<String>, String> {
     match requested {
@@ -661,7 +694,7 @@ pub fn narrow_scopes(requested: Option<&str>, held: &[String]) -> Result<Vec<Str
         Some(req) => {
             let mut out: Vec<String> = Vec::new();
             for s in req.split(' ').filter(|s| !s.is_empty()) {
-                if !crate::config::valid_scope(s) || !held.iter().any(|h| h == s) {
+                if !crate::scope::granted(s, held) {
                     return Err(s.to_string());
                 }
                 if !out.iter().any(|o| o == s) {
@@ -688,5 +721,26 @@ mod tests {
         );
         assert_eq!(narrow_scopes(Some("admin"), &held).unwrap_err(), "admin");
         assert_eq!(narrow_scopes(Some("rea"), &held).unwrap_err(), "rea");
+    }
+
+    #[test]
+    fn scopes_narrow_through_wildcards() {
+        let held = vec!["table://*.**".to_string(), "level://admin".to_string()];
+        assert_eq!(
+            narrow_scopes(Some("table://a.b table://a.*"), &held).unwrap(),
+            ["table://a.b", "table://a.*"]
+        );
+        assert_eq!(
+            narrow_scopes(Some("table://a"), &held).unwrap_err(),
+            "table://a"
+        );
+        assert_eq!(
+            narrow_scopes(Some("level://root"), &held).unwrap_err(),
+            "level://root"
+        );
+        assert_eq!(
+            narrow_scopes(Some("table://a..b"), &held).unwrap_err(),
+            "table://a..b"
+        );
     }
 }

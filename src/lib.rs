@@ -5,6 +5,7 @@
 //! - [`server`]: accept loop, TLS, HTTP/1.1 + HTTP/2, limits, graceful shutdown.
 //! - [`service`]: the per-request handler: route → checks → own endpoint or forward.
 //! - [`router`]: path patterns and methods → Warden endpoint or proxied route with its policy.
+//! - [`scope`]: scope validity and wildcard matching (`table://*.**`), route scope requirements.
 //! - [`gate`]: the checks, one file each (client IP, …).
 //! - [`forward`]: pooled upstream client, header hygiene, streaming, upgrades.
 //! - [`problem`]: the one place where refusals become `application/problem+json` responses.
@@ -22,6 +23,7 @@ pub mod httpsig;
 pub mod issuer;
 pub mod problem;
 pub mod router;
+pub mod scope;
 pub mod secret;
 pub mod server;
 pub mod service;

@@ -1,6 +1,11 @@
 //! The `warden` binary: parse arguments, load the configuration, start serving.
 
 use std::path::PathBuf;
+
+/// mimalloc: the request path allocates small, short-lived objects, where it beats the system
+/// allocator (measured in docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +45,70 @@ enum Command {
     /// Manage long-lived API keys.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCmd),
+    /// Manage named tokens (the token-management API from the command line).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Generate an Ed25519 key pair for signing requests (local development).
+    Keygen(KeygenArgs),
+    /// Print the Content-Digest and RFC 9421 signature headers for a request (local development).
+    Sign(SignArgs),
+}
+
+#[derive(clap::Args)]
+struct KeygenArgs {
+    /// Write the private key (PKCS#8 PEM) to this new file, readable by the owner only, instead
+    /// of printing it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The keyid to show in the config snippet.
+    #[arg(long, default_value = "my-key-ed25519")]
+    keyid: String,
+}
+
+#[derive(clap::Args)]
+struct SignArgs {
+    /// The private key: a PKCS#8 PEM file from `warden keygen`.
+    #[arg(long)]
+    key: PathBuf,
+    /// The keyid registered with Warden.
+    #[arg(long)]
+    keyid: String,
+    /// Method (default GET, or POST with a body).
+    #[arg(long, short = 'X')]
+    method: Option<String>,
+    /// The URL the client calls, as the client sees it (Warden's public_url).
+    #[arg(long)]
+    url: String,
+    /// A header to send and sign, `name: value` (repeat).
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// The body.
+    #[arg(long, short = 'd', conflicts_with = "data_file")]
+    data: Option<String>,
+    /// Read the body from this file.
+    #[arg(long)]
+    data_file: Option<PathBuf>,
+    /// `created`, unix seconds (default: now).
+    #[arg(long)]
+    created: Option<i64>,
+    /// `expires`: unix seconds, or `+DURATION` after created (`+5m`).
+    #[arg(long)]
+    expires: Option<String>,
+    /// `nonce`; without a value, a random one.
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    nonce: Option<String>,
+    /// Components to cover, space- or comma-separated (default: what Warden requires).
+    #[arg(long)]
+    components: Option<String>,
+    /// Digest algorithm: sha-512 or sha-256.
+    #[arg(long, default_value = "sha-512")]
+    digest: String,
+    /// Print a complete curl command instead of the headers.
+    #[arg(long)]
+    curl: bool,
+    /// Also print the signature base (to stderr).
+    #[arg(long)]
+    show_base: bool,
 }
 
 #[derive(Subcommand)]
@@ -98,6 +167,12 @@ enum ApiKeyCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The development tools need no configuration.
+    match &cli.command {
+        Some(Command::Keygen(args)) => return keygen(args),
+        Some(Command::Sign(args)) => return sign(args),
+        _ => {}
+    }
     let settings = match Settings::load(&cli.config) {
         Ok(s) => s,
         Err(e) => {
@@ -113,6 +188,9 @@ fn main() -> ExitCode {
         Command::Serve => serve(settings),
         Command::Client(cmd) => admin(settings, |issuer| Box::pin(client_cmd(issuer, cmd))),
         Command::ApiKey(cmd) => admin(settings, |issuer| Box::pin(api_key_cmd(issuer, cmd))),
+        Command::Token(cmd) => admin(settings, |issuer| Box::pin(token_cmd(issuer, cmd))),
+        Command::Keygen(args) => keygen(&args),
+        Command::Sign(args) => sign(&args),
     }
 }
 
@@ -286,12 +364,172 @@ async fn api_key_cmd(issuer: &Issuer, cmd: ApiKeyCmd) -> Result<(), AdminError> 
     Ok(())
 }
 
-fn serve(settings: Settings) -> ExitCode {
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if settings.server.worker_threads > 0 {
-        rt.worker_threads(settings.server.worker_threads);
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a named token for a client's account; the value is printed once.
+    Create {
+        /// The owning client (the token belongs to its account and uses its trusted IPs).
+        #[arg(long)]
+        client: String,
+        #[arg(long)]
+        name: String,
+        /// A scope (repeat, or space-separated); each must be granted by the client's scopes.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        audience: Option<String>,
+        /// Lifetime (`30d`, `12h`); default: never expires.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
+    /// List an account's named tokens (never their values).
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// Show one token (never its value).
+    Show { id: String },
+    /// Disable a token: refused from the next request on.
+    Disable {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Enable a disabled token.
+    Enable { id: String },
+    /// Rename a token.
+    Rename { id: String, name: String },
+    /// Delete a token for good.
+    Delete { id: String },
+}
+
+async fn token_cmd(issuer: &Issuer, cmd: TokenCmd) -> Result<(), AdminError> {
+    use warden::issuer::tokens_api::{self, ManagedSpec};
+    let now = Clock::default().now();
+    let max_name = issuer.settings().max_name_length;
+    let invalid = |(_, detail): tokens_api::Refusal| AdminError::Invalid(detail);
+    let find = |id: String| async move {
+        issuer
+            .managed_token(&id, None)
+            .await?
+            .ok_or_else(|| AdminError::NotFound(format!("token '{id}'")))
+    };
+    let gone = |id: &str| AdminError::NotFound(format!("token '{id}'"));
+    match cmd {
+        TokenCmd::Create {
+            client,
+            name,
+            scopes,
+            user,
+            audience,
+            expires_in,
+        } => {
+            let Some(c) = issuer.store().get_client(&client).await? else {
+                return Err(AdminError::NotFound(format!("client '{client}'")));
+            };
+            let mut spec = ManagedSpec {
+                name,
+                user,
+                audience,
+                scopes: scopes
+                    .iter()
+                    .flat_map(|s| warden::scope::split_list(s))
+                    .map(str::to_owned)
+                    .collect(),
+                expires_at: expires_in.map(|d| now + d.as_secs() as i64),
+            };
+            spec.vet(max_name, &[&c.scopes], None, now)
+                .map_err(invalid)?;
+            let issued = issuer.create_managed_token(&c, spec).await?;
+            println!("token created: {}", issued.record.id);
+            println!("token (shown once, store it now): {}", issued.value);
+        }
+        TokenCmd::List { account } => {
+            println!(
+                "{:<36} {:<24} {:<7} {:<12} scopes",
+                "id", "name", "active", "expires_at"
+            );
+            for t in issuer.managed_tokens(&account).await? {
+                println!(
+                    "{:<36} {:<24} {:<7} {:<12} {}",
+                    t.id,
+                    t.name.as_deref().unwrap_or("-"),
+                    t.is_active(now),
+                    t.expires_at
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    t.scopes.join(" ")
+                );
+            }
+        }
+        TokenCmd::Show { id } => {
+            let t = find(id).await?;
+            let shown = tokens_api::entity(&t, now);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&shown).unwrap_or_default()
+            );
+        }
+        TokenCmd::Disable { id, reason } => {
+            if let Some(r) = &reason {
+                tokens_api::check_name("--reason", r, max_name).map_err(invalid)?;
+            }
+            let t = find(id).await?;
+            issuer
+                .set_managed_enabled(&t, false, reason)
+                .await?
+                .ok_or_else(|| gone(&t.id))?;
+            println!("token disabled: {}", t.id);
+        }
+        TokenCmd::Enable { id } => {
+            let t = find(id).await?;
+            issuer
+                .set_managed_enabled(&t, true, None)
+                .await?
+                .ok_or_else(|| gone(&t.id))?;
+            println!("token enabled: {}", t.id);
+        }
+        TokenCmd::Rename { id, name } => {
+            tokens_api::check_name("name", &name, max_name).map_err(invalid)?;
+            let t = find(id).await?;
+            issuer
+                .rename_managed_token(&t, name)
+                .await?
+                .ok_or_else(|| gone(&t.id))?;
+            println!("token renamed: {}", t.id);
+        }
+        TokenCmd::Delete { id } => {
+            let t = find(id).await?;
+            if !issuer.delete_managed_token(&t).await? {
+                return Err(gone(&t.id));
+            }
+            println!("token deleted: {}", t.id);
+        }
     }
+    Ok(())
+}
+
+fn serve(settings: Settings) -> ExitCode {
+    let threads = match settings.server.worker_threads {
+        0 => std::env::var("TOKIO_WORKER_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0),
+        n => n,
+    };
+    // One worker: a current-thread runtime does the same work without cross-thread wake-ups.
+    let mut rt = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if threads > 1 {
+            b.worker_threads(threads);
+        }
+        b
+    };
+    rt.enable_all();
     let rt = match rt.build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -350,4 +588,164 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// `warden keygen`: a new Ed25519 key pair; the public half in the config format.
+fn keygen(args: &KeygenArgs) -> ExitCode {
+    use base64::Engine as _;
+    use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let pem = match key.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF) {
+        Ok(pem) => pem,
+        Err(e) => {
+            eprintln!("warden: cannot encode the key: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match &args.out {
+        Some(path) => {
+            if let Err(e) = write_private(path, pem.as_bytes()) {
+                eprintln!("warden: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            eprintln!("private key written to {} (keep it secret)", path.display());
+        }
+        None => print!("{}", pem.as_str()),
+    }
+    let public = base64::engine::general_purpose::STANDARD.encode(key.verifying_key().to_bytes());
+    println!("# register the public key with the client in warden.toml:");
+    println!("[[clients.keys]]");
+    println!("id = \"{}\"", args.keyid);
+    println!("alg = \"ed25519\"");
+    println!("public_key = \"{public}\"");
+    ExitCode::SUCCESS
+}
+
+/// Creates `path` (never overwriting) readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
+}
+
+/// `warden sign`: the headers that make a request pass Warden's signature check.
+fn sign(args: &SignArgs) -> ExitCode {
+    match sign_request(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warden: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn sign_request(args: &SignArgs) -> Result<(), String> {
+    use warden::httpsig::{self, SignOptions};
+    let pem = std::fs::read_to_string(&args.key)
+        .map_err(|e| format!("cannot read --key {}: {e}", args.key.display()))?;
+    let key = httpsig::parse_private_key(&pem).map_err(|e| format!("--key: {e}"))?;
+    let body: Vec<u8> = match (&args.data, &args.data_file) {
+        (Some(d), _) => d.clone().into_bytes(),
+        (None, Some(path)) => std::fs::read(path)
+            .map_err(|e| format!("cannot read --data-file {}: {e}", path.display()))?,
+        (None, None) => Vec::new(),
+    };
+    let method = args
+        .method
+        .clone()
+        .unwrap_or_else(|| if body.is_empty() { "GET" } else { "POST" }.to_owned());
+    let url: http::Uri = args
+        .url
+        .parse()
+        .map_err(|_| format!("--url '{}' is not a URL", args.url))?;
+    let mut headers = http::HeaderMap::new();
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| format!("-H '{h}' is not 'name: value'"))?;
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("-H '{h}': bad header name"))?;
+        let value = http::HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("-H '{h}': bad header value"))?;
+        headers.append(name, value);
+    }
+    let created = args.created.unwrap_or_else(|| Clock::default().now());
+    let expires = match args.expires.as_deref() {
+        None => None,
+        Some(rel) if rel.starts_with('+') => Some(
+            created
+                + humantime::parse_duration(&rel[1..])
+                    .map_err(|_| format!("--expires '{rel}': not +DURATION like +5m"))?
+                    .as_secs() as i64,
+        ),
+        Some(abs) => Some(
+            abs.parse()
+                .map_err(|_| format!("--expires '{abs}': not unix seconds or +DURATION"))?,
+        ),
+    };
+    let nonce = args.nonce.as_deref().map(|n| {
+        if n.is_empty() {
+            let bytes: [u8; 16] = rand::random();
+            hex::encode(bytes)
+        } else {
+            n.to_owned()
+        }
+    });
+    let digest = warden::digest::Algorithm::from_name(&args.digest)
+        .ok_or_else(|| format!("--digest '{}': use sha-512 or sha-256", args.digest))?;
+    let components = args.components.as_ref().map(|c| {
+        c.split([' ', ','])
+            .map(|s| s.trim().trim_matches('"'))
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    });
+    let opts = SignOptions {
+        expires,
+        nonce: nonce.as_deref(),
+        components,
+        digest,
+        ..SignOptions::new(&args.keyid, created)
+    };
+    let signed = httpsig::sign_request(&method, &url, &mut headers, &body, &opts, &key)
+        .map_err(|e| e.to_string())?;
+    if args.show_base {
+        eprintln!("{}", signed.base);
+    }
+    let added = ["content-digest", "signature-input", "signature"];
+    if args.curl {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut cmd = format!("curl -X {} {}", method, quote(&args.url));
+        for (name, value) in &headers {
+            let line = format!("{}: {}", name, String::from_utf8_lossy(value.as_bytes()));
+            cmd.push_str(&format!(" \\\n  -H {}", quote(&line)));
+        }
+        match &args.data_file {
+            Some(path) => {
+                let at = format!("@{}", path.display());
+                cmd.push_str(&format!(" \\\n  --data-binary {}", quote(&at)));
+            }
+            None if !body.is_empty() => cmd.push_str(&format!(
+                " \\\n  --data-binary {}",
+                quote(&String::from_utf8_lossy(&body))
+            )),
+            None => {}
+        }
+        println!("{cmd}");
+    } else {
+        for name in added {
+            if let Some(value) = headers.get(name) {
+                let shown = match name {
+                    "content-digest" => "Content-Digest",
+                    "signature-input" => "Signature-Input",
+                    _ => "Signature",
+                };
+                println!("{shown}: {}", String::from_utf8_lossy(value.as_bytes()));
+            }
+        }
+    }
+    Ok(())
 }

@@ -7,6 +7,13 @@ use serde::Serialize;
 
 use crate::body::{Body, full};
 
+/// RFC 9421 §5.1: which components and parameters a new signature should have.
+pub const ACCEPT_SIGNATURE: header::HeaderName =
+    header::HeaderName::from_static("accept-signature");
+/// RFC 9530 §4: which digest algorithms Warden accepts, by preference.
+pub const WANT_CONTENT_DIGEST: header::HeaderName =
+    header::HeaderName::from_static("want-content-digest");
+
 /// Every way Warden refuses or fails a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
@@ -42,8 +49,110 @@ pub enum Problem {
     RateLimited { retry_after: u64 },
     /// A resource that does not exist, or is not the caller's (the two look the same).
     NotFound { what: &'static str },
+    /// The credential lacks a scope the route or endpoint needs (403, RFC 6750 §3.1); `scope`
+    /// names every scope needed, as the challenge does.
+    InsufficientScope {
+        scope: String,
+        challenge: HeaderValue,
+    },
+    /// The credential was issued for another audience than the route's (403).
+    InvalidAudience,
+    /// A token-management request the caller can fix.
+    TokenRequest {
+        refusal: TokenRefusal,
+        detail: String,
+    },
     /// The store did not answer; nothing was decided.
     StoreUnavailable,
+    /// The caller's address is refused by `server.allow_ips` / `server.deny_ips`.
+    IpBlocked,
+    /// A request signature (RFC 9421) is missing, malformed or does not authenticate.
+    Signature(SignatureProblem),
+    /// A `Content-Digest` (RFC 9530) is missing, malformed, unsupported or does not match the body.
+    Digest {
+        refusal: DigestRefusal,
+        detail: String,
+    },
+    /// The client did not start sending the body it announced in time.
+    BodyTimeout,
+    /// An `Idempotency-Key` / `X-Idempotency-Key` that is not a valid key (400).
+    IdempotencyKeyInvalid { detail: String },
+    /// No idempotency key where the route's policy requires one (400); names the header.
+    IdempotencyKeyMissing { header: String },
+    /// The same request with this key is still running (409, draft §2.6).
+    IdempotencyKeyInUse { retry_after: u64 },
+    /// The key was already used for a different request (422, draft §2.7).
+    IdempotencyKeyReused,
+    /// The request with this key ran, but its response was not kept (streamed, too large,
+    /// cut short), so it can be neither replayed nor run again (422).
+    IdempotencyResponseNotReplayable { reason: String },
+}
+
+/// Why a token-management request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// A `{tokenId}` that is not a managed token id (400 `malformed_token_id`).
+    MalformedId,
+    /// A body that is not the JSON object expected: bad syntax, an unknown field, a wrong
+    /// type (400 `invalid_json`).
+    InvalidJson,
+    /// A field whose value is not acceptable (400 `invalid_field`).
+    InvalidField,
+    /// A name longer than `tokens.max_name_length` (400 `name_too_long`).
+    NameTooLong,
+    /// Scopes or an audience the caller does not hold itself (403 `scope_not_held`).
+    ScopeNotHeld,
+}
+
+/// Why a request signature was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureRefusal {
+    /// No signature where one is required (401 `signature_missing`).
+    Missing,
+    /// `Signature-Input` / `Signature` are not valid structured fields, or a member, component
+    /// or parameter is invalid (400 `signature_malformed`).
+    Malformed,
+    /// The signature does not verify, or a covered component cannot be rebuilt (401).
+    Invalid,
+    /// `expires` has passed, or `created` is older than `signatures.max_age` (401).
+    Expired,
+    /// `created` lies in the future beyond `signatures.clock_skew` (401).
+    NotYetValid,
+    /// `keyid` names no key of the caller's client (401).
+    UnknownKey,
+    /// The signature leaves out a component the policy requires (401).
+    ComponentNotCovered,
+    /// `signatures.nonce = "required"` and the signature has none (401).
+    NonceMissing,
+    /// The nonce was already used within the signature window (401).
+    Replayed,
+    /// `alg` names another algorithm than the key's (401).
+    AlgorithmMismatch,
+    /// `X-Client-Id` names another client than the credential (401).
+    ClientIdMismatch,
+}
+
+/// A refused signature: what is wrong, a detail the client can act on, the `Accept-Signature`
+/// value naming what to cover (RFC 9421 §5.1) and the `WWW-Authenticate` challenge of a 401.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureProblem {
+    pub refusal: SignatureRefusal,
+    pub detail: String,
+    pub accept: Option<HeaderValue>,
+    pub challenge: Option<HeaderValue>,
+}
+
+/// Why a `Content-Digest` was refused (all 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestRefusal {
+    /// A body the policy requires a digest for came without one.
+    Missing,
+    /// Not a valid SF Dictionary, or a member of the wrong type or length.
+    Malformed,
+    /// Only algorithms other than sha-256 and sha-512.
+    Unsupported,
+    /// The body does not match.
+    Mismatch,
 }
 
 #[derive(Serialize)]
@@ -156,11 +265,161 @@ impl Problem {
                 "Not found",
                 format!("no such {what}"),
             ),
+            Problem::InsufficientScope { scope, .. } => (
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "Insufficient scope",
+                format!("this request needs a token holding: {scope}"),
+            ),
+            Problem::InvalidAudience => (
+                StatusCode::FORBIDDEN,
+                "invalid_audience",
+                "Wrong audience",
+                "the token was issued for another audience than this route's".into(),
+            ),
+            Problem::TokenRequest { refusal, detail } => {
+                let (status, code, title) = match refusal {
+                    TokenRefusal::MalformedId => (
+                        StatusCode::BAD_REQUEST,
+                        "malformed_token_id",
+                        "Malformed token id",
+                    ),
+                    TokenRefusal::InvalidJson => {
+                        (StatusCode::BAD_REQUEST, "invalid_json", "Invalid JSON body")
+                    }
+                    TokenRefusal::InvalidField => {
+                        (StatusCode::BAD_REQUEST, "invalid_field", "Invalid field")
+                    }
+                    TokenRefusal::NameTooLong => {
+                        (StatusCode::BAD_REQUEST, "name_too_long", "Name too long")
+                    }
+                    TokenRefusal::ScopeNotHeld => {
+                        (StatusCode::FORBIDDEN, "scope_not_held", "Scope not held")
+                    }
+                };
+                (status, code, title, detail.clone())
+            }
             Problem::StoreUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 "Store unavailable",
                 "Warden's store did not answer; retry shortly".into(),
+            ),
+            Problem::IpBlocked => (
+                StatusCode::FORBIDDEN,
+                "ip_not_allowed",
+                "Address not allowed",
+                "requests from this address are not accepted".into(),
+            ),
+            Problem::Signature(p) => {
+                let (status, code, title) = match p.refusal {
+                    SignatureRefusal::Missing => (
+                        StatusCode::UNAUTHORIZED,
+                        "signature_missing",
+                        "Signature required",
+                    ),
+                    SignatureRefusal::Malformed => (
+                        StatusCode::BAD_REQUEST,
+                        "signature_malformed",
+                        "Malformed signature",
+                    ),
+                    SignatureRefusal::Invalid => (
+                        StatusCode::UNAUTHORIZED,
+                        "signature_invalid",
+                        "Invalid signature",
+                    ),
+                    SignatureRefusal::Expired => (
+                        StatusCode::UNAUTHORIZED,
+                        "signature_expired",
+                        "Signature expired",
+                    ),
+                    SignatureRefusal::NotYetValid => (
+                        StatusCode::UNAUTHORIZED,
+                        "signature_not_yet_valid",
+                        "Signature from the future",
+                    ),
+                    SignatureRefusal::UnknownKey => {
+                        (StatusCode::UNAUTHORIZED, "unknown_key", "Unknown key")
+                    }
+                    SignatureRefusal::ComponentNotCovered => (
+                        StatusCode::UNAUTHORIZED,
+                        "component_not_covered",
+                        "Signature does not cover enough",
+                    ),
+                    SignatureRefusal::NonceMissing => (
+                        StatusCode::UNAUTHORIZED,
+                        "nonce_missing",
+                        "Signature nonce required",
+                    ),
+                    SignatureRefusal::Replayed => (
+                        StatusCode::UNAUTHORIZED,
+                        "signature_replayed",
+                        "Signature replayed",
+                    ),
+                    SignatureRefusal::AlgorithmMismatch => (
+                        StatusCode::UNAUTHORIZED,
+                        "algorithm_mismatch",
+                        "Signature algorithm mismatch",
+                    ),
+                    SignatureRefusal::ClientIdMismatch => (
+                        StatusCode::UNAUTHORIZED,
+                        "client_id_mismatch",
+                        "Client id mismatch",
+                    ),
+                };
+                (status, code, title, p.detail.clone())
+            }
+            Problem::Digest { refusal, detail } => {
+                let (code, title) = match refusal {
+                    DigestRefusal::Missing => ("digest_missing", "Content-Digest required"),
+                    DigestRefusal::Malformed => ("digest_malformed", "Malformed Content-Digest"),
+                    DigestRefusal::Unsupported => {
+                        ("digest_unsupported", "Unsupported digest algorithm")
+                    }
+                    DigestRefusal::Mismatch => ("digest_mismatch", "Content-Digest mismatch"),
+                };
+                (StatusCode::BAD_REQUEST, code, title, detail.clone())
+            }
+            Problem::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "Body not sent",
+                "the request body did not start arriving in time".into(),
+            ),
+            Problem::IdempotencyKeyInvalid { detail } => (
+                StatusCode::BAD_REQUEST,
+                "idempotency_key_invalid",
+                "Invalid idempotency key",
+                format!("{detail}; a key is 1-255 visible ASCII characters, e.g. a UUID as \"…\""),
+            ),
+            Problem::IdempotencyKeyMissing { header } => (
+                StatusCode::BAD_REQUEST,
+                "idempotency_key_missing",
+                "Idempotency key required",
+                format!("this request must carry an idempotency key: send {header}: \"<a new UUID>\""),
+            ),
+            Problem::IdempotencyKeyInUse { .. } => (
+                StatusCode::CONFLICT,
+                "idempotency_key_in_use",
+                "Request in progress",
+                "a request with this idempotency key is still being processed; retry it shortly".into(),
+            ),
+            Problem::IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency key reused",
+                "this idempotency key was used for a different request (method, path, query or body); \
+                 use a new key for a new request"
+                    .into(),
+            ),
+            Problem::IdempotencyResponseNotReplayable { reason } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_response_not_replayable",
+                "Response not replayable",
+                format!(
+                    "the request with this idempotency key was processed, but its response was not \
+                     kept because {reason}; it will not run again with this key"
+                ),
             ),
         }
     }
@@ -195,7 +454,9 @@ impl Problem {
                     h.insert(header::ALLOW, v);
                 }
             }
-            Problem::TokenMissing { challenge } | Problem::InvalidToken { challenge } => {
+            Problem::TokenMissing { challenge }
+            | Problem::InvalidToken { challenge }
+            | Problem::InsufficientScope { challenge, .. } => {
                 h.insert(header::WWW_AUTHENTICATE, challenge);
             }
             Problem::RateLimited { retry_after } => {
@@ -203,6 +464,24 @@ impl Problem {
             }
             Problem::StoreUnavailable => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Problem::IdempotencyKeyInUse { retry_after } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            Problem::Signature(p) => {
+                if let Some(challenge) = p.challenge {
+                    h.insert(header::WWW_AUTHENTICATE, challenge);
+                }
+                if let Some(accept) = p.accept {
+                    h.insert(ACCEPT_SIGNATURE, accept);
+                }
+            }
+            // RFC 9530 §4: say which algorithms would be accepted (not needed for a mismatch).
+            Problem::Digest { refusal, .. } if refusal != DigestRefusal::Mismatch => {
+                h.insert(
+                    WANT_CONTENT_DIGEST,
+                    HeaderValue::from_static(crate::digest::WANT_CONTENT_DIGEST),
+                );
             }
             _ => {}
         }

@@ -5,7 +5,8 @@
 use http::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::config::EndpointSettings;
+use crate::config::{EndpointSettings, PublicUrl};
+use crate::gate::idempotency::IdempotencyMode;
 
 /// How a proxied route authenticates callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,10 +18,69 @@ pub enum AuthMode {
     Bearer,
 }
 
+/// Whether requests must carry an RFC 9421 signature (route `signature`, `signatures.policy`,
+/// `signatures.auth_endpoint`, client `signature`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureMode {
+    /// Required when the caller's client has registered a signing key; a signature that is
+    /// present is checked either way. The default.
+    #[default]
+    Auto,
+    /// Every request must be signed by a key of the caller's client.
+    Required,
+    /// A signature is checked when present, and not required.
+    Optional,
+    /// Signatures are not looked at.
+    Off,
+}
+
+impl SignatureMode {
+    /// The mode a request gets: a route (or endpoint) mode other than `auto` decides; under
+    /// `auto` the client's own mode does, and `auto` there means "required once it has a key".
+    pub fn effective(self, client: SignatureMode, client_has_keys: bool) -> SignatureMode {
+        match (self, client) {
+            (SignatureMode::Auto, SignatureMode::Auto) if client_has_keys => {
+                SignatureMode::Required
+            }
+            (SignatureMode::Auto, SignatureMode::Auto) => SignatureMode::Optional,
+            (SignatureMode::Auto, client) => client,
+            (route, _) => route,
+        }
+    }
+}
+
 /// What a request on a route must prove before it is forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub auth: AuthMode,
+    /// `signature`, default `signatures.policy`; always `off` on public routes.
+    pub signature: SignatureMode,
+    /// `public_url`, default `signatures.public_url`.
+    pub public_url: Option<PublicUrl>,
+    /// `signature_cover`: components this route's signatures must cover on top of the global ones.
+    pub cover: Vec<String>,
+    /// `idempotency`, default `auto`; always `off` on public routes.
+    pub idempotency: IdempotencyMode,
+    /// `scopes` and `audience`: what a credential must be granted (bearer routes only).
+    pub require: crate::scope::Requirement,
+}
+
+impl Policy {
+    /// A policy with no signature requirements.
+    pub fn new(auth: AuthMode) -> Self {
+        Self {
+            auth,
+            signature: SignatureMode::Off,
+            public_url: None,
+            cover: Vec::new(),
+            idempotency: match auth {
+                AuthMode::None => IdempotencyMode::Off,
+                AuthMode::Bearer => IdempotencyMode::Auto,
+            },
+            require: crate::scope::Requirement::default(),
+        }
+    }
 }
 
 /// A compiled `[[routes]]` entry.
@@ -116,6 +176,8 @@ pub enum Target<'a> {
     OAuthRevoke,
     /// `/v1/oauth/introspect` (RFC 7662).
     OAuthIntrospect,
+    /// Anything under `endpoints.tokens` (token management).
+    Tokens,
     Proxy(&'a Route),
     /// The path matched routes, but none for this method; carries the `Allow` value.
     MethodNotAllowed(String),
@@ -131,6 +193,7 @@ pub struct Router {
     oauth_token: String,
     oauth_revoke: String,
     oauth_introspect: String,
+    tokens: Option<crate::issuer::tokens_api::TokensBase>,
     routes: Vec<Route>,
 }
 
@@ -143,6 +206,7 @@ impl Router {
             oauth_token: endpoints.oauth_token.clone(),
             oauth_revoke: endpoints.oauth_revoke.clone(),
             oauth_introspect: endpoints.oauth_introspect.clone(),
+            tokens: endpoints.tokens.clone(),
             routes,
         }
     }
@@ -166,6 +230,9 @@ impl Router {
         }
         if path == self.oauth_introspect {
             return Target::OAuthIntrospect;
+        }
+        if self.tokens.as_ref().is_some_and(|t| t.claims(path)) {
+            return Target::Tokens;
         }
         let mut allow: Vec<&Method> = Vec::new();
         let mut path_matched = false;
@@ -238,9 +305,7 @@ mod tests {
             name: p.into(),
             pattern: PathPattern::parse(p).unwrap(),
             methods: methods.to_vec(),
-            policy: Policy {
-                auth: AuthMode::None,
-            },
+            policy: Policy::new(AuthMode::None),
         };
         let endpoints = crate::Settings::from_toml("").unwrap().endpoints;
         let r = Router::new(
@@ -272,5 +337,18 @@ mod tests {
             empty.resolve(&Method::GET, "/a"),
             Target::NotFound
         ));
+    }
+
+    #[test]
+    fn a_route_mode_other_than_auto_wins_and_auto_defers_to_the_client() {
+        use SignatureMode::*;
+        assert_eq!(Auto.effective(Auto, true), Required);
+        assert_eq!(Auto.effective(Auto, false), Optional);
+        assert_eq!(Auto.effective(Optional, true), Optional);
+        assert_eq!(Auto.effective(Required, true), Required);
+        assert_eq!(Auto.effective(Off, true), Off);
+        assert_eq!(Off.effective(Required, true), Off);
+        assert_eq!(Optional.effective(Required, true), Optional);
+        assert_eq!(Required.effective(Auto, false), Required);
     }
 }

@@ -57,6 +57,11 @@ async fn sweep_forever(warden: Arc<Warden>) {
         if let Err(e) = warden.issuer().sweep(store.token_retention).await {
             tracing::warn!(error = %e, "store sweep failed");
         }
+        match warden.idempotency().sweep().await {
+            Ok(0) => {}
+            Ok(swept) => tracing::debug!(swept, "expired idempotency records deleted"),
+            Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
+        }
     }
 }
 

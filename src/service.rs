@@ -12,13 +12,19 @@ use crate::body::{Body, full};
 use crate::cache::Identity;
 use crate::clock::Clock;
 use crate::config::{Durability, Settings};
+use crate::digest::DigestVerifier;
 use crate::forward::{self, Forwarder, Origin};
+use crate::gate::allowlist::Allowlist;
 use crate::gate::bearer::{self, Presented};
-use crate::gate::client_ip;
-use crate::issuer::{BearerError, Issuer, auth, oauth};
-use crate::problem::Problem;
-use crate::router::{AuthMode, Router, Target};
+use crate::gate::idempotency::{Idempotency, Need};
+use crate::gate::signature::Verdict;
+use crate::gate::signature::{Endpoint, RequestParts, SignatureGate};
+use crate::gate::{client_ip, digest};
+use crate::issuer::{BearerError, Issuer, auth, oauth, tokens_api};
+use crate::problem::{OAuthError, Problem};
+use crate::router::{AuthMode, Route, Router, SignatureMode, Target};
 use crate::store::{self, StoreError, StoreOptions};
+use http_body::Body as _;
 
 /// Opens the store named by `store.url`.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn store::Store>, StoreError> {
@@ -54,6 +60,9 @@ pub struct Warden {
     router: Router,
     forwarder: Forwarder,
     issuer: Issuer,
+    idempotency: Idempotency,
+    allowlist: Allowlist,
+    signatures: SignatureGate,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -77,11 +86,26 @@ impl Warden {
         let issuer = Issuer::new(store, settings.tokens.clone(), clock);
         issuer.bootstrap(&settings.clients).await?;
         issuer.start_feed().await?;
+        let signatures = SignatureGate::new(&settings, issuer.challenge());
+        signatures.start(issuer.store().as_ref()).await?;
+        let allowlist = Allowlist::new(
+            settings.server.allow_ips.clone(),
+            settings.server.deny_ips.clone(),
+        );
+        let idempotency = Idempotency::new(
+            settings.idempotency.clone(),
+            settings.upstream.timeout,
+            issuer.store().clone(),
+            issuer.clock().clone(),
+        );
         Ok(Arc::new(Self {
             settings,
             router,
             forwarder,
             issuer,
+            idempotency,
+            allowlist,
+            signatures,
             tls,
         }))
     }
@@ -92,6 +116,16 @@ impl Warden {
 
     pub fn issuer(&self) -> &Issuer {
         &self.issuer
+    }
+
+    /// The signature check and its key and nonce caches.
+    pub fn signatures(&self) -> &SignatureGate {
+        &self.signatures
+    }
+
+    /// Idempotency keys: reservations, replays and their housekeeping.
+    pub fn idempotency(&self) -> &Idempotency {
+        &self.idempotency
     }
 
     pub(crate) fn tls_acceptor(&self) -> Option<&tokio_rustls::TlsAcceptor> {
@@ -113,10 +147,30 @@ impl Warden {
         let uri = self.settings.log.access.then(|| req.uri().clone());
 
         let (route_name, resp) = match self.router.resolve(&method, req.uri().path()) {
+            // The network policy comes first: nothing is looked up or read for a refused address.
+            // Health probes come from the platform, not from clients, and reveal nothing.
+            target
+                if !matches!(target, Target::Health | Target::Ready)
+                    && !self.allowlist.permits(client_ip) =>
+            {
+                tracing::info!(client_ip = %client_ip, "address refused by server.allow_ips/deny_ips");
+                ("-", blocked(&target))
+            }
             Target::Health => ("healthz", health()),
             Target::Ready => ("readyz", self.ready().await),
             Target::NotFound => ("-", Problem::RouteNotFound.into_response()),
-            Target::Auth => ("auth", auth::handle(&self.issuer, req, client_ip).await),
+            Target::Auth => (
+                "auth",
+                auth::handle(
+                    &self.issuer,
+                    &self.signatures,
+                    &self.idempotency,
+                    req,
+                    &origin,
+                    client_ip,
+                )
+                .await,
+            ),
             Target::OAuthToken => (
                 "oauth_token",
                 oauth::token(&self.issuer, req, client_ip).await,
@@ -129,20 +183,49 @@ impl Warden {
                 "oauth_introspect",
                 oauth::introspect(&self.issuer, req, client_ip).await,
             ),
+            Target::Tokens => (
+                "tokens",
+                tokens_api::handle(
+                    &self.issuer,
+                    &self.signatures,
+                    &self.settings,
+                    req,
+                    &origin,
+                    client_ip,
+                )
+                .await,
+            ),
             Target::MethodNotAllowed(allow) => {
                 ("-", Problem::MethodNotAllowed { allow }.into_response())
             }
             Target::Proxy(route) => {
                 let resp = match route.policy.auth {
-                    AuthMode::None => self.proxy(req, &origin, None).await,
-                    AuthMode::Bearer => match self.bearer(&req, client_ip).await {
-                        Ok(identity) => {
-                            let mut req = req;
-                            if !self.settings.tokens.forward_authorization {
-                                req.headers_mut().remove(header::AUTHORIZATION);
-                            }
-                            self.proxy(req, &origin, Some(&identity)).await
+                    AuthMode::None => {
+                        match digest::plan(req.headers(), self.settings.digest.verify_unsigned) {
+                            Ok(digest) => self.proxy(req, &origin, None, digest, Need::Off).await,
+                            Err(problem) => problem.into_response(),
                         }
+                    }
+                    // Scopes and audience right after the credential: a refusal costs no
+                    // signature verification.
+                    AuthMode::Bearer => match self
+                        .bearer(&req, client_ip)
+                        .await
+                        .and_then(|id| route.policy.require.check(&id).map(|()| id))
+                    {
+                        Ok(identity) => match self.signed(&req, route, &identity, &origin).await {
+                            Ok(digest) => {
+                                let mut req = req;
+                                if !self.settings.tokens.forward_authorization {
+                                    req.headers_mut().remove(header::AUTHORIZATION);
+                                }
+                                let need =
+                                    self.idempotency.need(&route.policy, &method, req.headers());
+                                self.proxy(req, &origin, Some(&identity), digest, need)
+                                    .await
+                            }
+                            Err(problem) => problem.into_response(),
+                        },
                         Err(problem) => problem.into_response(),
                     },
                 };
@@ -195,12 +278,53 @@ impl Warden {
         Ok(identity)
     }
 
-    /// Forwards a request that passed its checks.
+    /// The signature check of a bearer route, after the credential: `X-Client-Id` and `keyid`
+    /// must name the credential's client. Returns the body's digest check, if it gets one.
+    async fn signed(
+        &self,
+        req: &Request<Incoming>,
+        route: &Route,
+        identity: &Identity,
+        origin: &Origin,
+    ) -> Result<Option<DigestVerifier>, Problem> {
+        let gate = &self.signatures;
+        gate.check_client_id(req.headers(), &identity.client_id)?;
+        let policy = &route.policy;
+        let verdict = if policy.signature == SignatureMode::Off {
+            Verdict::Unchecked
+        } else {
+            let keys = gate
+                .client_keys(self.issuer.store().as_ref(), &identity.client_id)
+                .await?;
+            let parts = RequestParts {
+                method: req.method(),
+                uri: req.uri(),
+                headers: req.headers(),
+                has_body: !req.body().is_end_stream(),
+                origin,
+            };
+            let at = Endpoint {
+                mode: policy.signature,
+                cover: &policy.cover,
+                public_url: policy.public_url.as_ref(),
+            };
+            let now = self.issuer.clock().now();
+            gate.check(&parts, &at, &identity.client_id, &keys, now, true)?
+        };
+        digest::plan(
+            req.headers(),
+            verdict.digest_covered() || self.settings.digest.verify_unsigned,
+        )
+    }
+
+    /// Forwards a request that passed its checks, checking its body against `digest` on the way.
     async fn proxy(
         &self,
         mut req: Request<Incoming>,
         origin: &Origin,
         identity: Option<&Identity>,
+        digest: Option<DigestVerifier>,
+        need: Need,
     ) -> Response<Body> {
         let limit = self.settings.server.max_body_bytes;
         if let Some(len) = declared_length(req.headers()) {
@@ -213,14 +337,38 @@ impl Warden {
         } else {
             None
         };
-        let outgoing = req.map(|b| forward::limit_body(b, limit));
-        match self
+        let (parts, body) = req.into_parts();
+        let mut body = forward::limit_body(body, limit);
+        let digest_checked = digest.is_some();
+        if let Some(verifier) = digest {
+            let wait = self.settings.server.header_read_timeout;
+            body = match digest::guard(body, verifier, wait).await {
+                Ok(body) => body,
+                Err(problem) => return problem.into_response(),
+            };
+        }
+        let outgoing = Request::from_parts(parts, body);
+        // Keys are kept per client, so only authenticated requests use them; upgrades never.
+        let (outgoing, run) = match identity {
+            Some(id) if need != Need::Off && upgrade.is_none() => {
+                let idem = &self.idempotency;
+                match idem
+                    .start(outgoing, &id.client_id, need, digest_checked)
+                    .await
+                {
+                    Ok(started) => started,
+                    Err(answer) => return answer,
+                }
+            }
+            _ => (outgoing, None),
+        };
+        let result = self
             .forwarder
             .forward(outgoing, origin, upgrade, identity)
-            .await
-        {
-            Ok(resp) => resp,
-            Err(problem) => problem.into_response(),
+            .await;
+        match run {
+            Some(run) => self.idempotency.finish(run, result).await,
+            None => result.unwrap_or_else(Problem::into_response),
         }
     }
 
@@ -255,6 +403,21 @@ impl Warden {
             }
         }
         json_response(StatusCode::OK, r#"{"status":"ready"}"#)
+    }
+}
+
+/// The refusal of an address by the network policy, in the endpoint's own error form.
+fn blocked(target: &Target<'_>) -> Response<Body> {
+    match target {
+        Target::OAuthToken | Target::OAuthRevoke | Target::OAuthIntrospect => OAuthError {
+            status: StatusCode::FORBIDDEN,
+            ..OAuthError::bad(
+                "access_denied",
+                "requests from this address are not accepted",
+            )
+        }
+        .into_response(),
+        _ => Problem::IpBlocked.into_response(),
     }
 }
 

@@ -167,10 +167,32 @@ impl TokenRecord {
 /// A recorded response, replayed for a repeated idempotency key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredResponse {
+    /// The HTTP status, or [`StoredResponse::NOT_REPLAYABLE`].
     pub status: u16,
     /// Header names and raw values, in order; repeated names allowed.
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+}
+
+impl StoredResponse {
+    /// The status of a marker: the request ran, but its response was not kept (streamed, too
+    /// large, or cut short), so a retry must be refused rather than run again. The body holds
+    /// the reason as text.
+    pub const NOT_REPLAYABLE: u16 = 0;
+
+    /// A marker record (see [`StoredResponse::NOT_REPLAYABLE`]).
+    pub fn not_replayable(reason: &str) -> Self {
+        Self {
+            status: Self::NOT_REPLAYABLE,
+            headers: Vec::new(),
+            body: reason.as_bytes().to_vec(),
+        }
+    }
+
+    /// Whether this is a response to replay rather than a marker.
+    pub fn is_replayable(&self) -> bool {
+        self.status != Self::NOT_REPLAYABLE
+    }
 }
 
 /// Where an idempotent request stands.
@@ -334,8 +356,9 @@ pub trait Store: Send + Sync {
     async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError>;
     /// The newest change's `seq` (0 when none).
     async fn latest_change(&self) -> Result<i64, StoreError>;
-    /// Forgets changes recorded before `before` (unix seconds); returns how many.
-    async fn prune_changes(&self, before: i64) -> Result<u64, StoreError>;
+    /// Forgets changes recorded more than `older_than_secs` ago by the database's own clock
+    /// (the feed is stamped by the database); returns how many.
+    async fn prune_changes(&self, older_than_secs: i64) -> Result<u64, StoreError>;
 
     // --- clients ---
 
@@ -427,18 +450,29 @@ pub trait Store: Send + Sync {
         lease_until: i64,
         expires_at: i64,
     ) -> Result<Reservation, StoreError>;
-    /// Turns the in-flight reservation into `Done(response)`, kept until `expires_at`. `false`
-    /// when no in-flight reservation exists any more (released, swept or taken over and done).
+    /// Turns the caller's in-flight reservation into `Done(response)`, kept until `expires_at`.
+    ///
+    /// `lease_until` is the one the caller reserved with, and fences the write: it changes
+    /// nothing (`false`) unless the row is still in flight under that same lease. So a holder
+    /// whose lease ran out and was taken over can never overwrite the newer reservation, nor
+    /// one that was released, swept, or taken over and done.
     async fn complete_idempotency(
         &self,
         client_id: &str,
         key: &str,
+        lease_until: i64,
         response: StoredResponse,
         now: i64,
         expires_at: i64,
     ) -> Result<bool, StoreError>;
-    /// Deletes an in-flight reservation so the key is free again (the request was not run).
-    async fn release_idempotency(&self, client_id: &str, key: &str) -> Result<bool, StoreError>;
+    /// Deletes the caller's in-flight reservation (fenced by `lease_until` as in
+    /// [`Store::complete_idempotency`]) so the key is free again: the request was not run.
+    async fn release_idempotency(
+        &self,
+        client_id: &str,
+        key: &str,
+        lease_until: i64,
+    ) -> Result<bool, StoreError>;
     /// Deletes at most `limit` records expired at `now`; call again while it returns `limit`.
     async fn sweep_idempotency(&self, now: i64, limit: u32) -> Result<u64, StoreError>;
 

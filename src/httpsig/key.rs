@@ -30,6 +30,9 @@ pub enum KeyError {
     /// The bytes are not a usable Ed25519 point (invalid or small order).
     #[error("public key is not a valid ed25519 point")]
     Point,
+    /// A private key that is neither an Ed25519 PKCS#8 PEM nor base64 of a 32-byte seed.
+    #[error("private key is neither an ed25519 pkcs#8 pem nor base64 of a 32-byte seed")]
+    PrivateKey,
 }
 
 /// Parses an Ed25519 public key: base64 (standard or url-safe alphabet, padding optional) of
@@ -54,4 +57,23 @@ pub fn parse_public_key(s: &str) -> Result<VerifyingKey, KeyError> {
         return Err(KeyError::Point);
     }
     Ok(key)
+}
+
+/// Parses an Ed25519 private key: a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`, as `warden
+/// keygen` writes it) or base64 of the 32-byte seed. For signing clients, never the server.
+pub fn parse_private_key(s: &str) -> Result<ed25519_dalek::SigningKey, KeyError> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+    let s = s.trim();
+    if s.starts_with("-----BEGIN") {
+        return ed25519_dalek::SigningKey::from_pkcs8_pem(s).map_err(|_| KeyError::PrivateKey);
+    }
+    let bytes = STANDARD
+        .decode(s)
+        .or_else(|_| URL_SAFE.decode(s))
+        .map_err(|_| KeyError::PrivateKey)?;
+    let seed: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| KeyError::PrivateKey)?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
 }

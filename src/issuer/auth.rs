@@ -1,6 +1,7 @@
 //! `POST /v1/auth` (form `clientId`, `clientSecret` → 201 with the access-token entity) and
 //! `DELETE /v1/auth?accessTokenId=…` (revocation by the token's own client), Pipevest style.
-//! Errors are problem+json.
+//! Both are RFC 9421-signed when the client has a key (`signatures.auth_endpoint`). Errors are
+//! problem+json.
 
 use std::net::IpAddr;
 
@@ -10,7 +11,11 @@ use hyper::body::Incoming;
 use super::form::{self, FormError};
 use super::{BearerError, ClientAuthError, Issuer, narrow_scopes};
 use crate::body::{Body, full};
+use crate::forward::Origin;
 use crate::gate::bearer::{Presented, presented};
+use crate::gate::digest;
+use crate::gate::idempotency::{self, BodyDigest, Idempotency, TokenRun};
+use crate::gate::signature::{ClientKeys, Endpoint, RequestParts, SignatureGate};
 use crate::problem::Problem;
 
 fn form_problem(e: FormError) -> Problem {
@@ -32,10 +37,17 @@ fn form_problem(e: FormError) -> Problem {
 }
 
 /// Dispatches `/v1/auth` by method.
-pub async fn handle(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Response<Body> {
+pub async fn handle(
+    issuer: &Issuer,
+    signatures: &SignatureGate,
+    idem: &Idempotency,
+    req: Request<Incoming>,
+    origin: &Origin,
+    ip: IpAddr,
+) -> Response<Body> {
     let result = match *req.method() {
-        Method::POST => create(issuer, req, ip).await,
-        Method::DELETE => delete(issuer, req).await,
+        Method::POST => create(issuer, signatures, idem, req, origin, ip).await,
+        Method::DELETE => delete(issuer, signatures, req, origin, ip).await,
         _ => Err(Problem::MethodNotAllowed {
             allow: "DELETE, POST".into(),
         }),
@@ -45,22 +57,35 @@ pub async fn handle(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Resp
 
 async fn create(
     issuer: &Issuer,
+    signatures: &SignatureGate,
+    idem: &Idempotency,
     req: Request<Incoming>,
+    origin: &Origin,
     ip: IpAddr,
 ) -> Result<Response<Body>, Problem> {
     let (parts, body) = req.into_parts();
+    // A retry returns the token the first request got instead of minting a second one.
+    let idem_key = idem.auth_key(&parts.headers, signatures.settings().auth_endpoint)?;
     if form::media_type(&parts.headers).as_deref() != Some("application/x-www-form-urlencoded") {
         return Err(form_problem(FormError::UnsupportedMediaType));
     }
     let bytes = form::read_body(body, issuer.settings().max_request_bytes)
         .await
         .map_err(form_problem)?;
+    // A digest that is sent is checked against the bytes read, before anything trusts them.
+    if let Some(verifier) = digest::plan(&parts.headers, true)? {
+        digest::check_whole(verifier, &bytes)?;
+    }
     let params = form::parse_form(&bytes).map_err(form_problem)?;
+    let fingerprint = idem_key
+        .as_ref()
+        .map(|_| idempotency::fingerprint(&parts.method, &parts.uri, BodyDigest::Bytes(&bytes)));
     let (Some(id), Some(secret)) = (params.get("clientId"), params.get("clientSecret")) else {
         return Err(Problem::BadRequest {
             detail: "clientId and clientSecret are required".into(),
         });
     };
+    signatures.check_client_id(&parts.headers, id)?;
     let client = issuer
         .authenticate_client(id, secret, ip)
         .await
@@ -75,8 +100,35 @@ async fn create(
             | ClientAuthError::WrongSecret
             | ClientAuthError::Disabled => Problem::InvalidClient,
         })?;
+    // The signature is checked after the secret, so that whether a client has a key tells
+    // nothing to a caller without its secret. The keys come from the record just read.
+    let keys = ClientKeys::from_record(&client, signatures.client_mode(&client.id));
+    let has_body = !bytes.is_empty();
+    // Besides the global policy, a signed form covers its media type, which gives the digested
+    // bytes their meaning (as in the Pipevest contract).
+    let content_type = [String::from("content-type")];
+    let parts = RequestParts {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        has_body,
+        origin,
+    };
+    let at = Endpoint {
+        mode: signatures.settings().auth_endpoint,
+        cover: if has_body { &content_type } else { &[] },
+        public_url: None,
+    };
+    signatures.check(&parts, &at, &client.id, &keys, issuer.clock().now(), true)?;
     let scopes = narrow_scopes(params.get("scope").map(String::as_str), &client.scopes)
         .map_err(|scope| Problem::InvalidScope { scope })?;
+    let ticket = match idem_key.zip(fingerprint) {
+        Some((key, fp)) => match idem.begin_token(&client.id, key, fp, secret).await? {
+            TokenRun::Replay(resp) => return Ok(resp),
+            TokenRun::Run(ticket) => Some(ticket),
+        },
+        None => None,
+    };
     let issued = issuer
         .issue_access_token(&client, scopes)
         .await
@@ -107,10 +159,19 @@ async fn create(
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(resp)
+    match ticket {
+        Some(ticket) => Ok(ticket.finish(resp).await),
+        None => Ok(resp),
+    }
 }
 
-async fn delete(issuer: &Issuer, req: Request<Incoming>) -> Result<Response<Body>, Problem> {
+async fn delete(
+    issuer: &Issuer,
+    signatures: &SignatureGate,
+    req: Request<Incoming>,
+    origin: &Origin,
+    ip: IpAddr,
+) -> Result<Response<Body>, Problem> {
     let caller = match presented(req.headers()) {
         Presented::Missing => {
             return Err(Problem::TokenMissing {
@@ -132,6 +193,34 @@ async fn delete(issuer: &Issuer, req: Request<Incoming>) -> Result<Response<Body
             }
         })?,
     };
+    if !caller.allows_ip(ip) {
+        return Err(Problem::IpNotAllowed);
+    }
+    signatures.check_client_id(req.headers(), &caller.client_id)?;
+    let keys = signatures
+        .client_keys(issuer.store().as_ref(), &caller.client_id)
+        .await?;
+    // The body of a DELETE is never read, so it needs no digest.
+    let parts = RequestParts {
+        method: req.method(),
+        uri: req.uri(),
+        headers: req.headers(),
+        has_body: false,
+        origin,
+    };
+    let at = Endpoint {
+        mode: signatures.settings().auth_endpoint,
+        cover: &[],
+        public_url: None,
+    };
+    signatures.check(
+        &parts,
+        &at,
+        &caller.client_id,
+        &keys,
+        issuer.clock().now(),
+        true,
+    )?;
     let query = req.uri().query().unwrap_or("");
     let params = form::parse_form(query.as_bytes()).map_err(form_problem)?;
     let Some(id) = params.get("accessTokenId") else {

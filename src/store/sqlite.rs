@@ -729,10 +729,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn prune_changes(&self, before: i64) -> Result<u64, StoreError> {
+    async fn prune_changes(&self, older_than_secs: i64) -> Result<u64, StoreError> {
         const OP: &str = "prune_changes";
+        // `at` is stamped by the database (a trigger has no caller clock), so the cut-off is
+        // computed by the database too.
         self.write(OP, move |tx| {
-            execute(tx, OP, "DELETE FROM changes WHERE at < ?1", params![before]).map(|n| n as u64)
+            execute(
+                tx,
+                OP,
+                "DELETE FROM changes WHERE at < unixepoch() - ?1",
+                params![older_than_secs],
+            )
         })
         .await
     }
@@ -1132,6 +1139,7 @@ impl Store for SqliteStore {
         &self,
         client_id: &str,
         key: &str,
+        lease_until: i64,
         response: StoredResponse,
         now: i64,
         expires_at: i64,
@@ -1145,7 +1153,8 @@ impl Store for SqliteStore {
                 OP,
                 "UPDATE idempotency SET state = 'done', lease_until = NULL, status = ?3, \
                  headers = ?4, body = ?5, updated_at = ?6, expires_at = ?7 \
-                 WHERE client_id = ?1 AND idem_key = ?2 AND state = 'in_flight'",
+                 WHERE client_id = ?1 AND idem_key = ?2 AND state = 'in_flight' \
+                 AND lease_until = ?8",
                 params![
                     client_id,
                     key,
@@ -1154,6 +1163,7 @@ impl Store for SqliteStore {
                     response.body,
                     now,
                     expires_at,
+                    lease_until,
                 ],
             )?;
             Ok(n > 0)
@@ -1161,7 +1171,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn release_idempotency(&self, client_id: &str, key: &str) -> Result<bool, StoreError> {
+    async fn release_idempotency(
+        &self,
+        client_id: &str,
+        key: &str,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
         const OP: &str = "release_idempotency";
         let client_id = client_id.to_owned();
         let key = key.to_owned();
@@ -1169,9 +1184,9 @@ impl Store for SqliteStore {
             let n = execute(
                 tx,
                 OP,
-                "DELETE FROM idempotency \
-                 WHERE client_id = ?1 AND idem_key = ?2 AND state = 'in_flight'",
-                params![client_id, key],
+                "DELETE FROM idempotency WHERE client_id = ?1 AND idem_key = ?2 \
+                 AND state = 'in_flight' AND lease_until = ?3",
+                params![client_id, key, lease_until],
             )?;
             Ok(n > 0)
         })

@@ -714,7 +714,7 @@ async fn idempotency_key_goes_from_reserved_to_in_flight_to_done() {
     assert_eq!(r.expect("reserve"), Reservation::Reserved);
 
     let done = s
-        .complete_idempotency("c1", "k1", response(201), T0 + 2, T0 + 86_400)
+        .complete_idempotency("c1", "k1", T0 + 30, response(201), T0 + 2, T0 + 86_400)
         .await
         .expect("complete");
     assert!(done);
@@ -738,11 +738,11 @@ async fn idempotency_key_goes_from_reserved_to_in_flight_to_done() {
 
     // Completing twice, or a key never reserved, changes nothing.
     let again = s
-        .complete_idempotency("c1", "k1", response(500), T0 + 4, T0 + 9)
+        .complete_idempotency("c1", "k1", T0 + 30, response(500), T0 + 4, T0 + 9)
         .await;
     assert!(!again.expect("complete again"));
     let unknown = s
-        .complete_idempotency("c1", "nope", response(200), T0, T0 + 9)
+        .complete_idempotency("c1", "nope", T0 + 30, response(200), T0, T0 + 9)
         .await;
     assert!(!unknown.expect("complete unknown"));
 }
@@ -782,6 +782,72 @@ async fn an_expired_lease_is_taken_over_by_the_next_request() {
 }
 
 #[tokio::test]
+async fn a_holder_whose_lease_was_taken_over_can_neither_complete_nor_release() {
+    let db = Db::new().await;
+    let s = db.store.as_ref();
+    let fp = sha("req");
+    let r = s
+        .reserve_idempotency("c1", "k1", fp, T0, T0 + 30, T0 + 86_400)
+        .await;
+    assert_eq!(r.expect("reserve"), Reservation::Reserved);
+    // The first holder is still running when its lease runs out; a retry takes the key over.
+    let r = s
+        .reserve_idempotency("c1", "k1", fp, T0 + 30, T0 + 60, T0 + 86_400)
+        .await;
+    assert_eq!(r.expect("takeover"), Reservation::Reserved);
+
+    // The late first holder's writes are fenced off by its old lease.
+    let late = s
+        .complete_idempotency("c1", "k1", T0 + 30, response(500), T0 + 31, T0 + 86_400)
+        .await;
+    assert!(!late.expect("late complete"));
+    let late = s.release_idempotency("c1", "k1", T0 + 30).await;
+    assert!(!late.expect("late release"));
+    let r = s
+        .reserve_idempotency("c1", "k1", fp, T0 + 31, T0 + 61, T0 + 86_400)
+        .await;
+    assert_eq!(
+        r.expect("still the new holder's"),
+        Reservation::InFlight {
+            lease_until: T0 + 60
+        }
+    );
+
+    // The new holder completes under its own lease, and that is what replays.
+    let done = s
+        .complete_idempotency("c1", "k1", T0 + 60, response(201), T0 + 32, T0 + 86_400)
+        .await;
+    assert!(done.expect("complete"));
+    let r = s
+        .reserve_idempotency("c1", "k1", fp, T0 + 33, T0 + 63, T0 + 86_400)
+        .await;
+    assert!(
+        matches!(r.expect("done"), Reservation::Done(rec) if rec.state == IdempotencyState::Done(response(201)))
+    );
+}
+
+#[tokio::test]
+async fn a_not_replayable_marker_round_trips() {
+    let db = Db::new().await;
+    let s = db.store.as_ref();
+    let fp = sha("req");
+    s.reserve_idempotency("c1", "k1", fp, T0, T0 + 30, T0 + 100)
+        .await
+        .expect("reserve");
+    let marker = StoredResponse::not_replayable("streamed");
+    assert!(!marker.is_replayable());
+    s.complete_idempotency("c1", "k1", T0 + 30, marker.clone(), T0 + 1, T0 + 100)
+        .await
+        .expect("complete");
+    let r = s
+        .reserve_idempotency("c1", "k1", fp, T0 + 2, T0 + 32, T0 + 100)
+        .await;
+    assert!(
+        matches!(r.expect("done"), Reservation::Done(rec) if rec.state == IdempotencyState::Done(marker))
+    );
+}
+
+#[tokio::test]
 async fn an_expired_done_record_no_longer_answers() {
     let db = Db::new().await;
     let s = db.store.as_ref();
@@ -789,7 +855,7 @@ async fn an_expired_done_record_no_longer_answers() {
     s.reserve_idempotency("c1", "k1", fp, T0, T0 + 30, T0 + 100)
         .await
         .expect("reserve");
-    s.complete_idempotency("c1", "k1", response(200), T0 + 1, T0 + 100)
+    s.complete_idempotency("c1", "k1", T0 + 30, response(200), T0 + 1, T0 + 100)
         .await
         .expect("complete");
     let r = s
@@ -806,16 +872,20 @@ async fn release_frees_an_in_flight_key_but_never_a_done_one() {
     s.reserve_idempotency("c1", "k1", fp, T0, T0 + 30, T0 + 100)
         .await
         .expect("reserve");
-    assert!(s.release_idempotency("c1", "k1").await.expect("release"));
+    assert!(
+        s.release_idempotency("c1", "k1", T0 + 30)
+            .await
+            .expect("release")
+    );
     let r = s
         .reserve_idempotency("c1", "k1", sha("other"), T0 + 1, T0 + 30, T0 + 100)
         .await;
     assert_eq!(r.expect("reserve again"), Reservation::Reserved);
-    s.complete_idempotency("c1", "k1", response(200), T0 + 2, T0 + 100)
+    s.complete_idempotency("c1", "k1", T0 + 30, response(200), T0 + 2, T0 + 100)
         .await
         .expect("complete");
     assert!(
-        !s.release_idempotency("c1", "k1")
+        !s.release_idempotency("c1", "k1", T0 + 30)
             .await
             .expect("release done")
     );
@@ -959,7 +1029,7 @@ async fn everything_written_is_there_after_a_reopen() {
         .await
         .expect("reserve");
     db.store
-        .complete_idempotency("c1", "done", response(201), T0, T0 + 100)
+        .complete_idempotency("c1", "done", T0 + 30, response(201), T0, T0 + 100)
         .await
         .expect("complete");
     db.store

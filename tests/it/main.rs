@@ -2,4 +2,7 @@
 
 mod foundation;
 mod harness;
+mod idempotency;
 mod issuer;
+mod signatures;
+mod tokens;

@@ -1,0 +1,1175 @@
+//! The RFC 9421 signature check of a request: whether it must be signed (route, client and
+//! global policy), which components the signature must cover, which key verifies it (a key of
+//! the client its credential and `X-Client-Id` name), and whether it is fresh and not replayed.
+//! Parsing, the signature base and Ed25519 are [`crate::httpsig`]'s; the body is
+//! [`super::digest`]'s, once this check has said whether a digest is covered.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Uri};
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+use sha2::{Digest as _, Sha256};
+
+use crate::config::{NonceMode, PublicUrl, Settings, SignatureSettings};
+use crate::forward::Origin;
+use crate::httpsig::{self, ParsedSignature, RequestView, SigError};
+use crate::problem::{Problem, SignatureProblem, SignatureRefusal};
+use crate::router::SignatureMode;
+use crate::store::{ClientRecord, Store, StoreError};
+
+/// The header a client may send to say who it is; it must name the credential's client.
+pub const X_CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
+const SIGNATURE_INPUT: HeaderName = HeaderName::from_static("signature-input");
+const SIGNATURE: HeaderName = HeaderName::from_static("signature");
+const CONTENT_DIGEST: HeaderName = HeaderName::from_static("content-digest");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The label Warden asks for in `Accept-Signature` (labels are not signed; any label works).
+const LABEL: &str = "sig1";
+/// How often the key cache looks at the store's change feed, at most.
+const FEED_INTERVAL: Duration = Duration::from_millis(200);
+/// How many changes one catch-up reads at most (it loops until done).
+const FEED_BATCH: u32 = 1000;
+
+/// One registered key, parsed once.
+#[derive(Debug)]
+struct RegisteredKey {
+    id: String,
+    alg: String,
+    key: VerifyingKey,
+}
+
+/// A client's signing keys, parsed, and its own signature mode (`clients[].signature`).
+#[derive(Debug)]
+pub struct ClientKeys {
+    mode: SignatureMode,
+    keys: Vec<RegisteredKey>,
+}
+
+impl ClientKeys {
+    /// Parses the keys of a stored client. A key that is not a usable Ed25519 key is skipped
+    /// (and logged): nothing it would verify can be trusted.
+    pub fn from_record(record: &ClientRecord, mode: SignatureMode) -> Self {
+        let mut keys = Vec::with_capacity(record.keys.len());
+        for k in &record.keys {
+            let parsed = (k.alg == httpsig::ALGORITHM)
+                .then(|| VerifyingKey::from_bytes(&k.public_key).ok())
+                .flatten()
+                .filter(|key| !key.is_weak());
+            match parsed {
+                Some(key) => keys.push(RegisteredKey {
+                    id: k.key_id.clone(),
+                    alg: k.alg.clone(),
+                    key,
+                }),
+                None => {
+                    tracing::warn!(client_id = %record.id, key_id = %k.key_id, "unusable signing key skipped")
+                }
+            }
+        }
+        Self { mode, keys }
+    }
+
+    /// A client with no keys (unknown to the store, or keyless).
+    pub fn none(mode: SignatureMode) -> Self {
+        Self {
+            mode,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Whether the client registered any usable key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn find(&self, key_id: &str) -> Option<&RegisteredKey> {
+        self.keys.iter().find(|k| k.id == key_id)
+    }
+}
+
+/// What the check reads of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestParts<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+    /// Whether a body follows (one is announced and not known to be empty).
+    pub has_body: bool,
+    pub origin: &'a Origin,
+}
+
+/// Where the request is checked, and what that place asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'a> {
+    /// The route's (or `/v1/auth`'s) mode, before the client's own is applied.
+    pub mode: SignatureMode,
+    /// Components required here on top of the global ones.
+    pub cover: &'a [String],
+    /// The route's `public_url`; `None` falls back to `signatures.public_url`.
+    pub public_url: Option<&'a PublicUrl>,
+}
+
+/// What the check concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// No signature was required and none was sent (or the mode is `off`).
+    Unchecked,
+    /// A signature by a key of the client verified.
+    Verified {
+        /// Whether it covers `content-digest`, which then must match the body.
+        digest_covered: bool,
+    },
+}
+
+impl Verdict {
+    /// Whether the body's digest is covered by a verified signature.
+    pub fn digest_covered(&self) -> bool {
+        matches!(
+            self,
+            Verdict::Verified {
+                digest_covered: true
+            }
+        )
+    }
+}
+
+/// The signature check and its state: the parsed keys of recently seen clients and the nonces
+/// seen within the signature window.
+pub struct SignatureGate {
+    cfg: SignatureSettings,
+    /// `clients[].signature` of config-declared clients; others are `auto`.
+    client_modes: HashMap<String, SignatureMode>,
+    keys: KeyCache,
+    nonces: Option<Cache<[u8; 32], ()>>,
+    challenge: HeaderValue,
+}
+
+impl SignatureGate {
+    /// Builds the gate; `challenge` is the `WWW-Authenticate` value of its 401s.
+    pub fn new(settings: &Settings, challenge: HeaderValue) -> Self {
+        let cfg = settings.signatures.clone();
+        let nonces = (cfg.nonce != NonceMode::Off).then(|| {
+            // A signature stays acceptable for max_age after a `created` up to clock_skew ahead,
+            // so a nonce must be remembered that long. Oldest-first eviction keeps the newest.
+            Cache::builder()
+                .max_capacity(cfg.nonce_cache_capacity)
+                .time_to_live(cfg.max_age + cfg.clock_skew)
+                .eviction_policy(EvictionPolicy::lru())
+                .build()
+        });
+        Self {
+            client_modes: settings
+                .clients
+                .iter()
+                .map(|c| (c.id.clone(), c.signature))
+                .collect(),
+            keys: KeyCache::new(cfg.key_cache_capacity, settings.tokens.cache_ttl),
+            nonces,
+            challenge,
+            cfg,
+        }
+    }
+
+    /// `signatures.*`.
+    pub fn settings(&self) -> &SignatureSettings {
+        &self.cfg
+    }
+
+    /// A client's own signature mode.
+    pub fn client_mode(&self, client_id: &str) -> SignatureMode {
+        self.client_modes
+            .get(client_id)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Starts following the store's change feed (call once, after the config clients are written).
+    pub async fn start(&self, store: &dyn Store) -> Result<(), StoreError> {
+        self.keys.start(store).await
+    }
+
+    /// The parsed keys of `client_id`: memory first, the store on a miss.
+    pub async fn client_keys(
+        &self,
+        store: &dyn Store,
+        client_id: &str,
+    ) -> Result<Arc<ClientKeys>, Problem> {
+        self.keys
+            .get(store, client_id, self.client_mode(client_id))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "store failed while loading signing keys");
+                Problem::StoreUnavailable
+            })
+    }
+
+    /// Refuses a request whose `X-Client-Id` names another client than its credential.
+    pub fn check_client_id(&self, headers: &HeaderMap, client_id: &str) -> Result<(), Problem> {
+        let mut values = headers.get_all(X_CLIENT_ID).iter();
+        let Some(first) = values.next() else {
+            return Ok(());
+        };
+        if first.as_bytes() == client_id.as_bytes() && values.next().is_none() {
+            return Ok(());
+        }
+        Err(self.refuse(
+            SignatureRefusal::ClientIdMismatch,
+            "X-Client-Id must name the client the credential was issued to (send it once, or not at all)".into(),
+            None,
+        ))
+    }
+
+    /// The signature check of a request by `client_id`, whose keys are `keys`, at `now` (unix
+    /// seconds). `reveal_key_id`: the caller has proved a credential, so `Accept-Signature` may
+    /// name the key it should use.
+    pub fn check(
+        &self,
+        req: &RequestParts<'_>,
+        at: &Endpoint<'_>,
+        client_id: &str,
+        keys: &ClientKeys,
+        now: i64,
+        reveal_key_id: bool,
+    ) -> Result<Verdict, Problem> {
+        let mode = at.mode.effective(keys.mode, !keys.is_empty());
+        if mode == SignatureMode::Off {
+            return Ok(Verdict::Unchecked);
+        }
+        let accept = || self.accept_signature(req, at, keys, reveal_key_id);
+        if !req.headers.contains_key(SIGNATURE_INPUT) && !req.headers.contains_key(SIGNATURE) {
+            return match mode {
+                SignatureMode::Required => Err(self.refuse(
+                    SignatureRefusal::Missing,
+                    "this request must carry an RFC 9421 signature (Signature-Input and Signature) \
+                     made with the client's registered key; Accept-Signature names what to cover"
+                        .into(),
+                    accept(),
+                )),
+                _ => Ok(Verdict::Unchecked),
+            };
+        }
+        if req.has_body && !req.headers.contains_key(CONTENT_DIGEST) {
+            return Err(super::digest::missing());
+        }
+        let signatures =
+            httpsig::parse_signatures(req.headers).map_err(|e| self.sig_error(e, accept()))?;
+        // Labels are not signed: select by keyid, among the client's own keys only.
+        let mut first_refusal = None;
+        for sig in &signatures {
+            let Some(key) = sig.params().keyid().and_then(|id| keys.find(id)) else {
+                continue;
+            };
+            match self.verify_one(req, at, client_id, sig, key, now) {
+                Ok(verdict) => return Ok(verdict),
+                Err((refusal, detail)) => {
+                    first_refusal.get_or_insert((refusal, detail));
+                }
+            }
+        }
+        let (refusal, detail) = first_refusal.unwrap_or_else(|| {
+            (
+                SignatureRefusal::UnknownKey,
+                "no signature names (keyid) a key registered to this client".into(),
+            )
+        });
+        Err(self.refuse(refusal, detail, accept()))
+    }
+
+    fn verify_one(
+        &self,
+        req: &RequestParts<'_>,
+        at: &Endpoint<'_>,
+        client_id: &str,
+        sig: &ParsedSignature,
+        key: &RegisteredKey,
+        now: i64,
+    ) -> Result<Verdict, (SignatureRefusal, String)> {
+        let params = sig.params();
+        httpsig::check_times(
+            params,
+            now,
+            self.cfg.max_age.as_secs(),
+            self.cfg.clock_skew.as_secs(),
+            true,
+        )
+        .map_err(|e| time_refusal(&e, self.cfg.max_age))?;
+        if let Some(missing) = self.uncovered(sig, req, at) {
+            return Err((
+                SignatureRefusal::ComponentNotCovered,
+                format!("the signature must also cover: {missing}"),
+            ));
+        }
+        if let Some(alg) = params.alg()
+            && alg != key.alg
+        {
+            return Err((
+                SignatureRefusal::AlgorithmMismatch,
+                format!(
+                    "alg \"{}\" does not match the key's algorithm ({})",
+                    printable(alg),
+                    key.alg
+                ),
+            ));
+        }
+        let nonce = match (self.cfg.nonce, params.nonce()) {
+            (NonceMode::Off, _) => None,
+            (NonceMode::Required, None) => {
+                return Err((
+                    SignatureRefusal::NonceMissing,
+                    "the signature must carry a nonce parameter, new for every request".into(),
+                ));
+            }
+            (_, nonce) => nonce,
+        };
+        let external = External::of(req, at.public_url.or(self.cfg.public_url.as_ref()));
+        let view = RequestView::new(
+            req.method.as_str(),
+            external.scheme,
+            external.authority,
+            &external.path,
+            req.uri.query(),
+            req.headers,
+        );
+        httpsig::verify(&view, sig, &key.key).map_err(|e| {
+            tracing::debug!(
+                client_id,
+                key_id = %key.id,
+                scheme = external.scheme,
+                authority = external.authority,
+                error = %e,
+                "signature did not verify"
+            );
+            match e {
+                SigError::InvalidSignature => (
+                    SignatureRefusal::Invalid,
+                    "the signature does not verify: sign exactly the method, URL and fields sent, \
+                     with the key keyid names"
+                        .to_owned(),
+                ),
+                SigError::AlgorithmNotAllowed { .. } => (
+                    SignatureRefusal::AlgorithmMismatch,
+                    "only ed25519 signatures are accepted".to_owned(),
+                ),
+                other => (SignatureRefusal::Invalid, other.to_string()),
+            }
+        })?;
+        // Only a verified signature may burn its nonce, else anyone could void others' nonces.
+        if let Some(nonce) = nonce
+            && self.replayed(client_id, &key.id, nonce)
+        {
+            return Err((
+                SignatureRefusal::Replayed,
+                "this signature's nonce was already used; sign the request again with a new nonce"
+                    .into(),
+            ));
+        }
+        Ok(Verdict::Verified {
+            digest_covered: sig.covers("content-digest"),
+        })
+    }
+
+    /// The required components `sig` leaves out, as a list for a person; `None` when it covers
+    /// them all. Allocates only when something is missing.
+    fn uncovered(
+        &self,
+        sig: &ParsedSignature,
+        req: &RequestParts<'_>,
+        at: &Endpoint<'_>,
+    ) -> Option<String> {
+        let mut missing: Vec<&str> = Vec::new();
+        if !sig.covers("@method") {
+            missing.push("@method");
+        }
+        if !covers_target(sig, req.uri.query().is_some()) {
+            missing.push(if req.uri.query().is_some() {
+                "@target-uri (or @authority, @path and @query)"
+            } else {
+                "@target-uri (or @authority and @path)"
+            });
+        }
+        if req.has_body && !sig.covers("content-digest") {
+            missing.push("content-digest");
+        }
+        for name in &self.cfg.cover_if_present {
+            if req.headers.contains_key(name) && !sig.covers(name.as_str()) {
+                missing.push(name.as_str());
+            }
+        }
+        for name in self.cfg.cover_always.iter().chain(at.cover) {
+            if !sig.covers(name) && !missing.contains(&name.as_str()) {
+                missing.push(name);
+            }
+        }
+        (!missing.is_empty()).then(|| missing.join(", "))
+    }
+
+    /// Records a nonce; true when it was already recorded within the window.
+    fn replayed(&self, client_id: &str, key_id: &str, nonce: &str) -> bool {
+        let Some(cache) = &self.nonces else {
+            return false;
+        };
+        let mut h = Sha256::new();
+        for part in [client_id, key_id, nonce] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        // Insert-if-absent is atomic: of two concurrent uses, exactly one is fresh.
+        !cache.entry(h.finalize().into()).or_insert(()).is_fresh()
+    }
+
+    /// `Accept-Signature` (RFC 9421 §5.1) naming what this request's signature must cover.
+    fn accept_signature(
+        &self,
+        req: &RequestParts<'_>,
+        at: &Endpoint<'_>,
+        keys: &ClientKeys,
+        reveal_key_id: bool,
+    ) -> Option<HeaderValue> {
+        let mut names: Vec<&str> = vec!["@method", "@target-uri"];
+        if req.has_body {
+            names.push("content-digest");
+        }
+        for name in &self.cfg.cover_if_present {
+            if req.headers.contains_key(name) {
+                names.push(name.as_str());
+            }
+        }
+        for name in self.cfg.cover_always.iter().chain(at.cover) {
+            names.push(name);
+        }
+        let mut value = format!("{LABEL}=(");
+        let mut written: Vec<&str> = Vec::with_capacity(names.len());
+        for name in names {
+            if written.contains(&name) {
+                continue;
+            }
+            if !written.is_empty() {
+                value.push(' ');
+            }
+            value.push('"');
+            value.push_str(name);
+            value.push('"');
+            written.push(name);
+        }
+        value.push_str(");created");
+        // A keyid is shown only to a caller that proved a credential of this client (§8.3).
+        if reveal_key_id
+            && let Some(key) = keys.keys.first()
+            && key
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            value.push_str(";keyid=\"");
+            value.push_str(&key.id);
+            value.push('"');
+        }
+        HeaderValue::from_str(&value).ok()
+    }
+
+    fn sig_error(&self, e: SigError, accept: Option<HeaderValue>) -> Problem {
+        let refusal = match &e {
+            SigError::Missing => SignatureRefusal::Missing,
+            e if e.is_malformed() => SignatureRefusal::Malformed,
+            _ => SignatureRefusal::Invalid,
+        };
+        self.refuse(refusal, e.to_string(), accept)
+    }
+
+    fn refuse(
+        &self,
+        refusal: SignatureRefusal,
+        detail: String,
+        accept: Option<HeaderValue>,
+    ) -> Problem {
+        Problem::Signature(SignatureProblem {
+            refusal,
+            detail,
+            accept,
+            challenge: (refusal != SignatureRefusal::Malformed).then(|| self.challenge.clone()),
+        })
+    }
+}
+
+/// Whether `sig` pins the target: `@target-uri`, or `@authority` with `@request-target` or
+/// `@path` (and `@query` when the request has one: `@path` alone leaves the query unsigned).
+fn covers_target(sig: &ParsedSignature, has_query: bool) -> bool {
+    sig.covers("@target-uri")
+        || (sig.covers("@authority")
+            && (sig.covers("@request-target")
+                || (sig.covers("@path") && (!has_query || sig.covers("@query")))))
+}
+
+fn time_refusal(e: &SigError, max_age: Duration) -> (SignatureRefusal, String) {
+    match e {
+        SigError::Expired { .. } => (
+            SignatureRefusal::Expired,
+            "the signature's expires time has passed; sign the request again".into(),
+        ),
+        SigError::TooOld { .. } => (
+            SignatureRefusal::Expired,
+            format!(
+                "the signature was created more than {} ago; sign the request again",
+                humantime::format_duration(max_age)
+            ),
+        ),
+        SigError::CreatedInFuture { .. } => (
+            SignatureRefusal::NotYetValid,
+            "the signature's created time is in the future; check the signer's clock".into(),
+        ),
+        SigError::MissingCreated => (
+            SignatureRefusal::Invalid,
+            "the signature must carry a created parameter (unix seconds)".into(),
+        ),
+        other => (SignatureRefusal::Invalid, other.to_string()),
+    }
+}
+
+/// A client-chosen string, safe to echo in a detail.
+fn printable(s: &str) -> Cow<'_, str> {
+    if s.len() <= 32 && s.bytes().all(|b| b.is_ascii_graphic()) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Borrowed("(unprintable)")
+    }
+}
+
+/// The scheme, authority and path the client addressed, which its signature covers.
+pub struct External<'a> {
+    pub scheme: &'a str,
+    pub authority: &'a str,
+    pub path: Cow<'a, str>,
+}
+
+impl<'a> External<'a> {
+    /// From the configured public URL when there is one; else the request's own scheme (TLS
+    /// or not) and `Host` / `:authority`, overridden by `X-Forwarded-Proto` / `-Host` only when
+    /// the peer is a trusted proxy. Never from what an untrusted hop says (RFC 9421 §7.4.3).
+    pub fn of(req: &RequestParts<'a>, public_url: Option<&'a PublicUrl>) -> Self {
+        let path = req.uri.path();
+        if let Some(url) = public_url {
+            return Self {
+                scheme: &url.scheme,
+                authority: &url.authority,
+                path: if url.prefix.is_empty() {
+                    Cow::Borrowed(path)
+                } else {
+                    Cow::Owned(format!("{}{path}", url.prefix))
+                },
+            };
+        }
+        let forwarded = |name: &HeaderName| {
+            // The rightmost value was set by the proxy nearest to Warden, the trusted one.
+            req.headers
+                .get_all(name)
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let trusted = req.origin.peer_trusted;
+        let scheme = trusted
+            .then(|| forwarded(&X_FORWARDED_PROTO))
+            .flatten()
+            .and_then(|p| {
+                if p.eq_ignore_ascii_case("https") {
+                    Some("https")
+                } else if p.eq_ignore_ascii_case("http") {
+                    Some("http")
+                } else {
+                    None
+                }
+            })
+            .unwrap_or(if req.origin.tls { "https" } else { "http" });
+        let authority = trusted
+            .then(|| forwarded(&X_FORWARDED_HOST))
+            .flatten()
+            .or_else(|| req.uri.authority().map(|a| a.as_str()))
+            .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+            .unwrap_or("");
+        Self {
+            scheme,
+            authority,
+            path: Cow::Borrowed(path),
+        }
+    }
+}
+
+/// Parsed keys by client id, bounded, refreshed from the store's change feed (so a client
+/// changed by any writer is re-read within [`FEED_INTERVAL`]) and at most every `ttl`.
+struct KeyCache {
+    inner: Cache<String, Arc<ClientKeys>>,
+    /// Bumped on every invalidation, so a lookup that raced one does not insert stale keys.
+    generation: AtomicU64,
+    started: Instant,
+    /// Milliseconds after `started` of the last look at the feed.
+    last_look_ms: AtomicU64,
+    /// The store's change marker at the last catch-up.
+    marker: AtomicU64,
+    /// The last change applied; the lock makes one request at a time catch up.
+    seq: tokio::sync::Mutex<i64>,
+}
+
+impl KeyCache {
+    fn new(capacity: u64, ttl: Duration) -> Self {
+        Self {
+            inner: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl.max(Duration::from_secs(1)))
+                .build(),
+            generation: AtomicU64::new(0),
+            started: Instant::now(),
+            last_look_ms: AtomicU64::new(0),
+            marker: AtomicU64::new(u64::MAX),
+            seq: tokio::sync::Mutex::new(0),
+        }
+    }
+
+    async fn start(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let mut seq = self.seq.lock().await;
+        let marker = store.change_marker()?;
+        *seq = store.latest_change().await?;
+        self.marker.store(marker, Ordering::Release);
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        store: &dyn Store,
+        client_id: &str,
+        mode: SignatureMode,
+    ) -> Result<Arc<ClientKeys>, StoreError> {
+        self.catch_up(store).await?;
+        if let Some(keys) = self.inner.get(client_id) {
+            return Ok(keys);
+        }
+        let seen = self.generation.load(Ordering::Acquire);
+        let keys = Arc::new(match store.get_client(client_id).await? {
+            Some(record) => ClientKeys::from_record(&record, mode),
+            None => ClientKeys::none(mode),
+        });
+        if self.generation.load(Ordering::Acquire) == seen {
+            self.inner.insert(client_id.to_owned(), keys.clone());
+        }
+        Ok(keys)
+    }
+
+    /// Drops the keys of clients changed since the last look. The feed is looked at no more
+    /// often than every [`FEED_INTERVAL`]: reading the marker costs a store round trip.
+    async fn catch_up(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let last = self.last_look_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < FEED_INTERVAL.as_millis() as u64
+            || self
+                .last_look_ms
+                .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return Ok(());
+        }
+        if store.change_marker()? == self.marker.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut seq = self.seq.lock().await;
+        // Read the marker before the changes: a commit after this read moves it again.
+        let marker = store.change_marker()?;
+        loop {
+            let changes = store.changes_since(*seq, FEED_BATCH).await?;
+            let full = changes.len() == FEED_BATCH as usize;
+            for change in changes {
+                if let Some(id) = &change.client_id {
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    self.inner.invalidate(id);
+                }
+                *seq = change.seq;
+            }
+            if !full {
+                break;
+            }
+        }
+        self.marker.store(marker, Ordering::Release);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::httpsig::SigParam;
+    use crate::store::{ClientSource, SigningKey as StoredKey};
+    use ed25519_dalek::SigningKey;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn settings(extra: &str) -> Settings {
+        Settings::from_toml(extra).unwrap()
+    }
+
+    fn gate(extra: &str) -> SignatureGate {
+        SignatureGate::new(
+            &settings(extra),
+            HeaderValue::from_static("Bearer realm=\"warden\""),
+        )
+    }
+
+    fn signing_key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn keys_of(seed: u8, id: &str) -> ClientKeys {
+        let record = ClientRecord {
+            id: "c1".into(),
+            name: "c1".into(),
+            account: "c1".into(),
+            secrets: vec![],
+            keys: vec![StoredKey {
+                key_id: id.into(),
+                alg: "ed25519".into(),
+                public_key: signing_key(seed).verifying_key().to_bytes(),
+            }],
+            trusted_ips: vec![],
+            scopes: vec![],
+            enabled: true,
+            source: ClientSource::Config,
+            created_at: 0,
+            updated_at: 0,
+        };
+        ClientKeys::from_record(&record, SignatureMode::Auto)
+    }
+
+    fn origin(tls: bool, trusted: bool) -> Origin {
+        Origin {
+            peer: "192.0.2.1".parse().unwrap(),
+            peer_trusted: trusted,
+            tls,
+        }
+    }
+
+    struct Req {
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        has_body: bool,
+        origin: Origin,
+    }
+
+    impl Req {
+        fn new(method: &str, target: &str, headers: &[(&str, &str)], has_body: bool) -> Self {
+            let mut h = HeaderMap::new();
+            for (k, v) in headers {
+                h.append(
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            Self {
+                method: method.parse().unwrap(),
+                uri: target.parse().unwrap(),
+                headers: h,
+                has_body,
+                origin: origin(false, false),
+            }
+        }
+
+        fn parts(&self) -> RequestParts<'_> {
+            RequestParts {
+                method: &self.method,
+                uri: &self.uri,
+                headers: &self.headers,
+                has_body: self.has_body,
+                origin: &self.origin,
+            }
+        }
+
+        /// Signs as a client calling `http://api.test` would, and adds the headers.
+        fn sign(&mut self, key: &SigningKey, components: &[&str], params: &[SigParam]) {
+            let view = RequestView::new(
+                self.method.as_str(),
+                "http",
+                "api.test",
+                self.uri.path(),
+                self.uri.query(),
+                &self.headers,
+            );
+            let signed = httpsig::sign(&view, "sig1", components, params, key).unwrap();
+            self.headers
+                .insert("signature-input", signed.signature_input.parse().unwrap());
+            self.headers
+                .insert("signature", signed.signature.parse().unwrap());
+        }
+    }
+
+    fn route() -> Endpoint<'static> {
+        Endpoint {
+            mode: SignatureMode::Auto,
+            cover: &[],
+            public_url: None,
+        }
+    }
+
+    fn params(created: i64, keyid: &str) -> Vec<SigParam> {
+        vec![SigParam::Created(created), SigParam::KeyId(keyid.into())]
+    }
+
+    fn code(r: Result<Verdict, Problem>) -> &'static str {
+        r.unwrap_err().code()
+    }
+
+    #[test]
+    fn a_keyed_client_must_sign_and_is_told_what_to_cover() {
+        let g = gate("");
+        let req = Req::new(
+            "POST",
+            "/v1/orders",
+            &[("host", "api.test"), ("authorization", "Bearer t")],
+            true,
+        );
+        let err = g
+            .check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+            .unwrap_err();
+        assert_eq!(err.code(), "signature_missing");
+        let Problem::Signature(p) = err else {
+            unreachable!()
+        };
+        assert_eq!(
+            p.accept.unwrap(),
+            r#"sig1=("@method" "@target-uri" "content-digest" "authorization");created;keyid="k1""#
+        );
+        assert!(p.challenge.is_some());
+    }
+
+    #[test]
+    fn the_key_id_is_not_revealed_to_unauthenticated_callers() {
+        let g = gate("");
+        let req = Req::new("GET", "/x", &[("host", "api.test")], false);
+        let Err(Problem::Signature(p)) =
+            g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, false)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            p.accept.unwrap(),
+            r#"sig1=("@method" "@target-uri");created"#
+        );
+    }
+
+    #[test]
+    fn a_keyless_client_passes_unsigned_but_a_signature_it_sends_is_checked() {
+        let g = gate("");
+        let mut req = Req::new("GET", "/x", &[("host", "api.test")], false);
+        let none = ClientKeys::none(SignatureMode::Auto);
+        assert_eq!(
+            g.check(&req.parts(), &route(), "c1", &none, NOW, true)
+                .unwrap(),
+            Verdict::Unchecked
+        );
+        req.sign(
+            &signing_key(1),
+            &["@method", "@target-uri"],
+            &params(NOW, "k1"),
+        );
+        assert_eq!(
+            code(g.check(&req.parts(), &route(), "c1", &none, NOW, true)),
+            "unknown_key"
+        );
+    }
+
+    #[test]
+    fn a_good_signature_verifies_and_reports_digest_coverage() {
+        let g = gate("");
+        let mut req = Req::new(
+            "POST",
+            "/v1/orders?x=1",
+            &[
+                ("host", "api.test"),
+                ("content-digest", "sha-256=:AAAA:"),
+                ("x-idempotency-key", "abc"),
+            ],
+            true,
+        );
+        req.sign(
+            &signing_key(1),
+            &[
+                "@method",
+                "@authority",
+                "@path",
+                "@query",
+                "content-digest",
+                "x-idempotency-key",
+            ],
+            &params(NOW - 10, "k1"),
+        );
+        let v = g
+            .check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+            .unwrap();
+        assert!(v.digest_covered());
+    }
+
+    #[test]
+    fn path_without_query_leaves_the_query_unsigned_and_is_refused() {
+        let g = gate("");
+        let mut req = Req::new("GET", "/v1/orders?limit=5", &[("host", "api.test")], false);
+        req.sign(
+            &signing_key(1),
+            &["@method", "@authority", "@path"],
+            &params(NOW, "k1"),
+        );
+        let err = g
+            .check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+            .unwrap_err();
+        assert_eq!(err.code(), "component_not_covered");
+        let Problem::Signature(p) = err else {
+            unreachable!()
+        };
+        assert!(p.detail.contains("@query"), "{}", p.detail);
+    }
+
+    #[test]
+    fn present_sensitive_headers_and_the_body_digest_must_be_covered() {
+        let g = gate("");
+        let mut req = Req::new(
+            "POST",
+            "/a",
+            &[
+                ("host", "api.test"),
+                ("content-digest", "sha-256=:AAAA:"),
+                ("x-client-id", "c1"),
+            ],
+            true,
+        );
+        req.sign(
+            &signing_key(1),
+            &["@method", "@target-uri", "content-digest"],
+            &params(NOW, "k1"),
+        );
+        let Err(Problem::Signature(p)) =
+            g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+        else {
+            panic!()
+        };
+        assert_eq!(p.refusal, SignatureRefusal::ComponentNotCovered);
+        assert!(p.detail.ends_with("x-client-id"), "{}", p.detail);
+    }
+
+    #[test]
+    fn a_body_without_a_digest_is_refused_before_the_signature_is_read() {
+        let g = gate("");
+        let mut req = Req::new("POST", "/a", &[("host", "api.test")], true);
+        req.sign(
+            &signing_key(1),
+            &["@method", "@target-uri"],
+            &params(NOW, "k1"),
+        );
+        assert_eq!(
+            code(g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)),
+            "digest_missing"
+        );
+    }
+
+    #[test]
+    fn times_outside_the_window_are_refused_with_their_own_codes() {
+        let g = gate("[signatures]\nmax_age = \"60s\"\nclock_skew = \"5s\"\n");
+        let keys = keys_of(1, "k1");
+        let sign_at = |params: &[SigParam]| {
+            let mut req = Req::new("GET", "/a", &[("host", "api.test")], false);
+            req.sign(&signing_key(1), &["@method", "@target-uri"], params);
+            g.check(&req.parts(), &route(), "c1", &keys, NOW, true)
+        };
+        assert!(sign_at(&params(NOW - 60, "k1")).is_ok());
+        assert_eq!(code(sign_at(&params(NOW - 61, "k1"))), "signature_expired");
+        assert_eq!(
+            code(sign_at(&params(NOW + 6, "k1"))),
+            "signature_not_yet_valid"
+        );
+        let expired = [
+            SigParam::Created(NOW - 10),
+            SigParam::Expires(NOW - 6),
+            SigParam::KeyId("k1".into()),
+        ];
+        assert_eq!(code(sign_at(&expired)), "signature_expired");
+        assert_eq!(
+            code(sign_at(&[SigParam::KeyId("k1".into())])),
+            "signature_invalid"
+        );
+    }
+
+    #[test]
+    fn another_key_under_the_same_keyid_does_not_verify() {
+        let g = gate("");
+        let mut req = Req::new("GET", "/a", &[("host", "api.test")], false);
+        req.sign(
+            &signing_key(2),
+            &["@method", "@target-uri"],
+            &params(NOW, "k1"),
+        );
+        assert_eq!(
+            code(g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)),
+            "signature_invalid"
+        );
+    }
+
+    #[test]
+    fn alg_must_match_the_key() {
+        let g = gate("");
+        let mut req = Req::new("GET", "/a", &[("host", "api.test")], false);
+        let p = [
+            SigParam::Created(NOW),
+            SigParam::KeyId("k1".into()),
+            SigParam::Alg("hmac-sha256".into()),
+        ];
+        req.sign(&signing_key(1), &["@method", "@target-uri"], &p);
+        assert_eq!(
+            code(g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)),
+            "algorithm_mismatch"
+        );
+    }
+
+    #[test]
+    fn a_nonce_is_accepted_once() {
+        let g = gate("");
+        let mut req = Req::new("GET", "/a", &[("host", "api.test")], false);
+        let p = [
+            SigParam::Created(NOW),
+            SigParam::KeyId("k1".into()),
+            SigParam::Nonce("n-1".into()),
+        ];
+        req.sign(&signing_key(1), &["@method", "@target-uri"], &p);
+        let keys = keys_of(1, "k1");
+        assert!(
+            g.check(&req.parts(), &route(), "c1", &keys, NOW, true)
+                .is_ok()
+        );
+        assert_eq!(
+            code(g.check(&req.parts(), &route(), "c1", &keys, NOW, true)),
+            "signature_replayed"
+        );
+        // The same nonce under another client is another nonce.
+        assert!(
+            g.check(&req.parts(), &route(), "c2", &keys, NOW, true)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_required_nonce_must_be_there() {
+        let g = gate("[signatures]\nnonce = \"required\"\n");
+        let mut req = Req::new("GET", "/a", &[("host", "api.test")], false);
+        req.sign(
+            &signing_key(1),
+            &["@method", "@target-uri"],
+            &params(NOW, "k1"),
+        );
+        assert_eq!(
+            code(g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)),
+            "nonce_missing"
+        );
+    }
+
+    #[test]
+    fn malformed_fields_are_400_and_never_panic() {
+        let g = gate("");
+        for (input, sig) in [
+            ("sig1=(\"@method\"", "sig1=:AAAA:"),
+            ("sig1=(\"@method\");created=1", "sig2=:AAAA:"),
+            ("sig1=(\"@Method\");created=1", "sig1=:AAAA:"),
+            ("sig1=(@method);created=1", "sig1=:AAAA:"),
+        ] {
+            let req = Req::new(
+                "GET",
+                "/a",
+                &[
+                    ("host", "api.test"),
+                    ("signature-input", input),
+                    ("signature", sig),
+                ],
+                false,
+            );
+            let err = g
+                .check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+                .unwrap_err();
+            assert_eq!(err.code(), "signature_malformed", "{input}");
+        }
+    }
+
+    #[test]
+    fn x_client_id_must_name_the_credentials_client() {
+        let g = gate("");
+        let req = Req::new("GET", "/a", &[("x-client-id", "c2")], false);
+        assert_eq!(
+            g.check_client_id(&req.headers, "c1").unwrap_err().code(),
+            "client_id_mismatch"
+        );
+        let req = Req::new(
+            "GET",
+            "/a",
+            &[("x-client-id", "c1"), ("x-client-id", "c1")],
+            false,
+        );
+        assert!(g.check_client_id(&req.headers, "c1").is_err());
+        assert!(
+            g.check_client_id(
+                &Req::new("GET", "/a", &[("x-client-id", "c1")], false).headers,
+                "c1"
+            )
+            .is_ok()
+        );
+        assert!(g.check_client_id(&HeaderMap::new(), "c1").is_ok());
+    }
+
+    #[test]
+    fn the_external_origin_comes_from_config_or_trusted_proxies_only() {
+        let mut req = Req::new(
+            "GET",
+            "/v1/a",
+            &[
+                ("host", "internal:8080"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "evil.test, api.example.com"),
+            ],
+            false,
+        );
+        let e = External::of(&req.parts(), None);
+        assert_eq!((e.scheme, e.authority), ("http", "internal:8080"));
+        req.origin = origin(false, true);
+        let e = External::of(&req.parts(), None);
+        assert_eq!((e.scheme, e.authority), ("https", "api.example.com"));
+        req.origin = origin(true, false);
+        assert_eq!(External::of(&req.parts(), None).scheme, "https");
+        let url = PublicUrl {
+            scheme: "https".into(),
+            authority: "api.example.com".into(),
+            prefix: "/payments".into(),
+        };
+        let e = External::of(&req.parts(), Some(&url));
+        assert_eq!(
+            (e.scheme, e.authority, &*e.path),
+            ("https", "api.example.com", "/payments/v1/a")
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_signature_fields(input in "\\PC{0,80}", sig in "\\PC{0,80}") {
+            let g = gate("");
+            if let (Ok(i), Ok(s)) = (HeaderValue::from_str(&input), HeaderValue::from_str(&sig)) {
+                let mut req = Req::new("POST", "/a", &[("host", "api.test"), ("content-digest", "sha-256=:AAAA:")], true);
+                req.headers.insert("signature-input", i);
+                req.headers.insert("signature", s);
+                if let Err(p) = g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true) {
+                    let status = p.into_response().status().as_u16();
+                    proptest::prop_assert!(status == 400 || status == 401, "{status}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! Scopes: which scope strings are valid, and when one scope grants another. Pure functions over
+//! strings, used by route requirements, token creation (no escalation) and OAuth `scope`
+//! narrowing alike. It decides nothing about HTTP beyond building a route's refusal.
+//!
+//! The rules (also in the README):
+//! - A scope is 1–256 bytes of visible ASCII without space, `"` or `\` (RFC 6749 §3.3).
+//! - A *URI scope* is `scheme://path`: the scheme is a letter followed by letters, digits, `+`,
+//!   `-` or `.`, and the path is one or more non-empty segments separated by `.` or `/`
+//!   (at most 32). Any other scope (`read`, `write`) is *opaque*.
+//! - Comparison is byte for byte: case-sensitive, schemes included (`Table://` is not
+//!   `table://`), and separators must match (`table://a.b` is not `table://a/b`).
+//! - In a URI scope, a segment that is exactly `*` stands for one segment, and a segment that
+//!   is exactly `**` for **one or more** segments (with any separators between them). So
+//!   `table://my.app.**` grants `table://my.app.x` and `table://my.app.x.y`, but neither
+//!   `table://my.app` nor `table://my.apple`. A segment mixing `*` with text (`app*`) is invalid.
+//! - Opaque scopes match only themselves; `*` has no meaning in them.
+//! - A held scope *grants* a wanted scope when everything the wanted one stands for is also
+//!   stood for by the held one. For plain scopes that is matching; a wanted scope may itself
+//!   hold wildcards: `table://**` grants `table://my.*`, but `table://my.*` does not grant
+//!   `table://my.**`, nor `table://*.x` grant `table://**`.
+
+use http::HeaderValue;
+
+use crate::cache::Identity;
+use crate::problem::Problem;
+
+/// The longest scope accepted, in bytes.
+pub const MAX_SCOPE_BYTES: usize = 256;
+/// The most path segments a URI scope may have.
+pub const MAX_SEGMENTS: usize = 32;
+
+/// Why a scope string is not a valid scope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    #[error("a scope cannot be empty")]
+    Empty,
+    #[error("a scope is at most {MAX_SCOPE_BYTES} bytes")]
+    TooLong,
+    #[error("a scope is visible ASCII without spaces, quotes or backslashes")]
+    Character,
+    #[error("the scheme before :// must be a letter followed by letters, digits, + - or .")]
+    Scheme,
+    #[error("segments after scheme:// must be non-empty and separated by single . or /")]
+    EmptySegment,
+    #[error("a URI scope has at most {MAX_SEGMENTS} segments")]
+    TooManySegments,
+    #[error("a wildcard segment is exactly * or **; it cannot be mixed with text")]
+    Wildcard,
+}
+
+/// Checks that `scope` is a valid scope (see the module rules).
+pub fn check(scope: &str) -> Result<(), ScopeError> {
+    if scope.is_empty() {
+        return Err(ScopeError::Empty);
+    }
+    if scope.len() > MAX_SCOPE_BYTES {
+        return Err(ScopeError::TooLong);
+    }
+    if !scope
+        .bytes()
+        .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    {
+        return Err(ScopeError::Character);
+    }
+    match split_uri(scope) {
+        None => Ok(()),
+        Some(Err(e)) => Err(e),
+        Some(Ok((_, path))) => {
+            let mut units = [EMPTY; MAX_SEGMENTS];
+            units_of(path, &mut units).map(|_| ())
+        }
+    }
+}
+
+/// Whether holding `held` grants `wanted`. Invalid scopes grant nothing and are granted by
+/// nothing. Never panics, allocates nothing.
+pub fn grants(held: &str, wanted: &str) -> bool {
+    if check(held).is_err() || check(wanted).is_err() {
+        return false;
+    }
+    match (split_uri(held), split_uri(wanted)) {
+        (None, None) => held == wanted,
+        (Some(Ok((hs, hp))), Some(Ok((ws, wp)))) if hs == ws => {
+            let mut h = [EMPTY; MAX_SEGMENTS];
+            let mut w = [EMPTY; MAX_SEGMENTS];
+            match (units_of(hp, &mut h), units_of(wp, &mut w)) {
+                (Ok(n), Ok(m)) => covers(&h[..n], &w[..m]),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Whether any of `held` grants `wanted`.
+pub fn granted(wanted: &str, held: &[String]) -> bool {
+    held.iter().any(|h| grants(h, wanted))
+}
+
+/// The first of `wanted` that none of `held` grants.
+pub fn first_not_granted<'a>(wanted: &'a [String], held: &[String]) -> Option<&'a str> {
+    wanted
+        .iter()
+        .find(|w| !granted(w, held))
+        .map(String::as_str)
+}
+
+/// The scopes of a space-separated list (`table://a.b level://admin`), in order, without
+/// empty entries.
+pub fn split_list(text: &str) -> impl Iterator<Item = &str> {
+    text.split(' ').filter(|s| !s.is_empty())
+}
+
+/// What a route demands of a credential beyond being valid: an audience and scopes
+/// (`[[routes]] audience`, `scopes`). Built once from the configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requirement {
+    /// Every one of these must be granted by a scope the credential holds.
+    scopes: Vec<String>,
+    /// The credential's audience must be exactly this.
+    audience: Option<String>,
+    /// `WWW-Authenticate` of the 403 for a missing scope (RFC 6750 §3.1).
+    challenge: Option<HeaderValue>,
+}
+
+impl Requirement {
+    /// A requirement of `scopes` (each already [`check`]ed) and `audience`; `realm` names the
+    /// challenge's realm.
+    pub fn new(realm: &str, scopes: Vec<String>, audience: Option<String>) -> Self {
+        let challenge = (!scopes.is_empty()).then(|| insufficient_scope_challenge(realm, &scopes));
+        Self {
+            scopes,
+            audience,
+            challenge,
+        }
+    }
+
+    /// Whether nothing is required beyond a valid credential.
+    pub fn is_empty(&self) -> bool {
+        self.scopes.is_empty() && self.audience.is_none()
+    }
+
+    /// The route's decision about a credential: audience first (a token for another service
+    /// is refused whatever its scopes), then scopes.
+    pub fn check(&self, identity: &Identity) -> Result<(), Problem> {
+        if let Some(want) = &self.audience {
+            if identity.audience.as_deref() != Some(want.as_str()) {
+                return Err(Problem::InvalidAudience);
+            }
+        }
+        if let (Some(_), Some(challenge)) = (
+            first_not_granted(&self.scopes, &identity.scopes),
+            &self.challenge,
+        ) {
+            return Err(Problem::InsufficientScope {
+                scope: self.scopes.join(" "),
+                challenge: challenge.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `Bearer realm="…", error="insufficient_scope", scope="…"` naming every scope needed.
+pub fn insufficient_scope_challenge(realm: &str, scopes: &[String]) -> HeaderValue {
+    // Realms and scopes are validated to hold no quote or backslash.
+    HeaderValue::from_str(&format!(
+        "Bearer realm=\"{realm}\", error=\"insufficient_scope\", \
+         error_description=\"the token does not hold the scope this request needs\", scope=\"{}\"",
+        scopes.join(" ")
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"insufficient_scope\""))
+}
+
+// ------------------------------------------------------------------ matching
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seg<'a> {
+    Lit(&'a str),
+    /// `*`: one segment.
+    One,
+    /// `**`: one or more segments.
+    Many,
+}
+
+/// A segment with the separator before it (0 for the first).
+#[derive(Debug, Clone, Copy)]
+struct Unit<'a> {
+    sep: u8,
+    seg: Seg<'a>,
+}
+
+const EMPTY: Unit<'static> = Unit {
+    sep: 0,
+    seg: Seg::Lit(""),
+};
+
+/// `Some((scheme, path))` for a URI scope (an error if its scheme is invalid), `None` for an
+/// opaque one.
+fn split_uri(s: &str) -> Option<Result<(&str, &str), ScopeError>> {
+    let (scheme, path) = s.split_once("://")?;
+    let mut bytes = scheme.bytes();
+    let ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    Some(if ok {
+        Ok((scheme, path))
+    } else {
+        Err(ScopeError::Scheme)
+    })
+}
+
+/// Splits a URI scope's path into `out`; returns how many units.
+fn units_of<'a>(path: &'a str, out: &mut [Unit<'a>; MAX_SEGMENTS]) -> Result<usize, ScopeError> {
+    let mut n = 0;
+    let mut sep = 0u8;
+    let mut rest = path;
+    loop {
+        let end = rest.find(['.', '/']).unwrap_or(rest.len());
+        let text = &rest[..end];
+        let seg = match text {
+            "" => return Err(ScopeError::EmptySegment),
+            "*" => Seg::One,
+            "**" => Seg::Many,
+            t if t.contains('*') => return Err(ScopeError::Wildcard),
+            t => Seg::Lit(t),
+        };
+        if n == MAX_SEGMENTS {
+            return Err(ScopeError::TooManySegments);
+        }
+        out[n] = Unit { sep, seg };
+        n += 1;
+        if end == rest.len() {
+            return Ok(n);
+        }
+        sep = rest.as_bytes()[end];
+        rest = &rest[end + 1..];
+    }
+}
+
+/// Whether the pattern `h` stands for everything `w` stands for. `dp[i][j]`: `h[i..]` covers
+/// `w[j..]`; at most 33 × 33 cells, on the stack.
+fn covers(h: &[Unit<'_>], w: &[Unit<'_>]) -> bool {
+    let (n, m) = (h.len(), w.len());
+    let mut dp = [[false; MAX_SEGMENTS + 1]; MAX_SEGMENTS + 1];
+    dp[n][m] = true;
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            if h[i].sep != w[j].sep {
+                continue;
+            }
+            dp[i][j] = match h[i].seg {
+                Seg::Lit(a) => w[j].seg == Seg::Lit(a) && dp[i + 1][j + 1],
+                // `*` cannot stand for all of a `**`, which may be several segments.
+                Seg::One => w[j].seg != Seg::Many && dp[i + 1][j + 1],
+                // One or more of w's units, whatever they are.
+                Seg::Many => (j + 1..=m).any(|k| dp[i + 1][k]),
+            };
+        }
+    }
+    dp[0][0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// (held, wanted, granted?)
+    const TABLE: &[(&str, &str, bool)] = &[
+        // exact
+        ("table://my.app.test", "table://my.app.test", true),
+        ("level://admin", "level://admin", true),
+        ("read", "read", true),
+        ("read", "write", false),
+        // prefix tricks: whole segments only
+        ("table://my.app", "table://my.apple", false),
+        ("table://my.app", "table://my.app.x", false),
+        ("table://my.app.x", "table://my.app", false),
+        ("table://my.app.*", "table://my.apple", false),
+        ("table://my.app.**", "table://my.apple.x", false),
+        // `*`: exactly one segment
+        ("table://my.app.*", "table://my.app.test", true),
+        ("table://my.app.*", "table://my.app", false),
+        ("table://my.app.*", "table://my.app.a.b", false),
+        ("table://*.app", "table://my.app", true),
+        ("table://*", "table://my", true),
+        ("table://*", "table://my.app", false),
+        // `**`: one or more segments, never zero
+        ("table://**", "table://a", true),
+        ("table://**", "table://a.b.c", true),
+        ("table://**", "table://a/b.c", true),
+        ("table://*.**", "table://a.b", true),
+        ("table://*.**", "table://a.b.c.d", true),
+        ("table://*.**", "table://a", false),
+        ("table://my.app.**", "table://my.app", false),
+        ("table://my.app.**", "table://my.app.x", true),
+        ("table://my.app.**", "table://my.app.x.y", true),
+        // `**` in the middle
+        ("table://a.**.z", "table://a.b.z", true),
+        ("table://a.**.z", "table://a.b.c.d.z", true),
+        ("table://a.**.z", "table://a.z", false),
+        ("table://a.**.z", "table://a.b.c", false),
+        ("table://**.z", "table://z", false),
+        ("table://**.z", "table://y.z", true),
+        ("table://**.**", "table://a", false),
+        ("table://**.**", "table://a.b", true),
+        // separators must match where the pattern spells them
+        ("table://a.b", "table://a/b", false),
+        ("table://a/*", "table://a/b", true),
+        ("table://a/*", "table://a.b", false),
+        ("table://a.**", "table://a.b/c", true),
+        ("table://a.**", "table://a/b", false),
+        // case-sensitive, schemes included
+        ("table://My.App", "table://my.app", false),
+        ("Table://my.app", "table://my.app", false),
+        ("table://my.app", "TABLE://my.app", false),
+        // scheme confusion
+        ("table://**", "level://admin", false),
+        ("level://*", "level://admin", true),
+        ("level://admin", "levels://admin", false),
+        ("table://**", "table:/a", false),
+        ("table:a", "table://a", false),
+        // opaque scopes match only themselves; `*` means nothing there
+        ("*", "read", false),
+        ("**", "read", false),
+        ("read", "read://x", false),
+        // invalid scopes grant nothing and are granted by nothing
+        ("table://a..b", "table://a..b", false),
+        ("table://**", "table://a..b", false),
+        ("table://**", "table://a.", false),
+        ("table://**", "table://.a", false),
+        ("table://**", "table://", false),
+        ("table://**", "table://a*", false),
+        ("table://a*", "table://a*", false),
+        ("table://***", "table://a", false),
+        ("", "", false),
+        ("table://**", "table://a b", false),
+        ("1table://a", "1table://a", false),
+        // wanted scopes with wildcards: granted only when wholly covered
+        ("table://**", "table://my.*", true),
+        ("table://**", "table://*.**", true),
+        ("table://*.**", "table://my.app.*", true),
+        ("table://my.*", "table://my.*", true),
+        ("table://my.**", "table://my.*", true),
+        ("table://my.*", "table://my.**", false),
+        ("table://my.app", "table://my.*", false),
+        ("table://*.x", "table://**", false),
+        ("table://*.**", "table://**", false),
+        ("table://**", "table://**", true),
+        ("table://a.**.z", "table://a.**.z", true),
+        ("table://a.**.z", "table://a.*.**.z", true),
+        ("table://a.*.**.z", "table://a.**.z", false),
+    ];
+
+    #[test]
+    fn the_matching_table_holds() {
+        let mut wrong = Vec::new();
+        for &(held, wanted, expected) in TABLE {
+            if grants(held, wanted) != expected {
+                wrong.push(format!("grants({held:?}, {wanted:?}) should be {expected}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn validity_is_checked_and_named() {
+        assert_eq!(check("table://my.app.test"), Ok(()));
+        assert_eq!(check("level://admin"), Ok(()));
+        assert_eq!(check("read"), Ok(()));
+        assert_eq!(check("table://*.**"), Ok(()));
+        assert_eq!(check(""), Err(ScopeError::Empty));
+        assert_eq!(check(&"a".repeat(257)), Err(ScopeError::TooLong));
+        assert_eq!(check("a b"), Err(ScopeError::Character));
+        assert_eq!(check("a\"b"), Err(ScopeError::Character));
+        assert_eq!(check("tablé://a"), Err(ScopeError::Character));
+        assert_eq!(check("://a"), Err(ScopeError::Scheme));
+        assert_eq!(check("1x://a"), Err(ScopeError::Scheme));
+        assert_eq!(check("table://"), Err(ScopeError::EmptySegment));
+        assert_eq!(check("table://a..b"), Err(ScopeError::EmptySegment));
+        assert_eq!(check("table://a/"), Err(ScopeError::EmptySegment));
+        assert_eq!(check("table://a://b"), Err(ScopeError::EmptySegment));
+        assert_eq!(check("table://ap*"), Err(ScopeError::Wildcard));
+        assert_eq!(check("table://***"), Err(ScopeError::Wildcard));
+        let many = format!("table://{}", vec!["a"; 33].join("."));
+        assert_eq!(check(&many), Err(ScopeError::TooManySegments));
+        let most = format!("table://{}", vec!["a"; 32].join("."));
+        assert_eq!(check(&most), Ok(()));
+    }
+
+    #[test]
+    fn lists_split_on_spaces() {
+        let v: Vec<_> = split_list(" table://a.b  level://admin ").collect();
+        assert_eq!(v, ["table://a.b", "level://admin"]);
+        let held = vec!["table://*.**".to_string()];
+        let wanted = vec!["table://a.b".to_string(), "level://admin".to_string()];
+        assert_eq!(first_not_granted(&wanted, &held), Some("level://admin"));
+        assert_eq!(first_not_granted(&wanted[..1], &held), None);
+    }
+
+    #[test]
+    fn the_challenge_names_every_scope_needed() {
+        let c = insufficient_scope_challenge("warden", &["table://a.*".into(), "level://x".into()]);
+        let c = c.to_str().unwrap();
+        assert!(
+            c.starts_with("Bearer realm=\"warden\", error=\"insufficient_scope\""),
+            "{c}"
+        );
+        assert!(c.ends_with("scope=\"table://a.* level://x\""), "{c}");
+    }
+
+    /// Segments drawn from a small alphabet, so wildcards and literals collide often.
+    fn scope() -> impl Strategy<Value = String> {
+        let seg = prop_oneof!["a", "b", "ab", r"\*", r"\*\*", "", "A"];
+        let sep = prop_oneof![r"\.", "/"];
+        (
+            prop_oneof!["t", "T", "u"],
+            proptest::collection::vec((sep, seg), 1..6),
+        )
+            .prop_map(|(scheme, parts)| {
+                let mut s = format!("{scheme}://");
+                for (i, (sep, seg)) in parts.into_iter().enumerate() {
+                    if i > 0 {
+                        s.push_str(&sep);
+                    }
+                    s.push_str(&seg);
+                }
+                s
+            })
+    }
+
+    /// A concrete scope: literal segments only.
+    fn concrete() -> impl Strategy<Value = String> {
+        proptest::collection::vec((prop_oneof![r"\.", "/"], prop_oneof!["a", "b", "ab"]), 1..7)
+            .prop_map(|parts| {
+                let mut s = "t://".to_string();
+                for (i, (sep, seg)) in parts.into_iter().enumerate() {
+                    if i > 0 {
+                        s.push_str(&sep);
+                    }
+                    s.push_str(&seg);
+                }
+                s
+            })
+    }
+
+    /// An independent, naive matcher for concrete scopes: `(separator, segment)` units, where a
+    /// pattern segment `*` takes one unit and `**` one or more.
+    fn naive(p: &[(char, String)], c: &[(char, String)]) -> bool {
+        match p.split_first() {
+            None => c.is_empty(),
+            Some(((sep, seg), rest)) => {
+                let Some(((csep, cseg), crest)) = c.split_first() else {
+                    return false;
+                };
+                if sep != csep {
+                    return false;
+                }
+                match seg.as_str() {
+                    "**" => (1..=c.len()).any(|k| naive(rest, &c[k..])),
+                    "*" => naive(rest, crest),
+                    lit => lit == cseg && naive(rest, crest),
+                }
+            }
+        }
+    }
+
+    fn units(s: &str) -> Vec<(char, String)> {
+        let path = s.split_once("://").unwrap().1;
+        let mut out = Vec::new();
+        let mut sep = ' ';
+        let mut seg = String::new();
+        for ch in path.chars() {
+            if ch == '.' || ch == '/' {
+                out.push((sep, std::mem::take(&mut seg)));
+                sep = ch;
+            } else {
+                seg.push(ch);
+            }
+        }
+        out.push((sep, seg));
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn concrete_matching_agrees_with_a_naive_matcher(held in scope(), c in concrete()) {
+            let want = check(&held).is_ok()
+                && held.starts_with("t://")
+                && naive(&units(&held), &units(&c));
+            prop_assert_eq!(grants(&held, &c), want, "{} vs {}", held, c);
+        }
+
+        #[test]
+        fn matching_never_panics_on_any_input(held in ".{0,300}", wanted in ".{0,300}") {
+            let _ = check(&held);
+            let _ = grants(&held, &wanted);
+        }
+
+        #[test]
+        fn a_valid_scope_grants_itself(s in scope()) {
+            prop_assert_eq!(grants(&s, &s), check(&s).is_ok());
+        }
+
+        /// Soundness of granting a wildcard scope: whatever concrete scope the wanted one
+        /// matches, the held one matches too.
+        #[test]
+        fn granting_is_transitive_through_concrete_scopes(
+            held in scope(), wanted in scope(), c in concrete()
+        ) {
+            if grants(&held, &wanted) && grants(&wanted, &c) {
+                prop_assert!(grants(&held, &c), "{held} grants {wanted} grants {c}");
+            }
+        }
+    }
+}
