@@ -179,6 +179,28 @@ fn signature_and_digest(c: &mut Criterion) {
     c.bench_function("signature/base", |b| {
         b.iter(|| warden::httpsig::signature_base(black_box(&view), &parsed).expect("base"))
     });
+    let base = warden::httpsig::signature_base(&view, &parsed).expect("base");
+    let sig = ed25519_dalek::Signature::from_slice(parsed.signature()).expect("64 bytes");
+    let verifying = key.verifying_key();
+    // The floor: what the Ed25519 check alone costs.
+    c.bench_function("signature/ed25519_verify_strict", |b| {
+        b.iter(|| {
+            verifying
+                .verify_strict(black_box(base.as_bytes()), &sig)
+                .expect("valid")
+        })
+    });
+    // What Warden runs: the same checks as verify_strict without decompressing R.
+    c.bench_function("signature/verify_ed25519", |b| {
+        b.iter(|| {
+            warden::httpsig::verify_ed25519(
+                black_box(base.as_bytes()),
+                parsed.signature(),
+                &verifying,
+            )
+            .expect("valid")
+        })
+    });
     c.bench_function("signature/gate_check_signed_post", |b| {
         b.iter(|| {
             gate.check(black_box(&parts), &at, "bench", &keys, now, true)

@@ -331,6 +331,17 @@ fn classify(e: &hyper_util::client::legacy::Error) -> Problem {
         }
         source = err.source();
     }
+    // Checked after the walk above: a limit or digest failure is wrapped in this one.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<ClientBodyError>() {
+            tracing::debug!(error = %ErrorChain(e), "client request body failed");
+            return Problem::BadRequest {
+                detail: "the request body is malformed or was cut off".into(),
+            };
+        }
+        source = err.source();
+    }
     tracing::warn!(error = %ErrorChain(e), "upstream request failed");
     Problem::UpstreamUnavailable
 }
@@ -366,6 +377,12 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
     }
 }
 
+/// The client's request body failed (bad chunked framing, connection closed mid-body): the
+/// client's fault, not the upstream's.
+#[derive(Debug, thiserror::Error)]
+#[error("request body unreadable")]
+pub struct ClientBodyError(#[source] BoxError);
+
 /// A request body that fails with [`BodyTooLarge`] once more than `limit` bytes have passed.
 pub fn limit_body<B>(body: B, limit: u64) -> Body
 where
@@ -373,7 +390,9 @@ where
     B::Error: Into<BoxError>,
 {
     LimitedBody {
-        inner: body.map_err(Into::into).boxed(),
+        inner: body
+            .map_err(|e| BoxError::from(ClientBodyError(e.into())))
+            .boxed(),
         seen: 0,
         limit,
     }

@@ -25,6 +25,8 @@ pub enum Problem {
     PayloadTooLarge { limit: u64 },
     /// The request is malformed in a way the client can fix.
     BadRequest { detail: String },
+    /// A path with dot-segments, encoded slashes or empty segments (see `router::path_is_canonical`).
+    InvalidPath,
     /// The upstream refused the connection, reset it, or answered with garbage.
     UpstreamUnavailable,
     /// The upstream did not answer within `upstream.timeout`.
@@ -192,6 +194,12 @@ impl Problem {
                 "bad_request",
                 "Bad request",
                 detail.clone(),
+            ),
+            Problem::InvalidPath => (
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                "Path not canonical",
+                "send the path without . or .. segments, encoded slashes or backslashes, or empty segments".into(),
             ),
             Problem::UpstreamUnavailable => (
                 StatusCode::BAD_GATEWAY,

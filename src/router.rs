@@ -163,6 +163,29 @@ impl PathPattern {
     }
 }
 
+/// Whether a request path is in the one form every upstream reads the same way: absolute, no
+/// dot-segments (`.`/`..`, also percent-encoded), no encoded slash or backslash, no empty
+/// segment. Anything else could match one route here and mean another path upstream (where
+/// `/public/../admin` becomes `/admin`), so it is refused rather than normalised.
+pub fn path_is_canonical(path: &str) -> bool {
+    if !path.starts_with('/') || path.contains('\\') {
+        return false;
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+        return false;
+    }
+    path[1..].split('/').enumerate().all(|(i, seg)| {
+        let last = i == path[1..].split('/').count() - 1;
+        // A trailing slash (an empty last segment) is ordinary; `//` inside is not.
+        if seg.is_empty() {
+            return last;
+        }
+        let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
+        decoded != "." && decoded != ".."
+    })
+}
+
 /// Where a request goes.
 #[derive(Debug)]
 pub enum Target<'a> {
@@ -289,6 +312,46 @@ mod tests {
         assert!(m("/static/**", "/static"));
         assert!(m("/static/**", "/static/a/b"));
         assert!(!m("/static/**", "/staticx"));
+    }
+
+    #[test]
+    fn only_canonical_paths_are_accepted() {
+        for ok in [
+            "/",
+            "/a",
+            "/a/",
+            "/a/b.c",
+            "/a/..b",
+            "/a/.well-known",
+            "/a%20b",
+        ] {
+            assert!(path_is_canonical(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "/a/../b",
+            "/..",
+            "/a/.",
+            "/a/./b",
+            "/a/%2e%2E/b",
+            "/a/.%2e",
+            "//a",
+            "/a//b",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a\\b",
+            "/a%00",
+        ] {
+            assert!(!path_is_canonical(bad), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_check_never_panics(s in "\\PC{0,40}") {
+            let _ = path_is_canonical(&s);
+        }
     }
 
     #[test]

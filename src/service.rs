@@ -146,7 +146,13 @@ impl Warden {
         // Kept for the access event; a Uri clone shares its bytes.
         let uri = self.settings.log.access.then(|| req.uri().clone());
 
+        let refused = request_shape(&req).err();
         let (route_name, resp) = match self.router.resolve(&method, req.uri().path()) {
+            // A path or framing that could mean something else upstream is refused before
+            // anything else looks at it.
+            _ if refused.is_some() => {
+                ("-", refused.map(Problem::into_response).unwrap_or_default())
+            }
             // The network policy comes first: nothing is looked up or read for a refused address.
             // Health probes come from the platform, not from clients, and reveal nothing.
             target
@@ -419,6 +425,16 @@ fn blocked(target: &Target<'_>) -> Response<Body> {
         .into_response(),
         _ => Problem::IpBlocked.into_response(),
     }
+}
+
+/// Refuses requests whose path an upstream could read differently from Warden. (Framing is
+/// hyper's: it refuses duplicate Content-Length and drops Content-Length beside
+/// Transfer-Encoding, RFC 9112 §6.1.)
+fn request_shape(req: &Request<Incoming>) -> Result<(), Problem> {
+    if !crate::router::path_is_canonical(req.uri().path()) {
+        return Err(Problem::InvalidPath);
+    }
+    Ok(())
 }
 
 fn health() -> Response<Body> {

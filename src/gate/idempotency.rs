@@ -4,8 +4,9 @@
 //! Records live in the store (atomic reservation, leases, expiry); what is kept and for how long
 //! is decided here; refusals become responses in [`crate::problem`].
 
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -18,7 +19,6 @@ use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::{Body, BoxError, full};
@@ -754,7 +754,9 @@ struct TeeBody {
     recorder: Option<Recorder>,
     deadline: Pin<Box<Sleep>>,
     /// The record being written; `held` goes out when it is done.
-    writing: Option<JoinHandle<()>>,
+    /// In a mutex only to be `Sync` (a boxed body must be); `poll_frame` has `&mut self` and
+    /// reaches it with `get_mut`, never locking.
+    writing: Option<Mutex<Pin<Box<dyn Future<Output = ()> + Send>>>>,
     /// `Some(frame)`: the last data frame; `None`: the end of the body.
     held: Option<Option<Frame<Bytes>>>,
 }
@@ -768,7 +770,7 @@ impl TeeBody {
 
     fn write_then(&mut self, held: Option<Frame<Bytes>>) {
         if let Some(recorder) = self.recorder.take() {
-            self.writing = Some(tokio::spawn(recorder.complete()));
+            self.writing = Some(Mutex::new(Box::pin(recorder.complete())));
         }
         self.held = Some(held);
     }
@@ -785,8 +787,9 @@ impl http_body::Body for TeeBody {
         let this = self.get_mut();
         loop {
             if let Some(writing) = this.writing.as_mut() {
-                // A failed write was logged by the task; the response goes out regardless.
-                let _ = ready!(Pin::new(writing).poll(cx));
+                // A failed write is logged; the response goes out regardless.
+                let writing = writing.get_mut().unwrap_or_else(PoisonError::into_inner);
+                ready!(writing.as_mut().poll(cx));
                 this.writing = None;
             }
             if let Some(held) = this.held.take() {

@@ -1280,6 +1280,38 @@ fn error_messages_are_lowercase_and_classified() {
 // ---------------------------------------------------------------------------------------------
 // Never panic
 
+#[test]
+fn the_small_order_list_is_exactly_the_eight_weak_points() {
+    let mut seen = std::collections::HashSet::new();
+    for encoding in SMALL_ORDER_ENCODINGS {
+        let point = VerifyingKey::from_bytes(&encoding).expect("a point on the curve");
+        assert!(point.is_weak(), "{encoding:02x?} is not of small order");
+        assert!(seen.insert(encoding), "{encoding:02x?} listed twice");
+    }
+    // The torsion subgroup has eight points, each with one canonical encoding.
+    assert_eq!(seen.len(), 8);
+}
+
+#[test]
+fn a_small_order_r_or_a_weak_key_is_refused_like_verify_strict() {
+    let key = SigningKey::from_bytes(&[3; 32]);
+    let good = ed25519_dalek::Signer::sign(&key, b"base").to_bytes();
+    assert_eq!(verify_ed25519(b"base", &good, &key.verifying_key()), Ok(()));
+    for encoding in SMALL_ORDER_ENCODINGS {
+        let mut forged = good;
+        forged[..32].copy_from_slice(&encoding);
+        assert_eq!(
+            verify_ed25519(b"base", &forged, &key.verifying_key()),
+            Err(SigError::InvalidSignature)
+        );
+        let weak = VerifyingKey::from_bytes(&encoding).unwrap();
+        assert_eq!(
+            verify_ed25519(b"base", &good, &weak),
+            Err(SigError::InvalidSignature)
+        );
+    }
+}
+
 proptest! {
     #[test]
     fn parser_never_panics_on_arbitrary_bytes(
@@ -1316,6 +1348,26 @@ proptest! {
                 let _ = verify(&request.view(), sig, &key);
                 let _ = check_times(sig.params(), 0, 300, 5, true);
             }
+        }
+    }
+
+    #[test]
+    fn verification_agrees_with_verify_strict(
+        seed in any::<[u8; 32]>(),
+        message in proptest::collection::vec(any::<u8>(), 0..64),
+        flip in any::<(usize, u8)>(),
+    ) {
+        let key = SigningKey::from_bytes(&seed);
+        let mut sig = ed25519_dalek::Signer::sign(&key, &message).to_bytes();
+        let public = key.verifying_key();
+        for round in 0..2 {
+            if round == 1 {
+                sig[flip.0 % 64] ^= flip.1 | 1;
+            }
+            let strict = public
+                .verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&sig))
+                .is_ok();
+            prop_assert_eq!(verify_ed25519(&message, &sig, &public).is_ok(), strict);
         }
     }
 }

@@ -175,6 +175,8 @@ fn strip_query(rest: &str) -> &str {
 /// released inside one `spawn_blocking` closure, never across an `.await`.
 pub struct SqliteStore {
     inner: Arc<Inner>,
+    /// The per-request idempotency writes, committed in groups (see [`Batcher`]).
+    batch: Batcher,
 }
 
 struct Inner {
@@ -232,14 +234,36 @@ impl SqliteStore {
             configure(&conn, options, true)?;
             watch = Some(Mutex::new(conn));
         }
+        let inner = Arc::new(Inner {
+            writer: Mutex::new(writer),
+            readers: reader_conns,
+            next_reader: AtomicUsize::new(0),
+            watch,
+        });
         Ok(Self {
-            inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
-                readers: reader_conns,
-                next_reader: AtomicUsize::new(0),
-                watch,
-            }),
+            batch: Batcher::start(Arc::clone(&inner))?,
+            inner,
         })
+    }
+
+    /// Runs `f` atomically (in its own savepoint) in the next group commit of the batch writer
+    /// and answers once that group is committed: as durable as [`SqliteStore::write`], but under
+    /// load one commit and one thread hand-off serve many callers.
+    async fn batched<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let stopped = || StoreError::Task {
+            op,
+            detail: "the batch writer stopped".to_owned(),
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.batch
+            .jobs
+            .send(Box::new(Pending { op, f, reply }))
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Runs `f` in one IMMEDIATE transaction on the writer and commits before returning; an error
@@ -291,6 +315,120 @@ impl Inner {
             }
         }
         lock(&self.readers[start % count])
+    }
+}
+
+/// Group commit: one thread takes every queued job (up to [`MAX_BATCH`] at a time), runs each in
+/// its own savepoint inside one IMMEDIATE transaction on the writer connection, commits once,
+/// and only then answers each job. A job that fails rolls back its savepoint alone; a failed
+/// commit fails them all. The thread ends when the store is dropped.
+struct Batcher {
+    jobs: std::sync::mpsc::Sender<Box<dyn Job>>,
+}
+
+/// The most jobs one group commit takes.
+const MAX_BATCH: usize = 256;
+
+impl Batcher {
+    fn start(inner: Arc<Inner>) -> Result<Self, StoreError> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn Job>>();
+        std::thread::Builder::new()
+            .name("warden-store-batch".to_owned())
+            .spawn(move || run_batches(&inner, &queue))
+            .map_err(|e| StoreError::Task {
+                op: "open",
+                detail: format!("cannot start the batch writer: {e}"),
+            })?;
+        Ok(Self { jobs })
+    }
+}
+
+fn run_batches(inner: &Inner, queue: &std::sync::mpsc::Receiver<Box<dyn Job>>) {
+    const OP: &str = "batch";
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        // A panicking job drops the transaction (rolled back) and every answer with it: its
+        // callers get an error, and the thread serves the next batch.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut conn = lock(&inner.writer);
+            let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    let e = db(OP)(e);
+                    jobs.into_iter().for_each(|job| job.fail(&e));
+                    return;
+                }
+            };
+            let answers: Vec<_> = jobs.into_iter().map(|job| job.run(&tx)).collect();
+            let committed = tx.commit().map_err(db(OP));
+            drop(conn);
+            let failed = committed.err();
+            answers
+                .into_iter()
+                .for_each(|answer| answer(failed.as_ref()));
+        }));
+    }
+}
+
+/// The answer of a job, given the batch's commit error if it failed.
+type Answer = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+trait Job: Send {
+    /// Runs in the batch's transaction, inside its own savepoint.
+    fn run(self: Box<Self>, tx: &Transaction<'_>) -> Answer;
+    /// Answers without running: the batch could not start.
+    fn fail(self: Box<Self>, e: &StoreError);
+}
+
+struct Pending<T, F> {
+    op: &'static str,
+    f: F,
+    reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
+}
+
+fn batch_failed(op: &'static str, e: &StoreError) -> StoreError {
+    StoreError::Task {
+        op,
+        detail: format!("group commit failed: {e}"),
+    }
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(self: Box<Self>, tx: &Transaction<'_>) -> Answer {
+        let Pending { op, f, reply } = *self;
+        let step = |sql: &str| {
+            tx.prepare_cached(sql)
+                .and_then(|mut stmt| stmt.execute([]))
+                .map_err(db(op))
+        };
+        let result = step("SAVEPOINT job").and_then(|_| {
+            let out = f(tx);
+            if out.is_err() {
+                step("ROLLBACK TO job")?;
+            }
+            step("RELEASE job")?;
+            out
+        });
+        Box::new(move |failed| {
+            let _ = reply.send(match failed {
+                Some(e) => Err(batch_failed(op, e)),
+                None => result,
+            });
+        })
+    }
+
+    fn fail(self: Box<Self>, e: &StoreError) {
+        let _ = self.reply.send(Err(batch_failed(self.op, e)));
     }
 }
 
@@ -1084,38 +1222,12 @@ impl Store for SqliteStore {
         const OP: &str = "reserve_idempotency";
         let client_id = client_id.to_owned();
         let key = key.to_owned();
-        self.write(OP, move |tx| {
-            let existing = tx
-                .prepare_cached(
-                    "SELECT fingerprint, state, lease_until, status, headers, body, created_at, \
-                     expires_at FROM idempotency WHERE client_id = ?1 AND idem_key = ?2",
-                )
-                .and_then(|mut stmt| {
-                    stmt.query_row(params![client_id, key], |row| {
-                        idempotency_from_row(row, &client_id, &key)
-                    })
-                    .optional()
-                })
-                .map_err(db(OP))?;
-            if let Some(record) = existing {
-                // The write lock is held from the SELECT above to the commit, so this check and
-                // the takeover below are atomic against every other reservation.
-                let live = now < record.expires_at
-                    && match record.state {
-                        IdempotencyState::InFlight { lease_until } => now < lease_until,
-                        IdempotencyState::Done(_) => true,
-                    };
-                if live {
-                    if record.fingerprint != fingerprint {
-                        return Ok(Reservation::Mismatch);
-                    }
-                    return Ok(match record.state {
-                        IdempotencyState::InFlight { lease_until } => {
-                            Reservation::InFlight { lease_until }
-                        }
-                        IdempotencyState::Done(_) => Reservation::Done(Box::new(record)),
-                    });
-                }
+        self.batched(OP, move |tx| {
+            // The write lock is held from this SELECT to the commit, so the check and the
+            // insert or takeover below are atomic against every other reservation.
+            let existing = select_idempotency(tx, &client_id, &key)?;
+            if let Some(answer) = existing.and_then(|r| live_answer(r, &fingerprint, now)) {
+                return Ok(answer);
             }
             execute(
                 tx,
@@ -1147,7 +1259,7 @@ impl Store for SqliteStore {
         const OP: &str = "complete_idempotency";
         let client_id = client_id.to_owned();
         let key = key.to_owned();
-        self.write(OP, move |tx| {
+        self.batched(OP, move |tx| {
             let n = execute(
                 tx,
                 OP,
@@ -1180,7 +1292,7 @@ impl Store for SqliteStore {
         const OP: &str = "release_idempotency";
         let client_id = client_id.to_owned();
         let key = key.to_owned();
-        self.write(OP, move |tx| {
+        self.batched(OP, move |tx| {
             let n = execute(
                 tx,
                 OP,
@@ -1279,6 +1391,46 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// The record of `(client_id, key)`, if any.
+fn select_idempotency(
+    conn: &Connection,
+    client_id: &str,
+    key: &str,
+) -> Result<Option<IdempotencyRecord>, StoreError> {
+    const OP: &str = "reserve_idempotency";
+    conn.prepare_cached(
+        "SELECT fingerprint, state, lease_until, status, headers, body, created_at, \
+         expires_at FROM idempotency WHERE client_id = ?1 AND idem_key = ?2",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row(params![client_id, key], |row| {
+            idempotency_from_row(row, client_id, key)
+        })
+        .optional()
+    })
+    .map_err(db(OP))
+}
+
+/// How a record answers a reservation at `now` while it is live (not expired, and not an
+/// in-flight reservation whose lease ran out); `None` when it no longer counts.
+fn live_answer(record: IdempotencyRecord, fingerprint: &Hash, now: i64) -> Option<Reservation> {
+    let live = now < record.expires_at
+        && match record.state {
+            IdempotencyState::InFlight { lease_until } => now < lease_until,
+            IdempotencyState::Done(_) => true,
+        };
+    if !live {
+        return None;
+    }
+    if record.fingerprint != *fingerprint {
+        return Some(Reservation::Mismatch);
+    }
+    Some(match record.state {
+        IdempotencyState::InFlight { lease_until } => Reservation::InFlight { lease_until },
+        IdempotencyState::Done(_) => Reservation::Done(Box::new(record)),
+    })
 }
 
 fn idempotency_from_row(

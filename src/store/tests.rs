@@ -1118,3 +1118,48 @@ async fn the_change_feed_sees_token_and_client_changes_from_another_process() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_committed_reservations_are_each_atomic_and_durable() {
+    let db = Db::new().await;
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = Arc::clone(&db.store);
+            tokio::spawn(async move {
+                let key = format!("k{}", i % 32);
+                let r = store
+                    .reserve_idempotency("c1", &key, sha(&key), T0, T0 + 30, T0 + 100)
+                    .await
+                    .expect("reserve");
+                if r == Reservation::Reserved {
+                    let done = store
+                        .complete_idempotency("c1", &key, T0 + 30, response(201), T0, T0 + 100)
+                        .await
+                        .expect("complete");
+                    assert!(done);
+                }
+                r
+            })
+        })
+        .collect();
+    let mut reserved = 0;
+    for task in tasks {
+        if task.await.expect("join") == Reservation::Reserved {
+            reserved += 1;
+        }
+    }
+    assert_eq!(
+        reserved, 32,
+        "one reservation per key, however the batches fell"
+    );
+    let db = db.reopen().await;
+    for i in 0..32 {
+        let key = format!("k{i}");
+        let r = db
+            .store
+            .reserve_idempotency("c1", &key, sha(&key), T0 + 1, T0 + 31, T0 + 100)
+            .await
+            .expect("reserve");
+        assert!(matches!(r, Reservation::Done(_)), "{key}: {r:?}");
+    }
+}

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::harness::{
     Client, Config, Echo, PATIENCE, Proxy, RawBehaviour, RawConn, TlsCert, Upstream,
-    closed_port_url, config_file, crate_path, get, read_until, run_binary, within,
+    assert_problem, closed_port_url, config_file, crate_path, get, read_until, run_binary, within,
 };
 
 const TRUST_LOCALHOST: &str = "trusted_proxies = [\"127.0.0.1/32\"]";
@@ -275,6 +275,65 @@ async fn oversized_request_headers_are_refused_with_431() {
     let resp = raw.read_response().await;
     assert_eq!(resp.status, 431);
     assert_eq!(up.calls(), 0);
+}
+
+#[tokio::test]
+async fn paths_an_upstream_could_read_differently_are_refused_and_never_forwarded() {
+    let (up, proxy) = upstream_and_proxy(|c| c).await;
+    for path in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/./x",
+        "/public//x",
+        "/public/a%2Fb",
+        "/public/a%5cb",
+    ] {
+        let mut raw = RawConn::connect(proxy.addr()).await;
+        raw.send(format!("GET {path} HTTP/1.1\r\nHost: warden.test\r\n\r\n").as_bytes())
+            .await;
+        let resp = raw.read_response().await;
+        assert_eq!(resp.status, 400, "{path}");
+        assert_problem(&resp.headers, &resp.body, "invalid_path");
+    }
+    assert_eq!(up.calls(), 0);
+}
+
+#[tokio::test]
+async fn content_length_beside_transfer_encoding_never_reaches_the_upstream() {
+    // RFC 9112 §6.1: Transfer-Encoding wins and an intermediary must drop Content-Length
+    // (hyper does), so the upstream cannot be made to read the body differently.
+    let (up, proxy) = upstream_and_proxy(|c| c).await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+    raw.send(
+        b"POST /echo HTTP/1.1\r\nHost: warden.test\r\nContent-Length: 5\r\n\
+          Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nhello",
+    )
+    .await;
+    let resp = raw.read_response().await;
+    assert_eq!(resp.status, 200);
+    let echo: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(echo["body"], "");
+    assert!(
+        echo["headers"]
+            .get("content-length")
+            .is_none_or(|v| v == "0"),
+        "{echo}"
+    );
+    assert_eq!(up.calls(), 1);
+}
+
+#[tokio::test]
+async fn malformed_chunked_body_is_the_clients_fault_not_the_upstreams() {
+    let (_up, proxy) = upstream_and_proxy(|c| c).await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+    raw.send(
+        b"POST /echo HTTP/1.1\r\nHost: warden.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+          zz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let resp = raw.read_response().await;
+    assert_eq!(resp.status, 400);
+    assert_problem(&resp.headers, &resp.body, "bad_request");
 }
 
 // ------------------------------------------------------------------ upstream failures
