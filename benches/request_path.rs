@@ -85,7 +85,11 @@ fn client_ip_and_headers(c: &mut Criterion) {
             |h| {
                 strip_hop_by_hop(h, false);
                 strip_identity(h);
-                set_forwarded(h, &origin, Some("api.example.com"));
+                set_forwarded(
+                    h,
+                    &origin,
+                    Some(HeaderValue::from_static("api.example.com")),
+                );
             },
             criterion::BatchSize::SmallInput,
         )

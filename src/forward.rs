@@ -120,7 +120,7 @@ pub fn set_identity(headers: &mut HeaderMap, id: &Identity) {
 
 /// Sets `X-Forwarded-For/-Proto/-Host`. What a peer says is kept only if the peer is trusted;
 /// otherwise the values are Warden's own view of the connection.
-pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin, authority: Option<&str>) {
+pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin, authority: Option<HeaderValue>) {
     let peer = origin.peer.to_string();
     let xff = if origin.peer_trusted {
         let prior: Vec<&str> = headers
@@ -144,7 +144,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin, authority: Option
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if !(origin.peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        match authority.and_then(|a| HeaderValue::from_str(a).ok()) {
+        match authority {
             Some(v) => {
                 headers.insert(X_FORWARDED_HOST, v);
             }
@@ -254,24 +254,22 @@ impl Forwarder {
         identity: Option<&Identity>,
     ) -> Result<Response<Body>, Problem> {
         let (mut parts, body) = req.into_parts();
-        let authority = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+        // The Host the client used (HTTP/2: the :authority), as a shared value, not a copy.
+        let authority = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
 
         strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
         strip_identity(&mut parts.headers);
         if let Some(id) = identity {
             set_identity(&mut parts.headers, id);
         }
-        set_forwarded(&mut parts.headers, origin, authority.as_deref());
+        set_forwarded(&mut parts.headers, origin, authority.clone());
         if self.settings.preserve_host {
-            if let Some(v) = authority
-                .as_deref()
-                .and_then(|a| HeaderValue::from_str(a).ok())
-            {
+            if let Some(v) = authority {
                 parts.headers.insert(header::HOST, v);
             }
         } else {
@@ -510,7 +508,11 @@ mod tests {
             peer_trusted: false,
             tls: false,
         };
-        set_forwarded(&mut h, &origin, Some("api.example:8080"));
+        set_forwarded(
+            &mut h,
+            &origin,
+            Some(HeaderValue::from_static("api.example:8080")),
+        );
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example:8080");
@@ -528,7 +530,11 @@ mod tests {
             peer_trusted: true,
             tls: false,
         };
-        set_forwarded(&mut h, &origin, Some("api.example"));
+        set_forwarded(
+            &mut h,
+            &origin,
+            Some(HeaderValue::from_static("api.example")),
+        );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
     }

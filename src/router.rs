@@ -168,22 +168,51 @@ impl PathPattern {
 /// segment. Anything else could match one route here and mean another path upstream (where
 /// `/public/../admin` becomes `/admin`), so it is refused rather than normalised.
 pub fn path_is_canonical(path: &str) -> bool {
-    if !path.starts_with('/') || path.contains('\\') {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let bytes = path.as_bytes();
+    if bytes.contains(&b'\\') {
         return false;
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+    let encoded_separator = bytes.windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                [w[1], w[2].to_ascii_lowercase()],
+                [b'2', b'f'] | [b'5', b'c'] | [b'0', b'0']
+            )
+    });
+    if encoded_separator {
         return false;
     }
-    path[1..].split('/').enumerate().all(|(i, seg)| {
-        let last = i == path[1..].split('/').count() - 1;
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
         // A trailing slash (an empty last segment) is ordinary; `//` inside is not.
-        if seg.is_empty() {
-            return last;
+        if segment.is_empty() && segments.peek().is_some() || is_dot_segment(segment) {
+            return false;
         }
-        let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
-        decoded != "." && decoded != ".."
-    })
+    }
+    true
+}
+
+/// `.` or `..`, with any dot possibly written `%2e`.
+fn is_dot_segment(segment: &str) -> bool {
+    let mut s = segment.as_bytes();
+    let mut dots = 0;
+    while !s.is_empty() {
+        if s[0] == b'.' {
+            s = &s[1..];
+        } else if s.len() >= 3 && s[0] == b'%' && s[1] == b'2' && s[2].eq_ignore_ascii_case(&b'e') {
+            s = &s[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
 }
 
 /// Where a request goes.
