@@ -270,4 +270,49 @@ fn idempotency_key_and_fingerprint(c: &mut Criterion) {
 }
 
 criterion_group!(idempotent, idempotency_key_and_fingerprint);
-criterion_main!(benches, signed, idempotent);
+
+// ------------------------------------------------------------------ bearer check
+
+/// The bearer check on a warm cache, the store behind it a real SQLite file: what every
+/// request on an `auth = "bearer"` route pays (hash, change-marker read, cache hit).
+fn bearer_cache_hit(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = Settings::from_toml(&format!(
+        "[store]\nurl = \"sqlite://{}/bench.db\"\n[[clients]]\nid = \"bench\"\nsecret_sha256 = \"{}\"\nscopes = [\"read\"]\n",
+        dir.path().display(),
+        "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
+    ))
+    .expect("bench config");
+    let warden = rt.block_on(warden::Warden::new(settings)).expect("warden");
+    let issuer = warden.issuer();
+    let client = rt
+        .block_on(issuer.store().get_client("bench"))
+        .expect("store")
+        .expect("client");
+    let issued = rt
+        .block_on(issuer.issue_access_token(&client, vec!["read".into()]))
+        .expect("token");
+    let value = issued.value.clone();
+    rt.block_on(issuer.authenticate_bearer(&value))
+        .expect("warm");
+    c.bench_function("bearer/cache_hit", |b| {
+        b.iter(|| {
+            rt.block_on(issuer.authenticate_bearer(black_box(&value)))
+                .is_ok()
+        })
+    });
+    c.bench_function("bearer/token_sha256", |b| {
+        b.iter(|| warden::secret::hash(black_box(&value)))
+    });
+    c.bench_function("bearer/change_marker", |b| {
+        b.iter(|| issuer.store().change_marker().is_ok())
+    });
+}
+
+criterion_group!(bearer, bearer_cache_hit);
+
+criterion_main!(benches, signed, idempotent, bearer);

@@ -221,6 +221,11 @@ pub struct RawTokens {
     pub admin_scope: String,
     /// Longest token name (and disable reason) in characters; default 128.
     pub max_name_length: usize,
+    /// How often, at most, a request reads the store's change marker to learn of changes made
+    /// by other processes; default 1ms (0: on every request). Changes made through this
+    /// instance take effect at once regardless.
+    #[serde(with = "humantime_serde")]
+    pub change_check_interval: Duration,
 }
 
 impl Default for RawTokens {
@@ -239,6 +244,7 @@ impl Default for RawTokens {
             max_request_bytes: 16 * 1024,
             admin_scope: "level://admin".into(),
             max_name_length: 128,
+            change_check_interval: Duration::from_millis(1),
         }
     }
 }

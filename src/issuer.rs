@@ -111,6 +111,9 @@ pub struct Issuer {
     feed_marker: AtomicU64,
     /// The last change applied to the cache; the lock makes one request at a time catch up.
     feed_seq: tokio::sync::Mutex<i64>,
+    /// When the marker was last read, in nanoseconds since `epoch`.
+    feed_checked: AtomicU64,
+    epoch: std::time::Instant,
 }
 
 /// How many changes one catch-up reads at most (it loops until done).
@@ -136,6 +139,8 @@ impl Issuer {
             invalid_challenge,
             feed_marker: AtomicU64::new(u64::MAX),
             feed_seq: tokio::sync::Mutex::new(0),
+            feed_checked: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
         }
     }
 
@@ -152,6 +157,21 @@ impl Issuer {
     /// an admin command, another replica on the same store) since the last look. Cheap when
     /// nothing changed: one marker read.
     async fn catch_up(&self) -> Result<(), StoreError> {
+        // Reading the marker costs most of a cache hit, so under load it is read at most once
+        // per `tokens.change_check_interval`: a change by another process is seen within it.
+        let interval = self.cfg.change_check_interval.as_nanos() as u64;
+        if interval > 0 {
+            let now = self.epoch.elapsed().as_nanos() as u64;
+            let last = self.feed_checked.load(Ordering::Relaxed);
+            if now.saturating_sub(last) < interval
+                || self
+                    .feed_checked
+                    .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+            {
+                return Ok(());
+            }
+        }
         if self.store.change_marker()? == self.feed_marker.load(Ordering::Acquire) {
             return Ok(());
         }
