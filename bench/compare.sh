@@ -7,6 +7,8 @@
 #   bench/compare.sh signed      # RFC 9421-signed 1 KiB POST with digest, bearer and IP check
 #   bench/compare.sh signed1m    # the same with a 1 MiB body
 #   bench/compare.sh issuance    # token issuance rate (wrk only, Warden alone)
+#   bench/compare.sh idempotent  # 1 KiB POST without a key, with a fresh key, and replayed
+#                                # (wrk only, Warden alone, same run)
 #
 # Needs: nginx, wrk (apt-get install -y nginx-light wrk), python3 with `cryptography` for the
 # signed scenarios, and a release build (cargo build --release).
@@ -93,5 +95,34 @@ public_key = \"REyYh3sy16HX1T6Sa_O89Tp_MqM7M2UJVyVV5sh8-zA\""
     kill "$PID"; wait "$PID" 2>/dev/null || true
     REQ=$(awk '/requests in/{print $1}' "$OUT/wrk.txt")
     echo "warden cpu per issuance: $(python3 -c "print(round(($T1-$T0)*1e6/$(getconf CLK_TCK)/$REQ,1))") us" | tee -a "$OUT/wrk.txt";;
+  idempotent)
+    config "[[routes]]
+path = \"/v1/**\"
+auth = \"bearer\"
+idempotency = \"optional\"
+$CLIENT"
+    KEY="$(api_key)"
+    UP_BIN="$SHARED/upstream/target/release/bench-upstream"
+    [ -x "$UP_BIN" ] || (cd "$SHARED/upstream" && cargo build --release >&2)
+    taskset -c 0 "$UP_BIN" 127.0.0.1:18080 >/dev/null 2>&1 &
+    UPID=$!
+    TOKIO_WORKER_THREADS=1 taskset -c 0 "$WARDEN" --config "$WORK/warden.toml" >"$OUT/sut.log" 2>&1 &
+    PID=$!
+    sleep 1
+    : >"$OUT/wrk.txt"
+    for rep in $(seq 1 "$REPS"); do
+      for mode in none fresh replay; do
+        T0=$(awk '{print $14+$15}' "/proc/$PID/stat")
+        RES=$(IDEM_MODE=$mode BEARER="$KEY" taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" \
+          -s "$HERE/idempotent.lua" http://127.0.0.1:18090/v1/orders)
+        T1=$(awk '{print $14+$15}' "/proc/$PID/stat")
+        REQ=$(awk '/requests in/{print $1}' <<<"$RES")
+        RPS=$(awk '/Requests\/sec/{print $2}' <<<"$RES")
+        BAD=$(awk '/Non-2xx/{print $NF}' <<<"$RES")
+        CPU=$(python3 -c "print(round(($T1-$T0)*1e6/$(getconf CLK_TCK)/$REQ,1))")
+        echo "rep $rep mode=$mode rps=$RPS warden_cpu_us_per_req=$CPU non2xx=${BAD:-0}" | tee -a "$OUT/wrk.txt"
+      done
+    done
+    kill "$PID" "$UPID"; wait 2>/dev/null || true;;
   *) echo "unknown scenario $SCENARIO" >&2; exit 2;;
 esac
