@@ -595,7 +595,13 @@ fn keygen(args: &KeygenArgs) -> ExitCode {
     use base64::Engine as _;
     use ed25519_dalek::pkcs8::EncodePrivateKey as _;
     let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    let pem = match key.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF) {
+    // PKCS#8 v1 (RFC 8410 §7, private key only): OpenSSL 3.0 and pyca/cryptography refuse the
+    // v2 form with the public key embedded, which is what `SigningKey::to_pkcs8_pem` writes.
+    let v1 = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    let pem = match v1.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF) {
         Ok(pem) => pem,
         Err(e) => {
             eprintln!("warden: cannot encode the key: {e}");

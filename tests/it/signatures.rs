@@ -739,11 +739,16 @@ async fn keygen_and_sign_produce_requests_warden_accepts() {
     let public = printed_after(&out, "public_key = ")
         .trim_matches('"')
         .to_owned();
-    assert!(
-        std::fs::read_to_string(&key_path)
-            .unwrap()
-            .starts_with("-----BEGIN PRIVATE KEY-----")
-    );
+    let pem = std::fs::read_to_string(&key_path).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    // PKCS#8 v1 (RFC 8410 §7): version 0, no embedded public key, 48 bytes of DER. The v2 form
+    // is refused by OpenSSL 3.0 and pyca/cryptography, so other tools could not use the key.
+    let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(der)
+        .unwrap();
+    assert_eq!(der.len(), 48, "{der:02x?}");
+    assert_eq!(&der[..5], &[0x30, 0x2e, 0x02, 0x01, 0x00]);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
