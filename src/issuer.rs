@@ -580,6 +580,43 @@ impl Issuer {
         self.store.token_by_hash(&secret::hash(value)).await
     }
 
+    /// The caller a request's `Authorization: Bearer` identifies, allowed to call from `ip`:
+    /// the one bearer check shared by proxied routes, `DELETE /v1/auth` and the tokens API.
+    pub async fn caller(
+        &self,
+        headers: &http::HeaderMap,
+        ip: IpAddr,
+    ) -> Result<Arc<Identity>, crate::problem::Problem> {
+        use crate::gate::bearer::{Presented, presented};
+        use crate::problem::Problem;
+        let value = match presented(headers) {
+            Presented::Bearer(v) => v,
+            Presented::Missing => {
+                return Err(Problem::TokenMissing {
+                    challenge: self.challenge(),
+                });
+            }
+            Presented::Malformed(detail) => {
+                return Err(Problem::MalformedCredential {
+                    detail: detail.into(),
+                });
+            }
+        };
+        let identity = self.authenticate_bearer(value).await.map_err(|e| match e {
+            BearerError::Invalid => Problem::InvalidToken {
+                challenge: self.invalid_challenge(),
+            },
+            BearerError::Store(err) => {
+                tracing::error!(error = %err, "store failed during bearer check");
+                Problem::StoreUnavailable
+            }
+        })?;
+        if !identity.allows_ip(ip) {
+            return Err(Problem::IpNotAllowed);
+        }
+        Ok(identity)
+    }
+
     /// Who a bearer value identifies: cache first, the store on a miss.
     pub async fn authenticate_bearer(&self, value: &str) -> Result<Arc<Identity>, BearerError> {
         let hash = secret::hash(value);

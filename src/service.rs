@@ -15,12 +15,11 @@ use crate::config::{Durability, Settings};
 use crate::digest::DigestVerifier;
 use crate::forward::{self, Forwarder, Origin};
 use crate::gate::allowlist::Allowlist;
-use crate::gate::bearer::{self, Presented};
 use crate::gate::idempotency::{Idempotency, Need};
 use crate::gate::signature::Verdict;
 use crate::gate::signature::{Endpoint, RequestParts, SignatureGate};
 use crate::gate::{client_ip, digest};
-use crate::issuer::{BearerError, Issuer, auth, oauth, tokens_api};
+use crate::issuer::{Issuer, auth, oauth, tokens_api};
 use crate::problem::{OAuthError, Problem};
 use crate::router::{AuthMode, Route, Router, SignatureMode, Target};
 use crate::store::{self, StoreError, StoreOptions};
@@ -215,7 +214,8 @@ impl Warden {
                     // Scopes and audience right after the credential: a refusal costs no
                     // signature verification.
                     AuthMode::Bearer => match self
-                        .bearer(&req, client_ip)
+                        .issuer
+                        .caller(req.headers(), client_ip)
                         .await
                         .and_then(|id| route.policy.require.check(&id).map(|()| id))
                     {
@@ -243,45 +243,6 @@ impl Warden {
             access_event(&method, &uri, &resp, start, client_ip, route_name);
         }
         resp
-    }
-
-    /// The bearer check of a proxied route: who the credential identifies, and whether it may
-    /// be used from `client_ip`.
-    async fn bearer(
-        &self,
-        req: &Request<Incoming>,
-        client_ip: IpAddr,
-    ) -> Result<Arc<Identity>, Problem> {
-        let value = match bearer::presented(req.headers()) {
-            Presented::Bearer(v) => v,
-            Presented::Missing => {
-                return Err(Problem::TokenMissing {
-                    challenge: self.issuer.challenge(),
-                });
-            }
-            Presented::Malformed(detail) => {
-                return Err(Problem::MalformedCredential {
-                    detail: detail.into(),
-                });
-            }
-        };
-        let identity = self
-            .issuer
-            .authenticate_bearer(value)
-            .await
-            .map_err(|e| match e {
-                BearerError::Invalid => Problem::InvalidToken {
-                    challenge: self.issuer.invalid_challenge(),
-                },
-                BearerError::Store(err) => {
-                    tracing::error!(error = %err, "store failed during bearer check");
-                    Problem::StoreUnavailable
-                }
-            })?;
-        if !identity.allows_ip(client_ip) {
-            return Err(Problem::IpNotAllowed);
-        }
-        Ok(identity)
     }
 
     /// The signature check of a bearer route, after the credential: `X-Client-Id` and `keyid`

@@ -9,10 +9,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::form::{self, FormError};
-use super::{BearerError, ClientAuthError, Issuer, narrow_scopes};
+use super::{ClientAuthError, Issuer, narrow_scopes};
 use crate::body::{Body, full};
 use crate::forward::Origin;
-use crate::gate::bearer::{Presented, presented};
 use crate::gate::digest;
 use crate::gate::idempotency::{self, BodyDigest, Idempotency, TokenRun};
 use crate::gate::signature::{ClientKeys, Endpoint, RequestParts, SignatureGate};
@@ -172,30 +171,7 @@ async fn delete(
     origin: &Origin,
     ip: IpAddr,
 ) -> Result<Response<Body>, Problem> {
-    let caller = match presented(req.headers()) {
-        Presented::Missing => {
-            return Err(Problem::TokenMissing {
-                challenge: issuer.challenge(),
-            });
-        }
-        Presented::Malformed(detail) => {
-            return Err(Problem::MalformedCredential {
-                detail: detail.into(),
-            });
-        }
-        Presented::Bearer(v) => issuer.authenticate_bearer(v).await.map_err(|e| match e {
-            BearerError::Invalid => Problem::InvalidToken {
-                challenge: issuer.invalid_challenge(),
-            },
-            BearerError::Store(err) => {
-                tracing::error!(error = %err, "store failed during bearer check");
-                Problem::StoreUnavailable
-            }
-        })?,
-    };
-    if !caller.allows_ip(ip) {
-        return Err(Problem::IpNotAllowed);
-    }
+    let caller = issuer.caller(req.headers(), ip).await?;
     signatures.check_client_id(req.headers(), &caller.client_id)?;
     let keys = signatures
         .client_keys(issuer.store().as_ref(), &caller.client_id)

@@ -13,12 +13,11 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::form::{self, FormError};
-use super::{BearerError, Issued, Issuer, new_token_record};
+use super::{Issued, Issuer, new_token_record};
 use crate::body::{Body, full};
 use crate::cache::Identity;
 use crate::config::Settings;
 use crate::forward::Origin;
-use crate::gate::bearer::{Presented, presented};
 use crate::gate::digest;
 use crate::gate::signature::{Endpoint, RequestParts, SignatureGate};
 use crate::problem::{Problem, TokenRefusal};
@@ -521,31 +520,7 @@ async fn authenticate(
     origin: &Origin,
     ip: IpAddr,
 ) -> Result<(Arc<Identity>, Option<crate::digest::DigestVerifier>), Problem> {
-    let value = match presented(req.headers()) {
-        Presented::Bearer(v) => v,
-        Presented::Missing => {
-            return Err(Problem::TokenMissing {
-                challenge: issuer.challenge(),
-            });
-        }
-        Presented::Malformed(detail) => {
-            return Err(Problem::MalformedCredential {
-                detail: detail.into(),
-            });
-        }
-    };
-    let identity = issuer
-        .authenticate_bearer(value)
-        .await
-        .map_err(|e| match e {
-            BearerError::Invalid => Problem::InvalidToken {
-                challenge: issuer.invalid_challenge(),
-            },
-            BearerError::Store(err) => store_failed(err),
-        })?;
-    if !identity.allows_ip(ip) {
-        return Err(Problem::IpNotAllowed);
-    }
+    let identity = issuer.caller(req.headers(), ip).await?;
     signatures.check_client_id(req.headers(), &identity.client_id)?;
     let keys = signatures
         .client_keys(issuer.store().as_ref(), &identity.client_id)
