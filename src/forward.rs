@@ -11,9 +11,11 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
+
+mod pool;
+use pool::UpstreamPool;
 
 use crate::body::{Body, BoxError};
 use crate::cache::Identity;
@@ -170,7 +172,7 @@ type Connector = HttpsConnector<HttpConnector>;
 
 /// The pooled upstream client and where it sends requests.
 pub struct Forwarder {
-    client: Client<Connector, Body>,
+    pool: std::sync::Arc<UpstreamPool>,
     settings: UpstreamSettings,
     authority_value: HeaderValue,
 }
@@ -188,16 +190,22 @@ impl Forwarder {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+        let target = Uri::builder()
+            .scheme(settings.scheme.clone())
+            .authority(settings.authority.clone())
+            .path_and_query("/")
+            .build()
+            .unwrap_or_default();
+        let pool = std::sync::Arc::new(UpstreamPool::new(
+            connector,
+            target,
+            settings.pool_max_idle_per_host,
+            settings.pool_idle_timeout,
+        ));
         let authority_value = HeaderValue::from_str(settings.authority.as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         Self {
-            client,
+            pool,
             settings,
             authority_value,
         }
@@ -217,31 +225,28 @@ impl Forwarder {
         }
     }
 
+    /// The request target as the upstream sees it: origin-form (`/path?query`), under
+    /// `upstream.url`'s base path if it has one. The connection itself is the pool's.
     fn upstream_uri(&self, original: &Uri) -> Result<Uri, Problem> {
         let cannot = |_| Problem::BadRequest {
             detail: "the request target cannot be forwarded".into(),
         };
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.settings.scheme.clone());
-        parts.authority = Some(self.settings.authority.clone());
         // Without a base path the original path and query are reused as they are (a cheap
         // clone of shared bytes), never re-parsed.
-        parts.path_and_query = match (
+        let pq = match (
             self.settings.base_path.is_empty(),
             original.path_and_query(),
         ) {
-            (true, Some(pq)) => Some(pq.clone()),
-            (true, None) => Some(http::uri::PathAndQuery::from_static("/")),
+            (true, Some(pq)) => pq.clone(),
+            (true, None) => http::uri::PathAndQuery::from_static("/"),
             (false, pq) => {
                 let pq = pq.map(|p| p.as_str()).unwrap_or("/");
-                Some(
-                    format!("{}{pq}", self.settings.base_path)
-                        .parse()
-                        .map_err(|e: http::uri::InvalidUri| cannot(e.to_string()))?,
-                )
+                format!("{}{pq}", self.settings.base_path)
+                    .parse()
+                    .map_err(|e: http::uri::InvalidUri| cannot(e.to_string()))?
             }
         };
-        Uri::from_parts(parts).map_err(|e| cannot(e.to_string()))
+        Ok(Uri::from(pq))
     }
 
     /// Sends `req` upstream and returns its response with a streaming body. `upgrade` is the
@@ -283,7 +288,7 @@ impl Forwarder {
         let up_req = Request::from_parts(parts, body);
 
         let timeout = self.settings.timeout;
-        let mut resp = match tokio::time::timeout(timeout, self.client.request(up_req)).await {
+        let mut resp = match tokio::time::timeout(timeout, self.pool.send(up_req)).await {
             Err(_) => {
                 tracing::warn!(
                     timeout_ms = timeout.as_millis() as u64,
@@ -293,7 +298,7 @@ impl Forwarder {
                     after_ms: timeout.as_millis(),
                 });
             }
-            Ok(Err(e)) => return Err(classify(&e)),
+            Ok(Err(e)) => return Err(classify(&*e)),
             Ok(Ok(resp)) => resp,
         };
 
@@ -311,12 +316,12 @@ impl Forwarder {
             }
         }
         strip_hop_by_hop(resp.headers_mut(), switching);
-        Ok(resp.map(|b| b.map_err(BoxError::from).boxed()))
+        Ok(resp)
     }
 }
 
 /// Maps a client error to what the caller sees, and logs the cause for the operator.
-fn classify(e: &hyper_util::client::legacy::Error) -> Problem {
+fn classify(e: &(dyn std::error::Error + 'static)) -> Problem {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(too_large) = err.downcast_ref::<BodyTooLarge>() {

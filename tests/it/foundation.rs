@@ -358,6 +358,100 @@ async fn upstream_resetting_mid_response_head_is_502() {
 }
 
 #[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let (up, proxy) = upstream_and_proxy(|c| c).await;
+    let client = Client::http1();
+    let before = up.connections();
+    for i in 0..5 {
+        let reply = client.get(&proxy.url(&format!("/echo?i={i}"))).await;
+        assert_eq!(reply.status, 200);
+    }
+    // Bodies nobody reads (HEAD) free their connection too.
+    for _ in 0..2 {
+        let req = Request::head(proxy.url("/echo"))
+            .body(Full::default())
+            .unwrap();
+        assert_eq!(client.send(req).await.status, 200);
+    }
+    assert_eq!(up.calls(), 7);
+    assert_eq!(
+        up.connections() - before,
+        1,
+        "one upstream connection serves them all"
+    );
+}
+
+#[tokio::test]
+async fn a_response_abandoned_half_read_never_returns_its_connection_to_the_pool() {
+    let (up, proxy) = upstream_and_proxy(|c| c).await;
+    let client = Client::http1();
+    let before = up.connections();
+    let mut resp = client.stream(get(&proxy.url("/sse?gap_ms=5000"))).await;
+    let first = within(
+        Duration::from_secs(5),
+        "first event",
+        resp.body_mut().frame(),
+    )
+    .await;
+    assert!(first.is_some());
+    drop(resp);
+    // The SSE connection still has its second event on the wire: reusing it would hand this
+    // request the rest of the stream. It gets a connection of its own.
+    let reply = client.get(&proxy.url("/echo?after=sse")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.echo().query.as_deref(), Some("after=sse"));
+    assert_eq!(up.connections() - before, 2);
+}
+
+#[tokio::test]
+async fn an_upstream_closing_its_idle_connections_costs_the_client_nothing() {
+    let up = Upstream::start_raw(RawBehaviour::AnswerThenClose {
+        close_after_ms: 200,
+    })
+    .await;
+    let proxy = Proxy::start(Config::new(&up.url())).await;
+    let client = Client::http1();
+    // 185 ms: the GET goes out on the idle connection just before the upstream closes it
+    // without answering, and is sent again on a new one. 300 ms: the pool has seen the close
+    // and opens a new connection at once.
+    for pause_ms in [0, 185, 300, 185] {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        let reply = client.get(&proxy.url("/echo")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.text(), "ok");
+    }
+    assert_eq!(up.calls(), 4);
+}
+
+#[tokio::test]
+async fn a_post_that_may_have_reached_the_upstream_is_never_sent_twice() {
+    let up = Upstream::start_raw(RawBehaviour::AnswerThenClose {
+        close_after_ms: 500,
+    })
+    .await;
+    let proxy = Proxy::start(Config::new(&up.url())).await;
+    let client = Client::http1();
+    let post = || {
+        Request::post(proxy.url("/orders"))
+            .body(Full::new(Bytes::from_static(b"{\"amount\":1}")))
+            .unwrap()
+    };
+    assert_eq!(client.send(post()).await.status, 200);
+    let before = up.connections();
+    // Written to the kept connection, which the upstream closes without answering: Warden
+    // cannot know whether it was acted on, so it answers 502 rather than sending it again.
+    client
+        .send(post())
+        .await
+        .problem(502, "upstream_unavailable");
+    assert_eq!(
+        up.connections(),
+        before,
+        "the POST was not sent on a new connection"
+    );
+}
+
+#[tokio::test]
 async fn upstream_slower_than_its_timeout_is_504() {
     let (_up, proxy) = upstream_and_proxy(|c| c.upstream("timeout = \"300ms\"")).await;
     let start = Instant::now();

@@ -50,6 +50,8 @@ struct UpstreamState {
     sse_sent: AtomicUsize,
     /// Requests whose body the echo handler read to its end.
     bodies: AtomicUsize,
+    /// TCP connections accepted.
+    connections: AtomicUsize,
 }
 
 /// A real upstream on `127.0.0.1:0`. The HTTP one dispatches on the path:
@@ -74,6 +76,10 @@ pub enum RawBehaviour {
     ResetMidHead,
     /// Answers `101 Switching Protocols` and echoes every byte it receives after that.
     UpgradeAndEcho,
+    /// Answers `200 ok` as if the connection could be kept, then closes it (FIN) after
+    /// `close_after_ms` without reading anything more, the way an upstream ends a keep-alive
+    /// connection it has held long enough.
+    AnswerThenClose { close_after_ms: u64 },
 }
 
 impl Upstream {
@@ -89,6 +95,7 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 let chunk_tx = chunk_tx.clone();
                 tokio::spawn(async move {
@@ -124,6 +131,7 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 tokio::spawn(async move {
                     let mut raw = RawConn::from_stream(stream);
@@ -151,6 +159,12 @@ impl Upstream {
                             }
                             let _ = tokio::io::copy(&mut r, &mut w).await;
                         }
+                        RawBehaviour::AnswerThenClose { close_after_ms } => {
+                            raw.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                                .await;
+                            tokio::time::sleep(Duration::from_millis(close_after_ms)).await;
+                            drop(raw);
+                        }
                     }
                 });
             }
@@ -170,6 +184,11 @@ impl Upstream {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// TCP connections accepted so far (readiness probes included).
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     /// Requests received so far.
