@@ -7,6 +7,9 @@ use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 /// Any error a body can fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A boxed future, for the rarely taken paths of request handling: see `Warden::handle`.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// A streaming body: an upstream response, a client request on its way upstream, or bytes of ours.
 pub type Body = BoxBody<Bytes, BoxError>;
 

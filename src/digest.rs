@@ -178,8 +178,13 @@ impl DigestVerifier {
 
     /// The verifier for the request's `Content-Digest` field lines, `None` when it has none.
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<DigestVerifier>, DigestError> {
+        // A constant name: looking up by `&str` parses the name on every request.
+        const CONTENT_DIGEST: http::HeaderName = http::HeaderName::from_static("content-digest");
+        if !headers.contains_key(&CONTENT_DIGEST) {
+            return Ok(None);
+        }
         let mut joined = String::new();
-        for (i, line) in headers.get_all("content-digest").iter().enumerate() {
+        for (i, line) in headers.get_all(&CONTENT_DIGEST).iter().enumerate() {
             let line = line.to_str().map_err(|_| DigestError::Malformed {
                 reason: "field is not ascii".to_owned(),
             })?;
@@ -188,11 +193,7 @@ impl DigestVerifier {
             }
             joined.push_str(line);
         }
-        if headers.contains_key("content-digest") {
-            DigestVerifier::from_value(&joined).map(Some)
-        } else {
-            Ok(None)
-        }
+        DigestVerifier::from_value(&joined).map(Some)
     }
 
     /// The algorithms that will be checked.

@@ -19,6 +19,7 @@ use pool::UpstreamPool;
 
 use crate::body::{Body, BoxError};
 use crate::cache::Identity;
+use crate::coarse_timer::CoarseTimer;
 use crate::config::UpstreamSettings;
 use crate::problem::Problem;
 
@@ -76,6 +77,17 @@ fn connection_tokens(v: &HeaderValue) -> impl Iterator<Item = &str> {
 /// Removes hop-by-hop headers and those the `Connection` header names. When `keep_upgrade`
 /// is set, the `Upgrade` header survives and `Connection: upgrade` is restored.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of these, and removing an absent name still costs a hash
+    // lookup each: one pass over the names present decides whether there is anything to do.
+    let any = headers
+        .keys()
+        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(name));
+    if !any {
+        if keep_upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -123,22 +135,21 @@ pub fn set_identity(headers: &mut HeaderMap, id: &Identity) {
 /// Sets `X-Forwarded-For/-Proto/-Host`. What a peer says is kept only if the peer is trusted;
 /// otherwise the values are Warden's own view of the connection.
 pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin, authority: Option<HeaderValue>) {
-    let peer = origin.peer.to_string();
-    let xff = if origin.peer_trusted {
-        let prior: Vec<&str> = headers
+    let prior: Vec<&str> = if origin.peer_trusted {
+        headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .collect();
-        if prior.is_empty() {
-            peer
-        } else {
-            format!("{}, {peer}", prior.join(", "))
-        }
+            .collect()
     } else {
-        peer
+        Vec::new()
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    let xff = if prior.is_empty() {
+        ip_header(origin.peer)
+    } else {
+        HeaderValue::from_str(&format!("{}, {}", prior.join(", "), origin.peer)).ok()
+    };
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
     if !(origin.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
@@ -161,6 +172,33 @@ pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin, authority: Option
     }
 }
 
+/// `ip` as a header value. IPv4 is written by hand: `Display` goes through the formatting
+/// machinery and cost more than the rest of `set_forwarded` together.
+fn ip_header(ip: IpAddr) -> Option<HeaderValue> {
+    let IpAddr::V4(v4) = ip else {
+        return HeaderValue::from_str(&ip.to_string()).ok();
+    };
+    let mut buf = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            buf[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            buf[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    HeaderValue::from_bytes(&buf[..len]).ok()
+}
+
 /// The error a request body raises when it grows past `server.max_body_bytes`.
 #[derive(Debug, thiserror::Error)]
 #[error("request body larger than {limit} bytes")]
@@ -173,13 +211,14 @@ type Connector = HttpsConnector<HttpConnector>;
 /// The pooled upstream client and where it sends requests.
 pub struct Forwarder {
     pool: std::sync::Arc<UpstreamPool>,
+    timer: CoarseTimer,
     settings: UpstreamSettings,
     authority_value: HeaderValue,
 }
 
 impl Forwarder {
     /// Builds the client. The pool keeps idle connections per `upstream.pool_*`.
-    pub fn new(settings: UpstreamSettings) -> Self {
+    pub fn new(settings: UpstreamSettings, timer: CoarseTimer) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -206,6 +245,7 @@ impl Forwarder {
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         Self {
             pool,
+            timer,
             settings,
             authority_value,
         }
@@ -288,7 +328,7 @@ impl Forwarder {
         let up_req = Request::from_parts(parts, body);
 
         let timeout = self.settings.timeout;
-        let mut resp = match tokio::time::timeout(timeout, self.pool.send(up_req)).await {
+        let mut resp = match self.timer.timeout(timeout, self.pool.send(up_req)).await {
             Err(_) => {
                 tracing::warn!(
                     timeout_ms = timeout.as_millis() as u64,
@@ -458,6 +498,36 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn ip_header_writes_addresses_as_display_does() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "192.168.100.255",
+            "255.255.255.255",
+            "9.99.100.199",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_header(ip).unwrap(), ip.to_string().as_str());
+        }
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_are_left_alone() {
+        let mut h = headers(&[("content-type", "text/plain"), ("x-request-id", "abc")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 2);
+        let mut h = headers(&[("upgrade", "websocket"), ("x-a", "1")]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(
+            !h.contains_key("upgrade"),
+            "an Upgrade not asked for is dropped"
+        );
     }
 
     #[test]

@@ -175,6 +175,12 @@ impl Issuer {
         if self.store.change_marker()? == self.feed_marker.load(Ordering::Acquire) {
             return Ok(());
         }
+        // Rare: boxed so the common path's future stays small.
+        let apply = Box::pin(self.apply_changes());
+        apply.await
+    }
+
+    async fn apply_changes(&self) -> Result<(), StoreError> {
         let mut seq = self.feed_seq.lock().await;
         // Read the marker before the changes: a commit after this read moves the marker again.
         let marker = self.store.change_marker()?;
@@ -633,6 +639,12 @@ impl Issuer {
             Some(Cached::Invalid) => return Err(BearerError::Invalid),
             None => {}
         }
+        // A miss goes to the store: boxed so the cache hit's future stays small.
+        let load = Box::pin(self.load_bearer(hash, now));
+        load.await
+    }
+
+    async fn load_bearer(&self, hash: Hash, now: i64) -> Result<Arc<Identity>, BearerError> {
         let seen = self.cache.generation();
         let token = self
             .store

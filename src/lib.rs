@@ -15,6 +15,7 @@
 pub mod body;
 pub mod cache;
 pub mod clock;
+pub mod coarse_timer;
 pub mod config;
 pub mod digest;
 pub mod forward;

@@ -74,7 +74,8 @@ pub async fn run(listener: TcpListener, warden: Arc<Warden>, shutdown: impl Futu
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        // Re-armed for every request head: the coarse timer makes that a lock and a store.
+        .timer(warden.timer().clone())
         .header_read_timeout(settings.header_read_timeout)
         .max_buf_size(settings.max_header_bytes)
         .keep_alive(true);

@@ -70,10 +70,8 @@ impl UpstreamPool {
     /// the connection back to the pool when it ends.
     pub async fn send(self: &Arc<Self>, req: Request<Body>) -> Result<Response<Body>, BoxError> {
         let Some((mut tx, idle_for)) = self.take_idle() else {
-            let mut tx = self.connect().await?;
-            std::future::poll_fn(|cx| tx.poll_ready(cx)).await?;
-            let resp = tx.send_request(req).await?;
-            return Ok(self.wrap(resp, tx));
+            let send = Box::pin(self.send_on_new(req));
+            return send.await;
         };
         // A pooled connection may be closed by the upstream at any moment, most often when
         // its keep-alive timeout ends a connection that sat idle. If that happens before the
@@ -99,6 +97,13 @@ impl UpstreamPool {
             req = again;
         }
         tracing::debug!("pooled upstream connection was closed; sending on a new one");
+        let send = Box::pin(self.send_on_new(req));
+        send.await
+    }
+
+    /// Sends on a new connection. Boxed by its callers: connecting is rare and its future
+    /// large, and the pooled path's future should not carry it.
+    async fn send_on_new(self: &Arc<Self>, req: Request<Body>) -> Result<Response<Body>, BoxError> {
         let mut tx = self.connect().await?;
         std::future::poll_fn(|cx| tx.poll_ready(cx)).await?;
         let resp = tx.send_request(req).await?;

@@ -653,6 +653,16 @@ impl KeyCache {
         if let Some(keys) = self.inner.get(client_id) {
             return Ok(keys);
         }
+        let load = Box::pin(self.load(store, client_id, mode));
+        load.await
+    }
+
+    async fn load(
+        &self,
+        store: &dyn Store,
+        client_id: &str,
+        mode: SignatureMode,
+    ) -> Result<Arc<ClientKeys>, StoreError> {
         let seen = self.generation.load(Ordering::Acquire);
         let keys = Arc::new(match store.get_client(client_id).await? {
             Some(record) => ClientKeys::from_record(&record, mode),
@@ -680,6 +690,12 @@ impl KeyCache {
         if store.change_marker()? == self.marker.load(Ordering::Acquire) {
             return Ok(());
         }
+        // Rare: boxed so the common path's future stays small.
+        let apply = Box::pin(self.apply_changes(store));
+        apply.await
+    }
+
+    async fn apply_changes(&self, store: &dyn Store) -> Result<(), StoreError> {
         let mut seq = self.seq.lock().await;
         // Read the marker before the changes: a commit after this read moves it again.
         let marker = store.change_marker()?;
