@@ -205,12 +205,34 @@ fn signature_and_digest(c: &mut Criterion) {
             .expect("valid")
         })
     });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     c.bench_function("signature/gate_check_signed_post", |b| {
         b.iter(|| {
-            gate.check(black_box(&parts), &at, "bench", &keys, now, true)
+            rt.block_on(gate.check(black_box(&parts), &at, "bench", &keys, now, true))
                 .expect("verified")
         })
     });
+    // Batch verification, per signature, for the batch sizes a loaded Warden sees.
+    for n in [1usize, 4, 16, 64] {
+        let keys: Vec<ed25519_dalek::SigningKey> = (0..n)
+            .map(|i| ed25519_dalek::SigningKey::from_bytes(&[i as u8 + 1; 32]))
+            .collect();
+        let messages: Vec<Vec<u8>> = (0..n).map(|i| format!("{base}{i}").into_bytes()).collect();
+        let sigs: Vec<ed25519_dalek::Signature> = keys
+            .iter()
+            .zip(&messages)
+            .map(|(k, m)| ed25519_dalek::Signer::sign(k, m))
+            .collect();
+        let vks: Vec<ed25519_dalek::VerifyingKey> =
+            keys.iter().map(|k| k.verifying_key()).collect();
+        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        c.bench_function(&format!("signature/verify_batch_of_{n}"), |b| {
+            b.iter(|| ed25519_dalek::verify_batch(black_box(&refs), &sigs, &vks).expect("valid"))
+        });
+    }
     c.bench_function("digest/sha512_1k_from_headers", |b| {
         b.iter(|| {
             let mut v = warden::digest::DigestVerifier::from_headers(black_box(&headers))

@@ -76,6 +76,7 @@ pub struct RawSignatures {
     pub cover_if_present: Vec<String>,
     pub cover_always: Vec<String>,
     pub key_cache_capacity: u64,
+    pub verify_batch_max: usize,
 }
 
 impl Default for RawSignatures {
@@ -98,6 +99,7 @@ impl Default for RawSignatures {
             .to_vec(),
             cover_always: Vec::new(),
             key_cache_capacity: 100_000,
+            verify_batch_max: 64,
         }
     }
 }
@@ -527,6 +529,9 @@ pub struct SignatureSettings {
     pub cover_always: Vec<String>,
     /// `signatures.key_cache_capacity`, default 100000 clients' parsed keys kept in memory.
     pub key_cache_capacity: u64,
+    /// `signatures.verify_batch_max`, default 64: most signatures verified together (1 = each
+    /// on its own).
+    pub verify_batch_max: usize,
 }
 
 /// A client declared in config, validated.
@@ -1132,6 +1137,12 @@ fn validate_signatures(s: &RawSignatures) -> Result<SignatureSettings, ConfigErr
             "must be at least 1",
         ));
     }
+    if s.verify_batch_max == 0 || s.verify_batch_max > 1024 {
+        return Err(invalid(
+            "signatures.verify_batch_max",
+            "must be between 1 and 1024",
+        ));
+    }
     if s.key_cache_capacity == 0 {
         return Err(invalid(
             "signatures.key_cache_capacity",
@@ -1162,6 +1173,7 @@ fn validate_signatures(s: &RawSignatures) -> Result<SignatureSettings, ConfigErr
         cover_if_present,
         cover_always: validate_components("signatures.cover_always", &s.cover_always)?,
         key_cache_capacity: s.key_cache_capacity,
+        verify_batch_max: s.verify_batch_max,
     })
 }
 

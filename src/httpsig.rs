@@ -3,6 +3,7 @@
 //! Pure: no I/O and no clock; choosing a signature, resolving its key and coverage policy belong to the gate.
 
 mod base;
+pub mod batch;
 mod component;
 mod key;
 mod parse;
@@ -295,12 +296,48 @@ pub const SMALL_ORDER_ENCODINGS: [[u8; 32]; 8] = {
 /// eight [`SMALL_ORDER_ENCODINGS`], which are refused up front (libsodium does the same).
 pub fn verify_ed25519(base: &[u8], signature: &[u8], key: &VerifyingKey) -> Result<(), SigError> {
     use ed25519_dalek::Verifier as _;
+    let signature = strict_signature(signature, key)?;
+    key.verify(base, &signature)
+        .map_err(|_| SigError::InvalidSignature)
+}
+
+/// The checks of [`verify_ed25519`] that come before the curve arithmetic: a 64-byte signature
+/// whose `R` is not of small order, for a key that is not weak. (A non-canonical `s` fails in
+/// the verification itself, single or batch.)
+fn strict_signature(signature: &[u8], key: &VerifyingKey) -> Result<Signature, SigError> {
     let signature = Signature::from_slice(signature).map_err(|_| SigError::InvalidSignature)?;
     if key.is_weak() || SMALL_ORDER_ENCODINGS.contains(signature.r_bytes()) {
         return Err(SigError::InvalidSignature);
     }
-    key.verify(base, &signature)
-        .map_err(|_| SigError::InvalidSignature)
+    Ok(signature)
+}
+
+/// A signature whose base is rebuilt and whose strict checks passed: what is left is the
+/// Ed25519 arithmetic, alone ([`verify_ed25519`]) or in a batch ([`batch::BatchVerifier`]).
+pub struct Prepared {
+    pub base: Vec<u8>,
+    pub signature: Signature,
+}
+
+/// Everything [`verify`] does but the curve arithmetic.
+pub fn prepare(
+    view: &RequestView<'_>,
+    sig: &ParsedSignature,
+    key: &VerifyingKey,
+) -> Result<Prepared, SigError> {
+    if let Some(alg) = sig.params().alg()
+        && alg != ALGORITHM
+    {
+        return Err(SigError::AlgorithmNotAllowed {
+            alg: alg.to_owned(),
+        });
+    }
+    let base = signature_base(view, sig)?;
+    let signature = strict_signature(sig.signature(), key)?;
+    Ok(Prepared {
+        base: base.into_bytes(),
+        signature,
+    })
 }
 
 /// Rebuilds the base of `sig` from `view` and verifies it with `key`. An `alg` parameter other

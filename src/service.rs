@@ -325,7 +325,8 @@ impl Warden {
                 public_url: policy.public_url.as_ref(),
             };
             let now = self.issuer.clock().now();
-            gate.check(&parts, &at, &identity.client_id, &keys, now, true)?
+            gate.check(&parts, &at, &identity.client_id, &keys, now, true)
+                .await?
         };
         digest::plan(
             req.headers(),

@@ -19,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::{NonceMode, PublicUrl, Settings, SignatureSettings};
 use crate::forward::Origin;
+use crate::httpsig::batch::BatchVerifier;
 use crate::httpsig::{self, ParsedSignature, RequestView, SigError};
 use crate::problem::{Problem, SignatureProblem, SignatureRefusal};
 use crate::router::SignatureMode;
@@ -150,6 +151,8 @@ pub struct SignatureGate {
     keys: KeyCache,
     nonces: Option<Cache<[u8; 32], ()>>,
     challenge: HeaderValue,
+    /// Verifies the signatures of concurrent requests together.
+    batch: BatchVerifier,
 }
 
 impl SignatureGate {
@@ -174,6 +177,7 @@ impl SignatureGate {
             keys: KeyCache::new(cfg.key_cache_capacity, settings.tokens.cache_ttl),
             nonces,
             challenge,
+            batch: BatchVerifier::new(cfg.verify_batch_max),
             cfg,
         }
     }
@@ -230,7 +234,7 @@ impl SignatureGate {
     /// The signature check of a request by `client_id`, whose keys are `keys`, at `now` (unix
     /// seconds). `reveal_key_id`: the caller has proved a credential, so `Accept-Signature` may
     /// name the key it should use.
-    pub fn check(
+    pub async fn check(
         &self,
         req: &RequestParts<'_>,
         at: &Endpoint<'_>,
@@ -267,7 +271,7 @@ impl SignatureGate {
             let Some(key) = sig.params().keyid().and_then(|id| keys.find(id)) else {
                 continue;
             };
-            match self.verify_one(req, at, client_id, sig, key, now) {
+            match self.verify_one(req, at, client_id, sig, key, now).await {
                 Ok(verdict) => return Ok(verdict),
                 Err((refusal, detail)) => {
                     first_refusal.get_or_insert((refusal, detail));
@@ -283,7 +287,7 @@ impl SignatureGate {
         Err(self.refuse(refusal, detail, accept()))
     }
 
-    fn verify_one(
+    async fn verify_one(
         &self,
         req: &RequestParts<'_>,
         at: &Endpoint<'_>,
@@ -338,7 +342,7 @@ impl SignatureGate {
             req.uri.query(),
             req.headers,
         );
-        httpsig::verify(&view, sig, &key.key).map_err(|e| {
+        let log = |e: &SigError| {
             tracing::debug!(
                 client_id,
                 key_id = %key.id,
@@ -347,20 +351,21 @@ impl SignatureGate {
                 error = %e,
                 "signature did not verify"
             );
-            match e {
-                SigError::InvalidSignature => (
-                    SignatureRefusal::Invalid,
-                    "the signature does not verify: sign exactly the method, URL and fields sent, \
-                     with the key keyid names"
-                        .to_owned(),
-                ),
-                SigError::AlgorithmNotAllowed { .. } => (
-                    SignatureRefusal::AlgorithmMismatch,
-                    "only ed25519 signatures are accepted".to_owned(),
-                ),
-                other => (SignatureRefusal::Invalid, other.to_string()),
-            }
+        };
+        let prepared = httpsig::prepare(&view, sig, &key.key).map_err(|e| {
+            log(&e);
+            verify_refusal(e)
         })?;
+        // The curve arithmetic, batched with concurrent requests' (httpsig::batch).
+        if !self
+            .batch
+            .verify(prepared.base, prepared.signature, key.key)
+            .await
+        {
+            let e = SigError::InvalidSignature;
+            log(&e);
+            return Err(verify_refusal(e));
+        }
         // Only a verified signature may burn its nonce, else anyone could void others' nonces.
         if let Some(nonce) = nonce
             && self.replayed(client_id, &key.id, nonce)
@@ -506,6 +511,23 @@ fn covers_target(sig: &ParsedSignature, has_query: bool) -> bool {
         || (sig.covers("@authority")
             && (sig.covers("@request-target")
                 || (sig.covers("@path") && (!has_query || sig.covers("@query")))))
+}
+
+/// What a client is told when its signature does not verify.
+fn verify_refusal(e: SigError) -> (SignatureRefusal, String) {
+    match e {
+        SigError::InvalidSignature => (
+            SignatureRefusal::Invalid,
+            "the signature does not verify: sign exactly the method, URL and fields sent, \
+             with the key keyid names"
+                .to_owned(),
+        ),
+        SigError::AlgorithmNotAllowed { .. } => (
+            SignatureRefusal::AlgorithmMismatch,
+            "only ed25519 signatures are accepted".to_owned(),
+        ),
+        other => (SignatureRefusal::Invalid, other.to_string()),
+    }
 }
 
 fn time_refusal(e: &SigError, max_age: Duration) -> (SignatureRefusal, String) {
@@ -841,8 +863,8 @@ mod tests {
         r.unwrap_err().code()
     }
 
-    #[test]
-    fn a_keyed_client_must_sign_and_is_told_what_to_cover() {
+    #[tokio::test]
+    async fn a_keyed_client_must_sign_and_is_told_what_to_cover() {
         let g = gate("");
         let req = Req::new(
             "POST",
@@ -852,6 +874,7 @@ mod tests {
         );
         let err = g
             .check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+            .await
             .unwrap_err();
         assert_eq!(err.code(), "signature_missing");
         let Problem::Signature(p) = err else {
@@ -864,12 +887,13 @@ mod tests {
         assert!(p.challenge.is_some());
     }
 
-    #[test]
-    fn the_key_id_is_not_revealed_to_unauthenticated_callers() {
+    #[tokio::test]
+    async fn the_key_id_is_not_revealed_to_unauthenticated_callers() {
         let g = gate("");
         let req = Req::new("GET", "/x", &[("host", "api.test")], false);
-        let Err(Problem::Signature(p)) =
-            g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, false)
+        let Err(Problem::Signature(p)) = g
+            .check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, false)
+            .await
         else {
             panic!()
         };
@@ -879,13 +903,14 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_keyless_client_passes_unsigned_but_a_signature_it_sends_is_checked() {
+    #[tokio::test]
+    async fn a_keyless_client_passes_unsigned_but_a_signature_it_sends_is_checked() {
         let g = gate("");
         let mut req = Req::new("GET", "/x", &[("host", "api.test")], false);
         let none = ClientKeys::none(SignatureMode::Auto);
         assert_eq!(
             g.check(&req.parts(), &route(), "c1", &none, NOW, true)
+                .await
                 .unwrap(),
             Verdict::Unchecked
         );
@@ -895,13 +920,16 @@ mod tests {
             &params(NOW, "k1"),
         );
         assert_eq!(
-            code(g.check(&req.parts(), &route(), "c1", &none, NOW, true)),
+            code(
+                g.check(&req.parts(), &route(), "c1", &none, NOW, true)
+                    .await
+            ),
             "unknown_key"
         );
     }
 
-    #[test]
-    fn a_good_signature_verifies_and_reports_digest_coverage() {
+    #[tokio::test]
+    async fn a_good_signature_verifies_and_reports_digest_coverage() {
         let g = gate("");
         let mut req = Req::new(
             "POST",
@@ -927,12 +955,13 @@ mod tests {
         );
         let v = g
             .check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+            .await
             .unwrap();
         assert!(v.digest_covered());
     }
 
-    #[test]
-    fn path_without_query_leaves_the_query_unsigned_and_is_refused() {
+    #[tokio::test]
+    async fn path_without_query_leaves_the_query_unsigned_and_is_refused() {
         let g = gate("");
         let mut req = Req::new("GET", "/v1/orders?limit=5", &[("host", "api.test")], false);
         req.sign(
@@ -942,6 +971,7 @@ mod tests {
         );
         let err = g
             .check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+            .await
             .unwrap_err();
         assert_eq!(err.code(), "component_not_covered");
         let Problem::Signature(p) = err else {
@@ -950,8 +980,8 @@ mod tests {
         assert!(p.detail.contains("@query"), "{}", p.detail);
     }
 
-    #[test]
-    fn present_sensitive_headers_and_the_body_digest_must_be_covered() {
+    #[tokio::test]
+    async fn present_sensitive_headers_and_the_body_digest_must_be_covered() {
         let g = gate("");
         let mut req = Req::new(
             "POST",
@@ -968,8 +998,9 @@ mod tests {
             &["@method", "@target-uri", "content-digest"],
             &params(NOW, "k1"),
         );
-        let Err(Problem::Signature(p)) =
-            g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+        let Err(Problem::Signature(p)) = g
+            .check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+            .await
         else {
             panic!()
         };
@@ -977,8 +1008,8 @@ mod tests {
         assert!(p.detail.ends_with("x-client-id"), "{}", p.detail);
     }
 
-    #[test]
-    fn a_body_without_a_digest_is_refused_before_the_signature_is_read() {
+    #[tokio::test]
+    async fn a_body_without_a_digest_is_refused_before_the_signature_is_read() {
         let g = gate("");
         let mut req = Req::new("POST", "/a", &[("host", "api.test")], true);
         req.sign(
@@ -987,24 +1018,31 @@ mod tests {
             &params(NOW, "k1"),
         );
         assert_eq!(
-            code(g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)),
+            code(
+                g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+                    .await
+            ),
             "digest_missing"
         );
     }
 
-    #[test]
-    fn times_outside_the_window_are_refused_with_their_own_codes() {
+    #[tokio::test]
+    async fn times_outside_the_window_are_refused_with_their_own_codes() {
         let g = gate("[signatures]\nmax_age = \"60s\"\nclock_skew = \"5s\"\n");
         let keys = keys_of(1, "k1");
-        let sign_at = |params: &[SigParam]| {
+        let sign_at = async |params: &[SigParam]| {
             let mut req = Req::new("GET", "/a", &[("host", "api.test")], false);
             req.sign(&signing_key(1), &["@method", "@target-uri"], params);
             g.check(&req.parts(), &route(), "c1", &keys, NOW, true)
+                .await
         };
-        assert!(sign_at(&params(NOW - 60, "k1")).is_ok());
-        assert_eq!(code(sign_at(&params(NOW - 61, "k1"))), "signature_expired");
+        assert!(sign_at(&params(NOW - 60, "k1")).await.is_ok());
         assert_eq!(
-            code(sign_at(&params(NOW + 6, "k1"))),
+            code(sign_at(&params(NOW - 61, "k1")).await),
+            "signature_expired"
+        );
+        assert_eq!(
+            code(sign_at(&params(NOW + 6, "k1")).await),
             "signature_not_yet_valid"
         );
         let expired = [
@@ -1012,15 +1050,15 @@ mod tests {
             SigParam::Expires(NOW - 6),
             SigParam::KeyId("k1".into()),
         ];
-        assert_eq!(code(sign_at(&expired)), "signature_expired");
+        assert_eq!(code(sign_at(&expired).await), "signature_expired");
         assert_eq!(
-            code(sign_at(&[SigParam::KeyId("k1".into())])),
+            code(sign_at(&[SigParam::KeyId("k1".into())]).await),
             "signature_invalid"
         );
     }
 
-    #[test]
-    fn another_key_under_the_same_keyid_does_not_verify() {
+    #[tokio::test]
+    async fn another_key_under_the_same_keyid_does_not_verify() {
         let g = gate("");
         let mut req = Req::new("GET", "/a", &[("host", "api.test")], false);
         req.sign(
@@ -1029,13 +1067,16 @@ mod tests {
             &params(NOW, "k1"),
         );
         assert_eq!(
-            code(g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)),
+            code(
+                g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+                    .await
+            ),
             "signature_invalid"
         );
     }
 
-    #[test]
-    fn alg_must_match_the_key() {
+    #[tokio::test]
+    async fn alg_must_match_the_key() {
         let g = gate("");
         let mut req = Req::new("GET", "/a", &[("host", "api.test")], false);
         let p = [
@@ -1045,13 +1086,16 @@ mod tests {
         ];
         req.sign(&signing_key(1), &["@method", "@target-uri"], &p);
         assert_eq!(
-            code(g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)),
+            code(
+                g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+                    .await
+            ),
             "algorithm_mismatch"
         );
     }
 
-    #[test]
-    fn a_nonce_is_accepted_once() {
+    #[tokio::test]
+    async fn a_nonce_is_accepted_once() {
         let g = gate("");
         let mut req = Req::new("GET", "/a", &[("host", "api.test")], false);
         let p = [
@@ -1063,21 +1107,26 @@ mod tests {
         let keys = keys_of(1, "k1");
         assert!(
             g.check(&req.parts(), &route(), "c1", &keys, NOW, true)
+                .await
                 .is_ok()
         );
         assert_eq!(
-            code(g.check(&req.parts(), &route(), "c1", &keys, NOW, true)),
+            code(
+                g.check(&req.parts(), &route(), "c1", &keys, NOW, true)
+                    .await
+            ),
             "signature_replayed"
         );
         // The same nonce under another client is another nonce.
         assert!(
             g.check(&req.parts(), &route(), "c2", &keys, NOW, true)
+                .await
                 .is_ok()
         );
     }
 
-    #[test]
-    fn a_required_nonce_must_be_there() {
+    #[tokio::test]
+    async fn a_required_nonce_must_be_there() {
         let g = gate("[signatures]\nnonce = \"required\"\n");
         let mut req = Req::new("GET", "/a", &[("host", "api.test")], false);
         req.sign(
@@ -1086,13 +1135,16 @@ mod tests {
             &params(NOW, "k1"),
         );
         assert_eq!(
-            code(g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)),
+            code(
+                g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+                    .await
+            ),
             "nonce_missing"
         );
     }
 
-    #[test]
-    fn malformed_fields_are_400_and_never_panic() {
+    #[tokio::test]
+    async fn malformed_fields_are_400_and_never_panic() {
         let g = gate("");
         for (input, sig) in [
             ("sig1=(\"@method\"", "sig1=:AAAA:"),
@@ -1112,6 +1164,7 @@ mod tests {
             );
             let err = g
                 .check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)
+                .await
                 .unwrap_err();
             assert_eq!(err.code(), "signature_malformed", "{input}");
         }
@@ -1142,8 +1195,8 @@ mod tests {
         assert!(g.check_client_id(&HeaderMap::new(), "c1").is_ok());
     }
 
-    #[test]
-    fn the_external_origin_comes_from_config_or_trusted_proxies_only() {
+    #[tokio::test]
+    async fn the_external_origin_comes_from_config_or_trusted_proxies_only() {
         let mut req = Req::new(
             "GET",
             "/v1/a",
@@ -1181,7 +1234,8 @@ mod tests {
                 let mut req = Req::new("POST", "/a", &[("host", "api.test"), ("content-digest", "sha-256=:AAAA:")], true);
                 req.headers.insert("signature-input", i);
                 req.headers.insert("signature", s);
-                if let Err(p) = g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true) {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                if let Err(p) = rt.block_on(g.check(&req.parts(), &route(), "c1", &keys_of(1, "k1"), NOW, true)) {
                     let status = p.into_response().status().as_u16();
                     proptest::prop_assert!(status == 400 || status == 401, "{status}");
                 }

@@ -118,7 +118,9 @@ async fn create(
         cover: if has_body { &content_type } else { &[] },
         public_url: None,
     };
-    signatures.check(&parts, &at, &client.id, &keys, issuer.clock().now(), true)?;
+    signatures
+        .check(&parts, &at, &client.id, &keys, issuer.clock().now(), true)
+        .await?;
     let scopes = narrow_scopes(params.get("scope").map(String::as_str), &client.scopes)
         .map_err(|scope| Problem::InvalidScope { scope })?;
     let ticket = match idem_key.zip(fingerprint) {
@@ -189,14 +191,16 @@ async fn delete(
         cover: &[],
         public_url: None,
     };
-    signatures.check(
-        &parts,
-        &at,
-        &caller.client_id,
-        &keys,
-        issuer.clock().now(),
-        true,
-    )?;
+    signatures
+        .check(
+            &parts,
+            &at,
+            &caller.client_id,
+            &keys,
+            issuer.clock().now(),
+            true,
+        )
+        .await?;
     let query = req.uri().query().unwrap_or("");
     let params = form::parse_form(query.as_bytes()).map_err(form_problem)?;
     let Some(id) = params.get("accessTokenId") else {

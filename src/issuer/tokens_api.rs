@@ -538,7 +538,9 @@ async fn authenticate(
         public_url: None,
     };
     let now = issuer.clock().now();
-    let verdict = signatures.check(&parts, &at, &identity.client_id, &keys, now, true)?;
+    let verdict = signatures
+        .check(&parts, &at, &identity.client_id, &keys, now, true)
+        .await?;
     let digest = digest::plan(
         req.headers(),
         verdict.digest_covered() || settings.digest.verify_unsigned,

@@ -211,6 +211,41 @@ async fn a_signed_post_with_a_digest_reaches_the_upstream_with_its_identity() {
 }
 
 #[tokio::test]
+async fn concurrent_signed_requests_are_verified_together_and_each_gets_its_own_answer() {
+    let (up, proxy) = start("").await;
+    let token = token(&proxy, SIGNER).await;
+    // Sent at once, so several reach the signature check in the same turn of the event loop
+    // and are verified as one batch; every third has its body's digest re-signed by another
+    // key, so the batch fails and each signature is judged alone.
+    let mut calls = Vec::new();
+    for i in 0..24 {
+        let call = Call::new("POST", &proxy.url(&format!("/api/orders?n={i}")))
+            .bearer(&token)
+            .header("x-idempotency-key", &format!("batch-{i}"))
+            .json(&format!(r#"{{"amount":{i}}}"#));
+        let call = if i % 3 == 0 {
+            call.sign_as(&other_key(), KEY_ID, None, |_| {})
+        } else {
+            call.signed()
+        };
+        calls.push(tokio::spawn(async move { (i, call.send().await) }));
+    }
+    let mut accepted = 0;
+    for c in calls {
+        let (i, reply) = c.await.unwrap();
+        if i % 3 == 0 {
+            reply.problem(401, "signature_invalid");
+        } else {
+            assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
+            assert_eq!(reply.echo().query, Some(format!("n={i}")));
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 16);
+    assert_eq!(up.calls(), 16, "no refused request reached the upstream");
+}
+
+#[tokio::test]
 async fn a_signed_get_over_h2c_verifies_against_its_authority() {
     let (up, proxy) = start("").await;
     let token = token(&proxy, SIGNER).await;
