@@ -349,8 +349,9 @@ pub trait Store: Send + Sync {
 
     // --- change feed: how every instance learns that a token or client changed ---
 
-    /// A cheap, synchronous marker (called on every authenticated request) that differs from
-    /// its last value whenever anything may have been committed since, by any writer.
+    /// A cheap, synchronous marker (called on every authenticated request, at most every
+    /// `tokens.change_check_interval`) that differs from its last value whenever the change
+    /// feed may have grown since, by any writer.
     fn change_marker(&self) -> Result<u64, StoreError>;
     /// Changes to tokens and clients after `seq`, oldest first, at most `limit`.
     async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError>;

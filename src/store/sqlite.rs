@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::types::Type;
@@ -185,7 +186,9 @@ struct Inner {
     next_reader: AtomicUsize,
     /// Asked for `PRAGMA data_version` on every authenticated request: it changes whenever
     /// another connection (our writer, or another process) commits. `None` in memory.
-    watch: Option<Mutex<Connection>>,
+    watch: Option<Mutex<Watch>>,
+    /// `store.busy_timeout`, restored after a batch that would not wait.
+    busy_timeout: Duration,
 }
 
 impl SqliteStore {
@@ -222,6 +225,7 @@ impl SqliteStore {
             }
         };
         migrate(&mut writer)?;
+        let mut checkpointer = None;
         let mut reader_conns = Vec::with_capacity(readers);
         let mut watch = None;
         if let Location::File(path) = location {
@@ -232,14 +236,39 @@ impl SqliteStore {
             }
             let conn = Connection::open(path).map_err(db(OP))?;
             configure(&conn, options, true)?;
-            watch = Some(Mutex::new(conn));
+            watch = Some(Mutex::new(Watch {
+                conn,
+                data_version: None,
+                seq: 0,
+            }));
+        }
+        if let Location::File(path) = location {
+            // Checkpoints run on a thread of their own, not inside whichever commit crosses
+            // the threshold: that commit may be a group commit on the runtime.
+            writer
+                .pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(db(OP))?;
+            let conn = Connection::open(path).map_err(db(OP))?;
+            configure(&conn, options, false)?;
+            checkpointer = Some(conn);
         }
         let inner = Arc::new(Inner {
             writer: Mutex::new(writer),
             readers: reader_conns,
             next_reader: AtomicUsize::new(0),
             watch,
+            busy_timeout: options.busy_timeout,
         });
+        if let Some(conn) = checkpointer {
+            let weak = Arc::downgrade(&inner);
+            std::thread::Builder::new()
+                .name("warden-store-checkpoint".to_owned())
+                .spawn(move || checkpoint_forever(&conn, &weak))
+                .map_err(|e| StoreError::Task {
+                    op: OP,
+                    detail: format!("cannot start the checkpointer: {e}"),
+                })?;
+        }
         Ok(Self {
             batch: Batcher::start(Arc::clone(&inner))?,
             inner,
@@ -260,7 +289,6 @@ impl SqliteStore {
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.batch
-            .jobs
             .send(Box::new(Pending { op, f, reply }))
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -318,12 +346,44 @@ impl Inner {
     }
 }
 
-/// Group commit: one thread takes every queued job (up to [`MAX_BATCH`] at a time), runs each in
-/// its own savepoint inside one IMMEDIATE transaction on the writer connection, commits once,
-/// and only then answers each job. A job that fails rolls back its savepoint alone; a failed
-/// commit fails them all. The thread ends when the store is dropped.
+/// The connection that watches for commits, and what it saw last.
+struct Watch {
+    conn: Connection,
+    data_version: Option<i64>,
+    /// The change feed's high-water mark (`sqlite_sequence` of `changes`) at `data_version`.
+    seq: u64,
+}
+
+/// Group commit: every queued job (up to [`MAX_BATCH`] at a time) runs in its own savepoint
+/// inside one IMMEDIATE transaction on the writer connection, the transaction commits once, and
+/// only then is each job answered. A job that fails rolls back its savepoint alone; a failed
+/// commit fails them all.
+///
+/// Inside a tokio runtime the batches run on a task of the runtime itself, not on a thread of
+/// their own: with the writes of one turn of the event loop gathered (the task yields once
+/// before it drains the queue), a batch is a few tens of microseconds of SQLite work, and
+/// handing it to another thread and back cost more than that (two context switches per
+/// request on a single core; `docs/benchmarks.md`). The runtime never waits on a lock for it:
+/// when the writer is busy in this process (token issuance) or the database is locked by
+/// another (an admin command), the batch goes to the blocking pool, which waits as
+/// `store.busy_timeout` allows. The WAL is checkpointed by a background thread, never inside
+/// a commit on the runtime. Outside a runtime (the CLI), a thread runs the batches.
 struct Batcher {
-    jobs: std::sync::mpsc::Sender<Box<dyn Job>>,
+    jobs: JobSender,
+}
+
+enum JobSender {
+    Task(tokio::sync::mpsc::UnboundedSender<Box<dyn Job>>),
+    Thread(std::sync::mpsc::Sender<Box<dyn Job>>),
+}
+
+impl Batcher {
+    fn send(&self, job: Box<dyn Job>) -> Result<(), ()> {
+        match &self.jobs {
+            JobSender::Task(tx) => tx.send(job).map_err(|_| ()),
+            JobSender::Thread(tx) => tx.send(job).map_err(|_| ()),
+        }
+    }
 }
 
 /// The most jobs one group commit takes.
@@ -331,21 +391,45 @@ const MAX_BATCH: usize = 256;
 
 impl Batcher {
     fn start(inner: Arc<Inner>) -> Result<Self, StoreError> {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (jobs, queue) = tokio::sync::mpsc::unbounded_channel::<Box<dyn Job>>();
+            runtime.spawn(run_batches_on_runtime(inner, queue));
+            return Ok(Self {
+                jobs: JobSender::Task(jobs),
+            });
+        }
         let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("warden-store-batch".to_owned())
-            .spawn(move || run_batches(&inner, &queue))
+            .spawn(move || {
+                while let Ok(first) = queue.recv() {
+                    let mut jobs = vec![first];
+                    while jobs.len() < MAX_BATCH {
+                        match queue.try_recv() {
+                            Ok(job) => jobs.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    run_batch(&mut lock(&inner.writer), jobs, None);
+                }
+            })
             .map_err(|e| StoreError::Task {
                 op: "open",
                 detail: format!("cannot start the batch writer: {e}"),
             })?;
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs: JobSender::Thread(jobs),
+        })
     }
 }
 
-fn run_batches(inner: &Inner, queue: &std::sync::mpsc::Receiver<Box<dyn Job>>) {
-    const OP: &str = "batch";
-    while let Ok(first) = queue.recv() {
+async fn run_batches_on_runtime(
+    inner: Arc<Inner>,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Box<dyn Job>>,
+) {
+    while let Some(first) = queue.recv().await {
+        // Let the requests made ready in this turn of the event loop queue their writes too.
+        tokio::task::yield_now().await;
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -353,27 +437,93 @@ fn run_batches(inner: &Inner, queue: &std::sync::mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        // A panicking job drops the transaction (rolled back) and every answer with it: its
-        // callers get an error, and the thread serves the next batch.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut conn = lock(&inner.writer);
-            let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-                Ok(tx) => tx,
-                Err(e) => {
-                    let e = db(OP)(e);
-                    jobs.into_iter().for_each(|job| job.fail(&e));
-                    return;
-                }
-            };
-            let answers: Vec<_> = jobs.into_iter().map(|job| job.run(&tx)).collect();
-            let committed = tx.commit().map_err(db(OP));
-            drop(conn);
-            let failed = committed.err();
-            answers
-                .into_iter()
-                .for_each(|answer| answer(failed.as_ref()));
-        }));
+        let now = Some(inner.busy_timeout);
+        let left = match inner.writer.try_lock() {
+            Ok(mut conn) => run_batch(&mut conn, jobs, now),
+            Err(TryLockError::Poisoned(p)) => run_batch(&mut p.into_inner(), jobs, now),
+            Err(TryLockError::WouldBlock) => Some(jobs),
+        };
+        if let Some(jobs) = left {
+            let inner = Arc::clone(&inner);
+            let _ = tokio::task::spawn_blocking(move || {
+                run_batch(&mut lock(&inner.writer), jobs, None);
+            })
+            .await;
+        }
     }
+}
+
+/// How often the WAL is checkpointed into the database file (PASSIVE: never blocks readers
+/// or the writer), in place of SQLite's automatic checkpoint inside a commit.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+fn checkpoint_forever(conn: &Connection, store: &std::sync::Weak<Inner>) {
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if store.strong_count() == 0 {
+            return;
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+}
+
+/// Runs `jobs` as one group commit. With `no_wait` (the connection's busy timeout, restored
+/// after) it does not wait for another process's lock: the jobs come back untouched, for a
+/// caller that may wait.
+fn run_batch(
+    conn: &mut Connection,
+    jobs: Vec<Box<dyn Job>>,
+    no_wait: Option<Duration>,
+) -> Option<Vec<Box<dyn Job>>> {
+    const OP: &str = "batch";
+    // A panicking job drops the transaction (rolled back) and every answer with it: its
+    // callers get an error, and the next batch is served.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let begun = match no_wait {
+            None => conn.transaction_with_behavior(TransactionBehavior::Immediate),
+            Some(busy_timeout) => {
+                // SQLITE_BUSY at once rather than a wait of up to busy_timeout on the runtime.
+                let _ = conn.busy_timeout(Duration::ZERO);
+                let busy = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+                    Ok(tx) => {
+                        let _ = tx.busy_timeout(busy_timeout);
+                        return run_jobs(tx, jobs);
+                    }
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+                    {
+                        None
+                    }
+                    Err(e) => Some(e),
+                };
+                let _ = conn.busy_timeout(busy_timeout);
+                match busy {
+                    None => return Some(jobs),
+                    Some(e) => Err(e),
+                }
+            }
+        };
+        match begun {
+            Ok(tx) => run_jobs(tx, jobs),
+            Err(e) => {
+                let e = db(OP)(e);
+                jobs.into_iter().for_each(|job| job.fail(&e));
+                None
+            }
+        }
+    }));
+    outcome.unwrap_or(None)
+}
+
+fn run_jobs(tx: Transaction<'_>, jobs: Vec<Box<dyn Job>>) -> Option<Vec<Box<dyn Job>>> {
+    let answers: Vec<_> = jobs.into_iter().map(|job| job.run(&tx)).collect();
+    let failed = tx.commit().map_err(db("batch")).err();
+    answers
+        .into_iter()
+        .for_each(|answer| answer(failed.as_ref()));
+    None
 }
 
 /// The answer of a job, given the batch's commit error if it failed.
@@ -826,11 +976,27 @@ impl Store for SqliteStore {
         let Some(watch) = &self.inner.watch else {
             return Ok(0);
         };
-        let conn = lock(watch);
-        conn.prepare_cached("PRAGMA data_version")
+        let mut watch = watch.lock().unwrap_or_else(PoisonError::into_inner);
+        // `data_version` moves with every commit of any other connection, idempotency records
+        // included; only a new row in `changes` matters to the caches. So the feed's high-water
+        // mark is read when, and only when, something was committed.
+        let version = watch
+            .conn
+            .prepare_cached("PRAGMA data_version")
             .and_then(|mut stmt| stmt.query_row([], |row| row.get::<_, i64>(0)))
-            .map(|v| v as u64)
-            .map_err(db(OP))
+            .map_err(db(OP))?;
+        if watch.data_version == Some(version) {
+            return Ok(watch.seq);
+        }
+        let seq = watch
+            .conn
+            .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'changes'")
+            .and_then(|mut stmt| stmt.query_row([], |row| row.get::<_, i64>(0)).optional())
+            .map_err(db(OP))?
+            .unwrap_or(0);
+        watch.data_version = Some(version);
+        watch.seq = seq as u64;
+        Ok(watch.seq)
     }
 
     async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
