@@ -189,6 +189,8 @@ struct Inner {
     watch: Option<Mutex<Watch>>,
     /// `store.busy_timeout`, restored after a batch that would not wait.
     busy_timeout: Duration,
+    /// `store.durability = "full"`: commits fsync, so group commits leave the runtime.
+    fsync_every_commit: bool,
 }
 
 impl SqliteStore {
@@ -258,6 +260,7 @@ impl SqliteStore {
             next_reader: AtomicUsize::new(0),
             watch,
             busy_timeout: options.busy_timeout,
+            fsync_every_commit: options.durability == Durability::Full,
         });
         if let Some(conn) = checkpointer {
             let weak = Arc::downgrade(&inner);
@@ -438,7 +441,9 @@ async fn run_batches_on_runtime(
             }
         }
         let now = Some(inner.busy_timeout);
+        // With `store.durability = "full"` every commit waits for fsync: never on the runtime.
         let left = match inner.writer.try_lock() {
+            Ok(_) if inner.fsync_every_commit => Some(jobs),
             Ok(mut conn) => run_batch(&mut conn, jobs, now),
             Err(TryLockError::Poisoned(p)) => run_batch(&mut p.into_inner(), jobs, now),
             Err(TryLockError::WouldBlock) => Some(jobs),

@@ -1163,3 +1163,51 @@ async fn group_committed_reservations_are_each_atomic_and_durable() {
         assert!(matches!(r, Reservation::Done(_)), "{key}: {r:?}");
     }
 }
+
+/// Group commits run on the runtime, or on the blocking pool when they must wait: with
+/// `durability = "full"` (fsync per commit), when the writer is busy in this process, and when
+/// another connection holds the database's write lock. Every path commits.
+#[tokio::test]
+async fn group_commits_land_whether_they_run_on_the_runtime_or_must_wait() {
+    use crate::store::Durability;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("warden.db");
+    let url = format!("sqlite://{}", path.display());
+    let full = StoreOptions {
+        durability: Durability::Full,
+        ..StoreOptions::default()
+    };
+    let store = open(&url, full).await.expect("open");
+    let fp = sha("body");
+    let r = store
+        .reserve_idempotency("c1", "full", fp, T0, T0 + 30, T0 + 86_400)
+        .await;
+    assert_eq!(
+        r.expect("reserve under full durability"),
+        Reservation::Reserved
+    );
+    drop(store);
+
+    let store = open(&url, StoreOptions::default()).await.expect("open");
+    // Another connection (an admin command, say) holds the write lock for a moment: the batch
+    // does not wait on the runtime, it waits on the blocking pool and then commits.
+    let other = rusqlite::Connection::open(&path).expect("second connection");
+    other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let reserving = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .reserve_idempotency("c1", "locked", fp, T0, T0 + 30, T0 + 86_400)
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The runtime was free all along: this task ran while the batch waited.
+    assert!(!reserving.is_finished(), "the batch waits for the lock");
+    other.execute_batch("COMMIT").expect("unlock");
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), reserving)
+        .await
+        .expect("answered once the lock is free")
+        .expect("task");
+    assert_eq!(r.expect("reserve after waiting"), Reservation::Reserved);
+}
