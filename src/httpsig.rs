@@ -312,6 +312,22 @@ fn strict_signature(signature: &[u8], key: &VerifyingKey) -> Result<Signature, S
     Ok(signature)
 }
 
+/// An Ed25519 public key known not to be weak (of small order), checked once when the key is
+/// loaded instead of on every verification.
+#[derive(Debug, Clone, Copy)]
+pub struct StrongKey(VerifyingKey);
+
+impl StrongKey {
+    /// `None` for a weak key, which [`verify_ed25519`] would refuse every signature of.
+    pub fn new(key: VerifyingKey) -> Option<Self> {
+        (!key.is_weak()).then_some(Self(key))
+    }
+
+    pub fn key(&self) -> &VerifyingKey {
+        &self.0
+    }
+}
+
 /// A signature whose base is rebuilt and whose strict checks passed: what is left is the
 /// Ed25519 arithmetic, alone ([`verify_ed25519`]) or in a batch ([`batch::BatchVerifier`]).
 pub struct Prepared {
@@ -319,11 +335,12 @@ pub struct Prepared {
     pub signature: Signature,
 }
 
-/// Everything [`verify`] does but the curve arithmetic.
+/// Everything [`verify`] does but the curve arithmetic (the key's weakness was checked when it
+/// became a [`StrongKey`]).
 pub fn prepare(
     view: &RequestView<'_>,
     sig: &ParsedSignature,
-    key: &VerifyingKey,
+    _key: &StrongKey,
 ) -> Result<Prepared, SigError> {
     if let Some(alg) = sig.params().alg()
         && alg != ALGORITHM
@@ -333,7 +350,11 @@ pub fn prepare(
         });
     }
     let base = signature_base(view, sig)?;
-    let signature = strict_signature(sig.signature(), key)?;
+    let signature =
+        Signature::from_slice(sig.signature()).map_err(|_| SigError::InvalidSignature)?;
+    if SMALL_ORDER_ENCODINGS.contains(signature.r_bytes()) {
+        return Err(SigError::InvalidSignature);
+    }
     Ok(Prepared {
         base: base.into_bytes(),
         signature,

@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 use crate::config::{NonceMode, PublicUrl, Settings, SignatureSettings};
 use crate::forward::Origin;
 use crate::httpsig::batch::BatchVerifier;
-use crate::httpsig::{self, ParsedSignature, RequestView, SigError};
+use crate::httpsig::{self, ParsedSignature, RequestView, SigError, StrongKey};
 use crate::problem::{Problem, SignatureProblem, SignatureRefusal};
 use crate::router::SignatureMode;
 use crate::store::{ClientRecord, Store, StoreError};
@@ -44,7 +44,7 @@ const FEED_BATCH: u32 = 1000;
 struct RegisteredKey {
     id: String,
     alg: String,
-    key: VerifyingKey,
+    key: StrongKey,
 }
 
 /// A client's signing keys, parsed, and its own signature mode (`clients[].signature`).
@@ -63,7 +63,7 @@ impl ClientKeys {
             let parsed = (k.alg == httpsig::ALGORITHM)
                 .then(|| VerifyingKey::from_bytes(&k.public_key).ok())
                 .flatten()
-                .filter(|key| !key.is_weak());
+                .and_then(StrongKey::new);
             match parsed {
                 Some(key) => keys.push(RegisteredKey {
                     id: k.key_id.clone(),
@@ -359,7 +359,7 @@ impl SignatureGate {
         // The curve arithmetic, batched with concurrent requests' (httpsig::batch).
         if !self
             .batch
-            .verify(prepared.base, prepared.signature, key.key)
+            .verify(prepared.base, prepared.signature, *key.key.key())
             .await
         {
             let e = SigError::InvalidSignature;

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 
 use http::HeaderMap;
 use sfv::visitor::{DictionaryVisitor, EntryVisitor};
-use sfv::{BareItem, Dictionary, FieldType, InnerList, KeyRef, ListEntry, Parser};
+use sfv::{BareItem, Dictionary, InnerList, KeyRef, ListEntry, Parser};
 
 use super::SigError;
 use super::component::Component;
@@ -175,9 +175,15 @@ impl ParsedSignature {
             .iter()
             .map(|(name, value)| SigParam::from_sf(name.as_str(), value))
             .collect::<Result<Vec<_>, _>>()?;
-        let params_value = vec![ListEntry::InnerList(inner.clone())]
-            .serialize()
-            .unwrap_or_default();
+        // Serialized in place (the inner list is not cloned into a list to serialize it).
+        let mut params_value = String::with_capacity(128);
+        {
+            let mut list = sfv::ListSerializer::with_buffer(&mut params_value);
+            let mut items = list.inner_list();
+            items.items(&inner.items);
+            items.finish().parameters(&inner.params);
+            let _ = list.finish();
+        }
         Ok(ParsedSignature {
             label: label.to_owned(),
             components,
