@@ -9,7 +9,7 @@ Not part of `cargo test` (it needs pip packages). To run it by hand:
     # config: a bearer route on /v1/** and a client "interop" (secret "secret") with that key
     WARDEN=http://127.0.0.1:8080 KEY=/tmp/k.pem python3 tests/interop/python_signer.py
 
-Last run (2026-11-23): signed 200 (both @target-uri and @authority+@path+@query coverage);
+Last run (2026-11-23, again after the batch verifier): signed 200 (both @target-uri and @authority+@path+@query coverage);
 tampered body 400 digest_mismatch; tampered query and method 401 signature_invalid.
 """
 import base64
