@@ -250,6 +250,10 @@ impl SqliteStore {
             writer
                 .pragma_update(None, "wal_autocheckpoint", 0)
                 .map_err(db(OP))?;
+            // After a checkpoint lets the WAL start over, a file grown past this is truncated.
+            writer
+                .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+                .map_err(db(OP))?;
             let conn = Connection::open(path).map_err(db(OP))?;
             configure(&conn, options, false)?;
             checkpointer = Some(conn);
@@ -457,6 +461,9 @@ async fn run_batches_on_runtime(
         }
     }
 }
+
+/// The size the WAL file is cut back to once a checkpoint lets it start over (bytes).
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// How often the WAL is checkpointed into the database file (PASSIVE: never blocks readers
 /// or the writer), in place of SQLite's automatic checkpoint inside a commit.

@@ -1211,3 +1211,28 @@ async fn group_commits_land_whether_they_run_on_the_runtime_or_must_wait() {
         .expect("task");
     assert_eq!(r.expect("reserve after waiting"), Reservation::Reserved);
 }
+
+/// The writer never checkpoints inside a commit (`wal_autocheckpoint = 0`): the checkpointer
+/// thread moves committed pages into the database file on its own.
+#[tokio::test]
+async fn committed_pages_reach_the_database_file_without_a_checkpoint_in_any_commit() {
+    let db = Db::new().await;
+    let size = || std::fs::metadata(&db.path).expect("db file").len();
+    let before = size();
+    for i in 0..2000 {
+        let key = format!("k{i}");
+        let r = db
+            .store
+            .reserve_idempotency("c1", &key, sha(&key), T0, T0 + 30, T0 + 86_400)
+            .await;
+        assert_eq!(r.expect("reserve"), Reservation::Reserved);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while size() <= before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        size() > before,
+        "the database file grew: the WAL was checkpointed"
+    );
+}
