@@ -7,7 +7,8 @@
 //!
 //! - a request puts its (base, signature, key) in the queue; the one that finds it empty leads:
 //!   it yields once, so the requests made ready by the same turn of the event loop join, then
-//!   takes up to `max` jobs and verifies them;
+//!   verifies up to `max` jobs at a time, yielding between batches so that a burst never holds
+//!   the runtime for longer than one batch (~1 ms at the default 64, ~250 µs at 16);
 //! - one job alone is verified on its own; a batch that passes answers every job "valid"; a
 //!   batch that fails is verified job by job, so every request gets its own answer and an
 //!   invalid signature cannot make a valid one fail;
@@ -80,10 +81,29 @@ impl BatchVerifier {
             };
             // Let the requests that became ready in this turn of the event loop join.
             tokio::task::yield_now().await;
-            lead.run();
+            // One batch at a time, yielding between them: a burst of signed requests never
+            // holds the runtime for more than one batch's verification (max × ~16 µs).
+            while lead.verifier.run_one() {
+                tokio::task::yield_now().await;
+            }
+            lead.done = true;
         }
         // A dropped sender means the job was lost, which `Lead` prevents; refuse to be safe.
         answer.await.unwrap_or(false)
+    }
+
+    /// Takes and verifies up to `max` queued jobs; true when more are waiting.
+    fn run_one(&self) -> bool {
+        let jobs: Vec<Job> = {
+            let mut queue = self.lock();
+            let n = queue.len().min(self.max);
+            queue.drain(..n).collect()
+        };
+        if jobs.is_empty() {
+            return false;
+        }
+        verify_jobs(jobs);
+        !self.lock().is_empty()
     }
 
     /// Takes and verifies everything queued, `max` at a time.
@@ -106,13 +126,6 @@ impl BatchVerifier {
 struct Lead<'a> {
     verifier: &'a BatchVerifier,
     done: bool,
-}
-
-impl Lead<'_> {
-    fn run(&mut self) {
-        self.done = true;
-        self.verifier.run_queued();
-    }
 }
 
 impl Drop for Lead<'_> {
