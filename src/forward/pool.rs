@@ -84,6 +84,7 @@ impl UpstreamPool {
             None
         };
         let mut req = req;
+        // Not ready means closed: the request never left, and goes on a new connection as is.
         if std::future::poll_fn(|cx| tx.poll_ready(cx)).await.is_ok() {
             match tx.try_send_request(req).await {
                 Ok(resp) => return Ok(self.wrap(resp, tx)),
@@ -93,8 +94,6 @@ impl UpstreamPool {
                     (None, _) => return Err(e.into_error().into()),
                 },
             }
-        } else if let Some(again) = replay {
-            req = again;
         }
         tracing::debug!("pooled upstream connection was closed; sending on a new one");
         let send = Box::pin(self.send_on_new(req));
