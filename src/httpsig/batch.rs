@@ -219,6 +219,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn other_tasks_run_between_batches() {
+        let verifier = BatchVerifier::new(2);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (v, log) = (verifier.clone(), seen.clone());
+        // Looks at the queue on every turn of the runtime.
+        let watcher = tokio::spawn(async move {
+            for _ in 0..50 {
+                let queued = v.lock().len();
+                log.lock().unwrap().push(queued);
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut tasks = Vec::new();
+        for i in 0..8u8 {
+            let v = verifier.clone();
+            let (base, sig, key) = signed(i, &[i; 16]);
+            tasks.push(tokio::spawn(async move { v.verify(base, sig, key).await }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        watcher.await.unwrap();
+        let seen = seen.lock().unwrap();
+        // Eight queued, verified two at a time: the watcher ran while some were still queued.
+        assert!(
+            seen.iter().any(|&n| n > 0 && n < 8),
+            "the queue went from full to empty in one go: {seen:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_non_canonical_s_fails_in_a_batch_too() {
         let verifier = BatchVerifier::new(64);
         let (base, sig, key) = signed(7, b"malleable");
