@@ -296,17 +296,20 @@ pub const SMALL_ORDER_ENCODINGS: [[u8; 32]; 8] = {
 /// eight [`SMALL_ORDER_ENCODINGS`], which are refused up front (libsodium does the same).
 pub fn verify_ed25519(base: &[u8], signature: &[u8], key: &VerifyingKey) -> Result<(), SigError> {
     use ed25519_dalek::Verifier as _;
-    let signature = strict_signature(signature, key)?;
+    if key.is_weak() {
+        return Err(SigError::InvalidSignature);
+    }
+    let signature = strict_signature(signature)?;
     key.verify(base, &signature)
         .map_err(|_| SigError::InvalidSignature)
 }
 
-/// The checks of [`verify_ed25519`] that come before the curve arithmetic: a 64-byte signature
-/// whose `R` is not of small order, for a key that is not weak. (A non-canonical `s` fails in
-/// the verification itself, single or batch.)
-fn strict_signature(signature: &[u8], key: &VerifyingKey) -> Result<Signature, SigError> {
+/// The checks on the signature itself that come before the curve arithmetic: 64 bytes, and an
+/// `R` not of small order. (A non-canonical `s` fails in the verification itself, single or
+/// batch; the key's weakness is checked by the caller, once per key where it can.)
+fn strict_signature(signature: &[u8]) -> Result<Signature, SigError> {
     let signature = Signature::from_slice(signature).map_err(|_| SigError::InvalidSignature)?;
-    if key.is_weak() || SMALL_ORDER_ENCODINGS.contains(signature.r_bytes()) {
+    if SMALL_ORDER_ENCODINGS.contains(signature.r_bytes()) {
         return Err(SigError::InvalidSignature);
     }
     Ok(signature)
@@ -350,11 +353,7 @@ pub fn prepare(
         });
     }
     let base = signature_base(view, sig)?;
-    let signature =
-        Signature::from_slice(sig.signature()).map_err(|_| SigError::InvalidSignature)?;
-    if SMALL_ORDER_ENCODINGS.contains(signature.r_bytes()) {
-        return Err(SigError::InvalidSignature);
-    }
+    let signature = strict_signature(sig.signature())?;
     Ok(Prepared {
         base: base.into_bytes(),
         signature,

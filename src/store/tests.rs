@@ -1236,3 +1236,29 @@ async fn committed_pages_reach_the_database_file_without_a_checkpoint_in_any_com
         "the database file grew: the WAL was checkpointed"
     );
 }
+
+/// The change marker is read by authenticated requests to learn that a token or client
+/// changed: idempotency commits (which change neither) must not move it, or every request
+/// would go looking for changes that are not there.
+#[tokio::test]
+async fn the_change_marker_moves_with_the_change_feed_only() {
+    let db = Db::new().await;
+    let marker = db.store.change_marker().expect("marker");
+    let r = db
+        .store
+        .reserve_idempotency("c1", "k1", sha("k1"), T0, T0 + 30, T0 + 86_400)
+        .await;
+    assert_eq!(r.expect("reserve"), Reservation::Reserved);
+    assert_eq!(db.store.change_marker().expect("marker"), marker);
+    db.store
+        .insert_token(token("t1", TokenKind::Access), None)
+        .await
+        .expect("insert");
+    assert!(
+        db.store
+            .revoke_token("t1", T0 + 1, None)
+            .await
+            .expect("revoke")
+    );
+    assert_ne!(db.store.change_marker().expect("marker"), marker);
+}
