@@ -126,6 +126,34 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER clients_deleted AFTER DELETE ON clients
         BEGIN INSERT INTO changes (client_id) VALUES (OLD.id); END;
     "#,
+    // 3: idempotency records without a unique index on (client_id, idem_key). Keys are random,
+    // so every new key dirtied a random page of that index: a 4 KiB WAL frame, then a checkpoint
+    // write, per request. Records are now appended in `id` order and found through an index kept
+    // in each process (see `IdemIndex`), which follows other processes' appends by `id`:
+    // AUTOINCREMENT so an id is never reused and that tail never misses a row.
+    r#"
+    CREATE TABLE idempotency_v3 (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        client_id   TEXT NOT NULL,
+        idem_key    TEXT NOT NULL,
+        fingerprint BLOB NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('in_flight', 'done')),
+        lease_until INTEGER,
+        status      INTEGER,
+        headers     BLOB,
+        body        BLOB,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO idempotency_v3 (client_id, idem_key, fingerprint, state, lease_until, status,
+        headers, body, created_at, updated_at, expires_at)
+        SELECT client_id, idem_key, fingerprint, state, lease_until, status, headers, body,
+        created_at, updated_at, expires_at FROM idempotency ORDER BY rowid;
+    DROP TABLE idempotency;
+    ALTER TABLE idempotency_v3 RENAME TO idempotency;
+    CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
+    "#,
 ];
 
 /// Distinct statements a connection keeps prepared (rusqlite's default of 16 is too few).
@@ -191,6 +219,8 @@ struct Inner {
     busy_timeout: Duration,
     /// `store.durability = "full"`: commits fsync, so group commits leave the runtime.
     fsync_every_commit: bool,
+    /// Where each idempotency key's record is; used only while holding `writer`.
+    idem: Mutex<IdemIndex>,
 }
 
 impl SqliteStore {
@@ -265,6 +295,7 @@ impl SqliteStore {
             watch,
             busy_timeout: options.busy_timeout,
             fsync_every_commit: options.durability == Durability::Full,
+            idem: Mutex::new(IdemIndex::default()),
         });
         if let Some(conn) = checkpointer {
             let weak = Arc::downgrade(&inner);
@@ -417,7 +448,7 @@ impl Batcher {
                             Err(_) => break,
                         }
                     }
-                    run_batch(&mut lock(&inner.writer), jobs, None);
+                    run_batch(&inner, &mut lock(&inner.writer), jobs, None);
                 }
             })
             .map_err(|e| StoreError::Task {
@@ -448,14 +479,14 @@ async fn run_batches_on_runtime(
         // With `store.durability = "full"` every commit waits for fsync: never on the runtime.
         let left = match inner.writer.try_lock() {
             Ok(_) if inner.fsync_every_commit => Some(jobs),
-            Ok(mut conn) => run_batch(&mut conn, jobs, now),
-            Err(TryLockError::Poisoned(p)) => run_batch(&mut p.into_inner(), jobs, now),
+            Ok(mut conn) => run_batch(&inner, &mut conn, jobs, now),
+            Err(TryLockError::Poisoned(p)) => run_batch(&inner, &mut p.into_inner(), jobs, now),
             Err(TryLockError::WouldBlock) => Some(jobs),
         };
         if let Some(jobs) = left {
             let inner = Arc::clone(&inner);
             let _ = tokio::task::spawn_blocking(move || {
-                run_batch(&mut lock(&inner.writer), jobs, None);
+                run_batch(&inner, &mut lock(&inner.writer), jobs, None);
             })
             .await;
         }
@@ -485,6 +516,7 @@ fn checkpoint_forever(conn: &Connection, store: &std::sync::Weak<Inner>) {
 /// after) it does not wait for another process's lock: the jobs come back untouched, for a
 /// caller that may wait.
 fn run_batch(
+    inner: &Inner,
     conn: &mut Connection,
     jobs: Vec<Box<dyn Job>>,
     no_wait: Option<Duration>,
@@ -501,7 +533,7 @@ fn run_batch(
                 let busy = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
                     Ok(tx) => {
                         let _ = tx.busy_timeout(busy_timeout);
-                        return run_jobs(tx, jobs);
+                        return run_jobs(inner, tx, jobs);
                     }
                     Err(rusqlite::Error::SqliteFailure(e, _))
                         if e.code == rusqlite::ErrorCode::DatabaseBusy =>
@@ -518,7 +550,7 @@ fn run_batch(
             }
         };
         match begun {
-            Ok(tx) => run_jobs(tx, jobs),
+            Ok(tx) => run_jobs(inner, tx, jobs),
             Err(e) => {
                 let e = db(OP)(e);
                 jobs.into_iter().for_each(|job| job.fail(&e));
@@ -529,9 +561,14 @@ fn run_batch(
     outcome.unwrap_or(None)
 }
 
-fn run_jobs(tx: Transaction<'_>, jobs: Vec<Box<dyn Job>>) -> Option<Vec<Box<dyn Job>>> {
+fn run_jobs(
+    inner: &Inner,
+    tx: Transaction<'_>,
+    jobs: Vec<Box<dyn Job>>,
+) -> Option<Vec<Box<dyn Job>>> {
     let answers: Vec<_> = jobs.into_iter().map(|job| job.run(&tx)).collect();
     let failed = tx.commit().map_err(db("batch")).err();
+    idem_index(inner).committed(failed.is_none());
     answers
         .into_iter()
         .for_each(|answer| answer(failed.as_ref()));
@@ -1400,26 +1437,40 @@ impl Store for SqliteStore {
         const OP: &str = "reserve_idempotency";
         let client_id = client_id.to_owned();
         let key = key.to_owned();
+        let inner = Arc::clone(&self.inner);
         self.batched(OP, move |tx| {
-            // The write lock is held from this SELECT to the commit, so the check and the
-            // insert or takeover below are atomic against every other reservation.
-            let existing = select_idempotency(tx, &client_id, &key)?;
-            if let Some(answer) = existing.and_then(|r| live_answer(r, &fingerprint, now)) {
-                return Ok(answer);
+            // The write lock is held from this lookup to the commit, so the check and the
+            // insert or takeover below are atomic against every other reservation, in this
+            // process or another one (whose appends `sync` reads first).
+            let mut index = idem_index(&inner);
+            index.sync(tx)?;
+            let slot = idem_slot(&client_id, &key);
+            if let Some(id) = index.by_key.get(&slot).copied() {
+                if let Some(existing) = select_idempotency(tx, id, &client_id, &key)? {
+                    if let Some(answer) = live_answer(existing, &fingerprint, now) {
+                        return Ok(answer);
+                    }
+                    // Expired, or an orphaned reservation: take the record over in place.
+                    execute(
+                        tx,
+                        OP,
+                        "UPDATE idempotency SET fingerprint = ?2, state = 'in_flight', \
+                         lease_until = ?3, status = NULL, headers = NULL, body = NULL, \
+                         created_at = ?4, updated_at = ?4, expires_at = ?5 WHERE id = ?1",
+                        params![id, fingerprint, lease_until, now, expires_at],
+                    )?;
+                    return Ok(Reservation::Reserved);
+                }
             }
             execute(
                 tx,
                 OP,
                 "INSERT INTO idempotency (client_id, idem_key, fingerprint, state, lease_until, \
                  created_at, updated_at, expires_at) \
-                 VALUES (?1, ?2, ?3, 'in_flight', ?4, ?5, ?5, ?6) \
-                 ON CONFLICT (client_id, idem_key) DO UPDATE SET \
-                 fingerprint = excluded.fingerprint, state = 'in_flight', \
-                 lease_until = excluded.lease_until, status = NULL, headers = NULL, body = NULL, \
-                 created_at = excluded.created_at, updated_at = excluded.updated_at, \
-                 expires_at = excluded.expires_at",
+                 VALUES (?1, ?2, ?3, 'in_flight', ?4, ?5, ?5, ?6)",
                 params![client_id, key, fingerprint, lease_until, now, expires_at],
             )?;
+            index.appended(slot, tx.last_insert_rowid());
             Ok(Reservation::Reserved)
         })
         .await
@@ -1437,15 +1488,20 @@ impl Store for SqliteStore {
         const OP: &str = "complete_idempotency";
         let client_id = client_id.to_owned();
         let key = key.to_owned();
+        let inner = Arc::clone(&self.inner);
         self.batched(OP, move |tx| {
+            let Some(id) = idem_index(&inner).find(tx, &client_id, &key)? else {
+                return Ok(false);
+            };
             let n = execute(
                 tx,
                 OP,
-                "UPDATE idempotency SET state = 'done', lease_until = NULL, status = ?3, \
-                 headers = ?4, body = ?5, updated_at = ?6, expires_at = ?7 \
-                 WHERE client_id = ?1 AND idem_key = ?2 AND state = 'in_flight' \
-                 AND lease_until = ?8",
+                "UPDATE idempotency SET state = 'done', lease_until = NULL, status = ?4, \
+                 headers = ?5, body = ?6, updated_at = ?7, expires_at = ?8 \
+                 WHERE id = ?1 AND client_id = ?2 AND idem_key = ?3 AND state = 'in_flight' \
+                 AND lease_until = ?9",
                 params![
+                    id,
                     client_id,
                     key,
                     response.status,
@@ -1470,14 +1526,22 @@ impl Store for SqliteStore {
         const OP: &str = "release_idempotency";
         let client_id = client_id.to_owned();
         let key = key.to_owned();
+        let inner = Arc::clone(&self.inner);
         self.batched(OP, move |tx| {
+            let mut index = idem_index(&inner);
+            let Some(id) = index.find(tx, &client_id, &key)? else {
+                return Ok(false);
+            };
             let n = execute(
                 tx,
                 OP,
-                "DELETE FROM idempotency WHERE client_id = ?1 AND idem_key = ?2 \
-                 AND state = 'in_flight' AND lease_until = ?3",
-                params![client_id, key, lease_until],
+                "DELETE FROM idempotency WHERE id = ?1 AND client_id = ?2 AND idem_key = ?3 \
+                 AND state = 'in_flight' AND lease_until = ?4",
+                params![id, client_id, key, lease_until],
             )?;
+            if n > 0 {
+                index.removed(idem_slot(&client_id, &key), id);
+            }
             Ok(n > 0)
         })
         .await
@@ -1485,14 +1549,26 @@ impl Store for SqliteStore {
 
     async fn sweep_idempotency(&self, now: i64, limit: u32) -> Result<u64, StoreError> {
         const OP: &str = "sweep_idempotency";
+        let inner = Arc::clone(&self.inner);
         self.write(OP, move |tx| {
-            execute(
-                tx,
-                OP,
-                "DELETE FROM idempotency WHERE rowid IN \
-                 (SELECT rowid FROM idempotency WHERE expires_at <= ?1 LIMIT ?2)",
-                params![now, limit],
-            )
+            let mut index = idem_index(&inner);
+            let mut stmt = tx
+                .prepare_cached(
+                    "DELETE FROM idempotency WHERE id IN \
+                     (SELECT id FROM idempotency WHERE expires_at <= ?1 LIMIT ?2) \
+                     RETURNING id, client_id, idem_key",
+                )
+                .map_err(db(OP))?;
+            let mut rows = stmt.query(params![now, limit]).map_err(db(OP))?;
+            let mut n = 0;
+            while let Some(row) = rows.next().map_err(db(OP))? {
+                let id: i64 = row.get(0).map_err(db(OP))?;
+                let client_id: String = row.get(1).map_err(db(OP))?;
+                let key: String = row.get(2).map_err(db(OP))?;
+                index.removed(idem_slot(&client_id, &key), id);
+                n += 1;
+            }
+            Ok(n)
         })
         .await
     }
@@ -1571,24 +1647,149 @@ impl Store for SqliteStore {
     }
 }
 
-/// The record of `(client_id, key)`, if any.
+/// The record `id`, if it exists and is the one of `(client_id, key)`.
 fn select_idempotency(
     conn: &Connection,
+    id: i64,
     client_id: &str,
     key: &str,
 ) -> Result<Option<IdempotencyRecord>, StoreError> {
     const OP: &str = "reserve_idempotency";
     conn.prepare_cached(
         "SELECT fingerprint, state, lease_until, status, headers, body, created_at, \
-         expires_at FROM idempotency WHERE client_id = ?1 AND idem_key = ?2",
+         expires_at FROM idempotency WHERE id = ?1 AND client_id = ?2 AND idem_key = ?3",
     )
     .and_then(|mut stmt| {
-        stmt.query_row(params![client_id, key], |row| {
+        stmt.query_row(params![id, client_id, key], |row| {
             idempotency_from_row(row, client_id, key)
         })
         .optional()
     })
     .map_err(db(OP))
+}
+
+/// The in-process index of idempotency records: `(client_id, key)` → the row `id` holding it.
+///
+/// The table has no unique index on the key (see migration 3); this map is what finds a record,
+/// and it is only read or changed while holding the writer connection, inside the transaction
+/// that acts on what it found. It is a hint, never the truth: every row it points at is read
+/// back with its `client_id` and key compared, so a stale entry (a row released or swept by
+/// another process, or an id of a rolled-back batch) only ever reads as "no record".
+///
+/// Other processes writing the same file (a second Warden during a rolling restart) append rows
+/// too; [`IdemIndex::sync`] reads every row past the last id seen, under the write lock, before
+/// a reservation looks anything up. Ids come from AUTOINCREMENT, so they only grow and the tail
+/// misses nothing. Memory: about 40 bytes a live record.
+#[derive(Default)]
+struct IdemIndex {
+    loaded: bool,
+    /// Every row with an id up to this one is in `by_key` (committed rows only).
+    seen: i64,
+    /// The highest id this process appended in the batch being committed.
+    appended: i64,
+    by_key: std::collections::HashMap<u128, i64, std::hash::BuildHasherDefault<SlotHasher>>,
+}
+
+impl IdemIndex {
+    /// Reads the rows appended since the last call (all of them the first time).
+    fn sync(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        const OP: &str = "idempotency_index";
+        let started = std::time::Instant::now();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, client_id, idem_key FROM idempotency WHERE id > ?1 ORDER BY id",
+            )
+            .map_err(db(OP))?;
+        // Rows past `appended` are this batch's own, already in the map; none can be another
+        // process's, which cannot write while this transaction holds the lock.
+        let mut rows = stmt.query([self.seen.max(self.appended)]).map_err(db(OP))?;
+        let mut n = 0usize;
+        while let Some(row) = rows.next().map_err(db(OP))? {
+            let id: i64 = row.get(0).map_err(db(OP))?;
+            let client_id: String = row.get(1).map_err(db(OP))?;
+            let key: String = row.get(2).map_err(db(OP))?;
+            self.by_key.insert(idem_slot(&client_id, &key), id);
+            self.seen = id;
+            n += 1;
+        }
+        if !self.loaded {
+            self.loaded = true;
+            tracing::info!(
+                records = n,
+                took_ms = started.elapsed().as_millis() as u64,
+                "idempotency index loaded"
+            );
+        }
+        Ok(())
+    }
+
+    /// The row of `(client_id, key)`, if the index knows one.
+    fn find(
+        &mut self,
+        conn: &Connection,
+        client_id: &str,
+        key: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        if !self.loaded {
+            self.sync(conn)?;
+        }
+        Ok(self.by_key.get(&idem_slot(client_id, key)).copied())
+    }
+
+    fn appended(&mut self, slot: u128, id: i64) {
+        self.by_key.insert(slot, id);
+        self.appended = self.appended.max(id);
+    }
+
+    fn removed(&mut self, slot: u128, id: i64) {
+        if self.by_key.get(&slot) == Some(&id) {
+            self.by_key.remove(&slot);
+        }
+    }
+
+    /// After a group commit: this process's appends need not be read back, unless the commit
+    /// failed (then their ids may be reused by another process, and the tail must read them).
+    fn committed(&mut self, ok: bool) {
+        if ok && self.appended > self.seen {
+            self.seen = self.appended;
+        }
+        self.appended = 0;
+    }
+}
+
+fn idem_index(inner: &Inner) -> MutexGuard<'_, IdemIndex> {
+    inner.idem.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The index slot of `(client_id, key)`: 128 bits of SHA-256, so two live keys never share one.
+fn idem_slot(client_id: &str, key: &str) -> u128 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(client_id.as_bytes());
+    h.update([0]);
+    h.update(key.as_bytes());
+    let digest = h.finalize();
+    let mut slot = [0u8; 16];
+    slot.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(slot)
+}
+
+/// Slots are already uniformly distributed: the hash map uses their low 64 bits as they are.
+#[derive(Default)]
+struct SlotHasher(u64);
+
+impl std::hash::Hasher for SlotHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
 }
 
 /// How a record answers a reservation at `now` while it is live (not expired, and not an
@@ -1781,6 +1982,75 @@ mod tests {
             .query_row("SELECT count(*) FROM webhook_outbox", [], |row| row.get(0))
             .expect("count");
         assert_eq!(count, 1);
+    }
+
+    #[tokio::test]
+    async fn idempotency_records_of_schema_2_survive_the_migration() {
+        let (_dir, path) = temp_file();
+        {
+            let conn = Connection::open(&path).expect("open");
+            for migration in &MIGRATIONS[..2] {
+                conn.execute_batch(migration).expect("old schema");
+            }
+            conn.pragma_update(None, "user_version", 2)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO idempotency (client_id, idem_key, fingerprint, state, status, \
+                 headers, body, created_at, updated_at, expires_at) \
+                 VALUES ('c1', 'done', ?1, 'done', 201, ?2, x'6f6b', 10, 11, 4000000000)",
+                params![
+                    [7u8; 32],
+                    encode_headers(&[("a".to_owned(), b"b".to_vec())])
+                ],
+            )
+            .expect("done record");
+            conn.execute(
+                "INSERT INTO idempotency (client_id, idem_key, fingerprint, state, lease_until, \
+                 created_at, updated_at, expires_at) \
+                 VALUES ('c1', 'running', ?1, 'in_flight', 3999999999, 10, 10, 4000000000)",
+                params![[7u8; 32]],
+            )
+            .expect("in-flight record");
+        }
+        let store = SqliteStore::open(path.to_str().expect("utf-8"), Default::default())
+            .await
+            .expect("migrate");
+        let now = 1_000;
+        let r = store
+            .reserve_idempotency("c1", "done", [7u8; 32], now, now + 30, now + 60)
+            .await
+            .expect("reserve");
+        let Reservation::Done(record) = r else {
+            panic!("expected Done, got {r:?}");
+        };
+        assert_eq!(
+            record.state,
+            IdempotencyState::Done(StoredResponse {
+                status: 201,
+                headers: vec![("a".to_owned(), b"b".to_vec())],
+                body: b"ok".to_vec(),
+            })
+        );
+        let r = store
+            .reserve_idempotency("c1", "running", [7u8; 32], now, now + 30, now + 60)
+            .await
+            .expect("reserve");
+        assert_eq!(
+            r,
+            Reservation::InFlight {
+                lease_until: 3_999_999_999
+            }
+        );
+        // The unique index is gone: the table is found through the in-process index.
+        let indexes: i64 = lock(&store.inner.writer)
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' \
+                 AND tbl_name = 'idempotency' AND name LIKE 'sqlite_autoindex%'",
+                [],
+                |row| row.get(0),
+            )
+            .expect("count");
+        assert_eq!(indexes, 0);
     }
 
     #[test]

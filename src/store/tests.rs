@@ -747,6 +747,98 @@ async fn idempotency_key_goes_from_reserved_to_in_flight_to_done() {
     assert!(!unknown.expect("complete unknown"));
 }
 
+/// Two stores on one file stand for two Wardens (a rolling restart): each finds records through
+/// its own in-process index, so each must follow the other's appends, releases and takeovers.
+#[tokio::test]
+async fn two_processes_on_one_file_see_each_others_keys() {
+    let db = Db::new().await;
+    let a = db.store.as_ref();
+    let other = open(
+        &format!("sqlite://{}", db.path.display()),
+        StoreOptions::default(),
+    )
+    .await
+    .expect("second open");
+    let b = other.as_ref();
+    let fp = sha("req");
+    // B loads its index before A appends anything, so what follows comes from the tail.
+    assert_eq!(
+        b.reserve_idempotency("c1", "warm", fp, T0, T0 + 30, T0 + 86_400)
+            .await
+            .expect("reserve"),
+        Reservation::Reserved
+    );
+    for (i, key) in ["k1", "k2", "k3"].iter().enumerate() {
+        let r = a
+            .reserve_idempotency("c1", key, fp, T0, T0 + 30, T0 + 86_400)
+            .await;
+        assert_eq!(r.expect("reserve"), Reservation::Reserved, "{i}");
+    }
+    let r = b
+        .reserve_idempotency("c1", "k2", fp, T0 + 1, T0 + 31, T0 + 86_400)
+        .await;
+    assert_eq!(
+        r.expect("reserve"),
+        Reservation::InFlight {
+            lease_until: T0 + 30
+        }
+    );
+    // A releases k2: B's index still points at the deleted row, which must read as free.
+    assert!(
+        a.release_idempotency("c1", "k2", T0 + 30)
+            .await
+            .expect("release")
+    );
+    let r = b
+        .reserve_idempotency("c1", "k2", fp, T0 + 2, T0 + 32, T0 + 86_400)
+        .await;
+    assert_eq!(r.expect("reserve"), Reservation::Reserved);
+    // ...and A, whose index dropped k2, must now find B's new row rather than append another.
+    let r = a
+        .reserve_idempotency("c1", "k2", fp, T0 + 3, T0 + 33, T0 + 86_400)
+        .await;
+    assert_eq!(
+        r.expect("reserve"),
+        Reservation::InFlight {
+            lease_until: T0 + 32
+        }
+    );
+    // B completes k2; A replays it.
+    assert!(
+        b.complete_idempotency("c1", "k2", T0 + 32, response(201), T0 + 4, T0 + 86_400)
+            .await
+            .expect("complete")
+    );
+    let r = a
+        .reserve_idempotency("c1", "k2", fp, T0 + 5, T0 + 35, T0 + 86_400)
+        .await;
+    assert!(matches!(r.expect("reserve"), Reservation::Done(_)));
+    // A's k1 lease runs out; B takes it over in place, and A's late completion is refused.
+    let r = b
+        .reserve_idempotency("c1", "k1", fp, T0 + 40, T0 + 70, T0 + 86_400)
+        .await;
+    assert_eq!(r.expect("reserve"), Reservation::Reserved);
+    let late = a
+        .complete_idempotency("c1", "k1", T0 + 30, response(200), T0 + 41, T0 + 86_400)
+        .await;
+    assert!(!late.expect("complete"));
+    // A sweep in B removes what A's index points at; A then reserves k3 afresh.
+    assert!(b.sweep_idempotency(T0 + 86_400, 100).await.expect("sweep") >= 4);
+    let r = a
+        .reserve_idempotency("c1", "k3", fp, T0 + 86_401, T0 + 86_431, T0 + 172_800)
+        .await;
+    assert_eq!(r.expect("reserve"), Reservation::Reserved);
+    let r = b
+        .reserve_idempotency("c1", "k3", fp, T0 + 86_402, T0 + 86_432, T0 + 172_800)
+        .await;
+    assert_eq!(
+        r.expect("reserve"),
+        Reservation::InFlight {
+            lease_until: T0 + 86_431
+        }
+    );
+}
+
 #[tokio::test]
 async fn an_expired_lease_is_taken_over_by_the_next_request() {
     let db = Db::new().await;
