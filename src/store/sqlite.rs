@@ -128,31 +128,40 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 3: idempotency records without a unique index on (client_id, idem_key). Keys are random,
     // so every new key dirtied a random page of that index: a 4 KiB WAL frame, then a checkpoint
-    // write, per request. Records are now appended in `id` order and found through an index kept
+    // write, per request. Keys are now appended in `id` order and found through an index kept
     // in each process (see `IdemIndex`), which follows other processes' appends by `id`:
-    // AUTOINCREMENT so an id is never reused and that tail never misses a row.
+    // AUTOINCREMENT so an id is never reused and that tail never misses a row. A response is
+    // appended to a table of its own under the same id (a record is done when it has one), so
+    // storing it does not grow a row in place, and loading the index reads only the keys.
     r#"
-    CREATE TABLE idempotency_v3 (
+    CREATE TABLE idempotency_keys (
         id          INTEGER PRIMARY KEY AUTOINCREMENT,
         client_id   TEXT NOT NULL,
         idem_key    TEXT NOT NULL,
         fingerprint BLOB NOT NULL,
-        state       TEXT NOT NULL CHECK (state IN ('in_flight', 'done')),
-        lease_until INTEGER,
-        status      INTEGER,
-        headers     BLOB,
-        body        BLOB,
+        lease_until INTEGER NOT NULL,
         created_at  INTEGER NOT NULL,
-        updated_at  INTEGER NOT NULL,
         expires_at  INTEGER NOT NULL
     ) STRICT;
-    INSERT INTO idempotency_v3 (client_id, idem_key, fingerprint, state, lease_until, status,
-        headers, body, created_at, updated_at, expires_at)
-        SELECT client_id, idem_key, fingerprint, state, lease_until, status, headers, body,
-        created_at, updated_at, expires_at FROM idempotency ORDER BY rowid;
+    CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
+    CREATE TABLE idempotency_responses (
+        id      INTEGER PRIMARY KEY,
+        status  INTEGER NOT NULL,
+        headers BLOB NOT NULL,
+        body    BLOB NOT NULL
+    ) STRICT;
+    CREATE TRIGGER idempotency_keys_deleted AFTER DELETE ON idempotency_keys
+        BEGIN DELETE FROM idempotency_responses WHERE id = OLD.id; END;
+    INSERT INTO idempotency_keys (client_id, idem_key, fingerprint, lease_until, created_at,
+        expires_at)
+        SELECT client_id, idem_key, fingerprint, coalesce(lease_until, 0), created_at, expires_at
+        FROM idempotency ORDER BY rowid;
+    INSERT INTO idempotency_responses (id, status, headers, body)
+        SELECT k.id, o.status, coalesce(o.headers, x''), coalesce(o.body, x'')
+        FROM idempotency o JOIN idempotency_keys k
+        ON k.client_id = o.client_id AND k.idem_key = o.idem_key
+        WHERE o.state = 'done';
     DROP TABLE idempotency;
-    ALTER TABLE idempotency_v3 RENAME TO idempotency;
-    CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
     "#,
 ];
 
@@ -257,6 +266,9 @@ impl SqliteStore {
             }
         };
         migrate(&mut writer)?;
+        // Loaded here, off the runtime: the first reservation must not scan the table on it.
+        let mut idem = IdemIndex::default();
+        idem.sync(&writer)?;
         let mut checkpointer = None;
         let mut reader_conns = Vec::with_capacity(readers);
         let mut watch = None;
@@ -295,7 +307,7 @@ impl SqliteStore {
             watch,
             busy_timeout: options.busy_timeout,
             fsync_every_commit: options.durability == Durability::Full,
-            idem: Mutex::new(IdemIndex::default()),
+            idem: Mutex::new(idem),
         });
         if let Some(conn) = checkpointer {
             let weak = Arc::downgrade(&inner);
@@ -566,6 +578,8 @@ fn run_jobs(
     tx: Transaction<'_>,
     jobs: Vec<Box<dyn Job>>,
 ) -> Option<Vec<Box<dyn Job>>> {
+    // A batch that panicked never reached `committed`: forget what it appended.
+    idem_index(inner).appended = 0;
     let answers: Vec<_> = jobs.into_iter().map(|job| job.run(&tx)).collect();
     let failed = tx.commit().map_err(db("batch")).err();
     idem_index(inner).committed(failed.is_none());
@@ -1454,10 +1468,15 @@ impl Store for SqliteStore {
                     execute(
                         tx,
                         OP,
-                        "UPDATE idempotency SET fingerprint = ?2, state = 'in_flight', \
-                         lease_until = ?3, status = NULL, headers = NULL, body = NULL, \
-                         created_at = ?4, updated_at = ?4, expires_at = ?5 WHERE id = ?1",
+                        "UPDATE idempotency_keys SET fingerprint = ?2, lease_until = ?3, \
+                         created_at = ?4, expires_at = ?5 WHERE id = ?1",
                         params![id, fingerprint, lease_until, now, expires_at],
+                    )?;
+                    execute(
+                        tx,
+                        OP,
+                        "DELETE FROM idempotency_responses WHERE id = ?1",
+                        params![id],
                     )?;
                     return Ok(Reservation::Reserved);
                 }
@@ -1465,9 +1484,8 @@ impl Store for SqliteStore {
             execute(
                 tx,
                 OP,
-                "INSERT INTO idempotency (client_id, idem_key, fingerprint, state, lease_until, \
-                 created_at, updated_at, expires_at) \
-                 VALUES (?1, ?2, ?3, 'in_flight', ?4, ?5, ?5, ?6)",
+                "INSERT INTO idempotency_keys (client_id, idem_key, fingerprint, lease_until, \
+                 created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![client_id, key, fingerprint, lease_until, now, expires_at],
             )?;
             index.appended(slot, tx.last_insert_rowid());
@@ -1482,7 +1500,7 @@ impl Store for SqliteStore {
         key: &str,
         lease_until: i64,
         response: StoredResponse,
-        now: i64,
+        _now: i64,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
         const OP: &str = "complete_idempotency";
@@ -1493,23 +1511,29 @@ impl Store for SqliteStore {
             let Some(id) = idem_index(&inner).find(tx, &client_id, &key)? else {
                 return Ok(false);
             };
+            // The guard: still this holder's in-flight reservation. The record's TTL now
+            // counts from completion, as it did when the response shared the row.
+            let held = execute(
+                tx,
+                OP,
+                "UPDATE idempotency_keys SET expires_at = ?5 WHERE id = ?1 AND client_id = ?2 \
+                 AND idem_key = ?3 AND lease_until = ?4 \
+                 AND NOT EXISTS (SELECT 1 FROM idempotency_responses WHERE id = ?1)",
+                params![id, client_id, key, lease_until, expires_at],
+            )?;
+            if held == 0 {
+                return Ok(false);
+            }
             let n = execute(
                 tx,
                 OP,
-                "UPDATE idempotency SET state = 'done', lease_until = NULL, status = ?4, \
-                 headers = ?5, body = ?6, updated_at = ?7, expires_at = ?8 \
-                 WHERE id = ?1 AND client_id = ?2 AND idem_key = ?3 AND state = 'in_flight' \
-                 AND lease_until = ?9",
+                "INSERT INTO idempotency_responses (id, status, headers, body) \
+                 VALUES (?1, ?2, ?3, ?4)",
                 params![
                     id,
-                    client_id,
-                    key,
                     response.status,
                     encode_headers(&response.headers),
                     response.body,
-                    now,
-                    expires_at,
-                    lease_until,
                 ],
             )?;
             Ok(n > 0)
@@ -1535,8 +1559,9 @@ impl Store for SqliteStore {
             let n = execute(
                 tx,
                 OP,
-                "DELETE FROM idempotency WHERE id = ?1 AND client_id = ?2 AND idem_key = ?3 \
-                 AND state = 'in_flight' AND lease_until = ?4",
+                "DELETE FROM idempotency_keys WHERE id = ?1 AND client_id = ?2 \
+                 AND idem_key = ?3 AND lease_until = ?4 \
+                 AND NOT EXISTS (SELECT 1 FROM idempotency_responses WHERE id = ?1)",
                 params![id, client_id, key, lease_until],
             )?;
             if n > 0 {
@@ -1554,8 +1579,8 @@ impl Store for SqliteStore {
             let mut index = idem_index(&inner);
             let mut stmt = tx
                 .prepare_cached(
-                    "DELETE FROM idempotency WHERE id IN \
-                     (SELECT id FROM idempotency WHERE expires_at <= ?1 LIMIT ?2) \
+                    "DELETE FROM idempotency_keys WHERE id IN \
+                     (SELECT id FROM idempotency_keys WHERE expires_at <= ?1 LIMIT ?2) \
                      RETURNING id, client_id, idem_key",
                 )
                 .map_err(db(OP))?;
@@ -1656,8 +1681,10 @@ fn select_idempotency(
 ) -> Result<Option<IdempotencyRecord>, StoreError> {
     const OP: &str = "reserve_idempotency";
     conn.prepare_cached(
-        "SELECT fingerprint, state, lease_until, status, headers, body, created_at, \
-         expires_at FROM idempotency WHERE id = ?1 AND client_id = ?2 AND idem_key = ?3",
+        "SELECT k.fingerprint, CASE WHEN r.id IS NULL THEN 'in_flight' ELSE 'done' END, \
+         k.lease_until, r.status, r.headers, r.body, k.created_at, k.expires_at \
+         FROM idempotency_keys k LEFT JOIN idempotency_responses r ON r.id = k.id \
+         WHERE k.id = ?1 AND k.client_id = ?2 AND k.idem_key = ?3",
     )
     .and_then(|mut stmt| {
         stmt.query_row(params![id, client_id, key], |row| {
@@ -1697,7 +1724,7 @@ impl IdemIndex {
         let started = std::time::Instant::now();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, client_id, idem_key FROM idempotency WHERE id > ?1 ORDER BY id",
+                "SELECT id, client_id, idem_key FROM idempotency_keys WHERE id > ?1 ORDER BY id",
             )
             .map_err(db(OP))?;
         // Rows past `appended` are this batch's own, already in the map; none can be another
@@ -2041,11 +2068,12 @@ mod tests {
                 lease_until: 3_999_999_999
             }
         );
-        // The unique index is gone: the table is found through the in-process index.
+        // The old table and its unique index are gone: keys are found in the process.
         let indexes: i64 = lock(&store.inner.writer)
             .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'index' \
-                 AND tbl_name = 'idempotency' AND name LIKE 'sqlite_autoindex%'",
+                "SELECT count(*) FROM sqlite_master WHERE name = 'idempotency' \
+                 OR (type = 'index' AND tbl_name LIKE 'idempotency%' \
+                 AND name LIKE 'sqlite_autoindex%')",
                 [],
                 |row| row.get(0),
             )
