@@ -150,8 +150,21 @@ const MIGRATIONS: &[&str] = &[
         headers BLOB NOT NULL,
         body    BLOB NOT NULL
     ) STRICT;
+    -- Deletions, so that every process can drop what another one released or swept from its
+    -- in-process index (else those entries would stay in its memory for good).
+    CREATE TABLE idempotency_deleted (
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+        id        INTEGER NOT NULL,
+        client_id TEXT NOT NULL,
+        idem_key  TEXT NOT NULL,
+        at        INTEGER NOT NULL DEFAULT (unixepoch())
+    ) STRICT;
     CREATE TRIGGER idempotency_keys_deleted AFTER DELETE ON idempotency_keys
-        BEGIN DELETE FROM idempotency_responses WHERE id = OLD.id; END;
+        BEGIN
+            DELETE FROM idempotency_responses WHERE id = OLD.id;
+            INSERT INTO idempotency_deleted (id, client_id, idem_key)
+                VALUES (OLD.id, OLD.client_id, OLD.idem_key);
+        END;
     INSERT INTO idempotency_keys (client_id, idem_key, fingerprint, lease_until, created_at,
         expires_at)
         SELECT client_id, idem_key, fingerprint, coalesce(lease_until, 0), created_at, expires_at
@@ -1588,6 +1601,9 @@ impl Store for SqliteStore {
                 index.removed(idem_slot(&client_id, &key), id);
                 n += 1;
             }
+            drop(rows);
+            drop(stmt);
+            index.forget_deleted(tx, now)?;
             Ok(n)
         })
         .await
@@ -1709,6 +1725,8 @@ struct IdemIndex {
     seen: i64,
     /// The highest id this process appended in the batch being committed.
     appended: i64,
+    /// The last entry of the deletion log already applied to `by_key`.
+    deleted_seen: i64,
     by_key: std::collections::HashMap<Slot, i64, std::hash::BuildHasherDefault<SlotHasher>>,
 }
 
@@ -1735,6 +1753,14 @@ impl IdemIndex {
             n += 1;
         }
         if !self.loaded {
+            // Rows deleted before this load are not in the map: start past them.
+            self.deleted_seen = conn
+                .query_row(
+                    "SELECT coalesce(max(seq), 0) FROM idempotency_deleted",
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(db(OP))?;
             self.loaded = true;
             tracing::info!(
                 records = n,
@@ -1758,6 +1784,36 @@ impl IdemIndex {
         Ok(self.by_key.get(&idem_slot(client_id, key)).copied())
     }
 
+    /// Drops the entries of rows deleted since the last call, by this process or another, and
+    /// prunes the deletion log of what every process has had [`DELETED_KEPT_SECS`] to read.
+    fn forget_deleted(&mut self, tx: &Transaction<'_>, now: i64) -> Result<(), StoreError> {
+        const OP: &str = "idempotency_index";
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT seq, id, client_id, idem_key FROM idempotency_deleted \
+                 WHERE seq > ?1 ORDER BY seq",
+            )
+            .map_err(db(OP))?;
+        let mut rows = stmt.query([self.deleted_seen]).map_err(db(OP))?;
+        while let Some(row) = rows.next().map_err(db(OP))? {
+            let seq: i64 = row.get(0).map_err(db(OP))?;
+            let id: i64 = row.get(1).map_err(db(OP))?;
+            let client_id: String = row.get(2).map_err(db(OP))?;
+            let key: String = row.get(3).map_err(db(OP))?;
+            self.removed(idem_slot(&client_id, &key), id);
+            self.deleted_seen = seq;
+        }
+        drop(rows);
+        drop(stmt);
+        execute(
+            tx,
+            OP,
+            "DELETE FROM idempotency_deleted WHERE at < ?1",
+            params![now - DELETED_KEPT_SECS],
+        )?;
+        Ok(())
+    }
+
     fn appended(&mut self, slot: Slot, id: i64) {
         self.by_key.insert(slot, id);
         self.appended = self.appended.max(id);
@@ -1778,6 +1834,10 @@ impl IdemIndex {
         self.appended = 0;
     }
 }
+
+/// How long the idempotency deletion log keeps an entry for other processes to read (their
+/// sweeps, which read it, run every `store.sweep_interval`, far more often).
+const DELETED_KEPT_SECS: i64 = 24 * 3600;
 
 fn idem_index(inner: &Inner) -> MutexGuard<'_, IdemIndex> {
     inner.idem.lock().unwrap_or_else(PoisonError::into_inner)
@@ -2082,6 +2142,67 @@ mod tests {
             )
             .expect("count");
         assert_eq!(indexes, 0);
+    }
+
+    /// Two Wardens on one file both sweep: entries for rows the other one deleted must leave
+    /// this process's index too, or its memory grows for good.
+    #[tokio::test]
+    async fn rows_another_process_deletes_leave_this_process_index() {
+        let (_dir, path) = temp_file();
+        let url = path.to_str().expect("utf-8").to_owned();
+        let a = SqliteStore::open(&url, Default::default())
+            .await
+            .expect("open a");
+        let b = SqliteStore::open(&url, Default::default())
+            .await
+            .expect("open b");
+        let fp = [1u8; 32];
+        let t0 = 1_000;
+        for key in ["k1", "k2", "k3"] {
+            let r = a
+                .reserve_idempotency("c1", key, fp, t0, t0 + 30, t0 + 100)
+                .await;
+            assert_eq!(r.expect("reserve"), Reservation::Reserved);
+        }
+        // B reads A's rows into its index on its next reservation.
+        let r = b
+            .reserve_idempotency("c1", "b1", fp, t0, t0 + 30, t0 + 5_000)
+            .await;
+        assert_eq!(r.expect("reserve"), Reservation::Reserved);
+        let size = |s: &SqliteStore| idem_index(&s.inner).by_key.len();
+        assert_eq!(size(&b), 4);
+        assert!(
+            a.release_idempotency("c1", "k2", t0 + 30)
+                .await
+                .expect("release")
+        );
+        assert_eq!(a.sweep_idempotency(t0 + 100, 100).await.expect("sweep"), 2);
+        assert_eq!(size(&a), 0, "a's own deletions (it never read b's row)");
+        assert_eq!(size(&b), 4, "b has not swept yet");
+        // B's sweep finds nothing of its own to delete, and reads what A deleted.
+        assert_eq!(b.sweep_idempotency(t0 + 100, 100).await.expect("sweep"), 0);
+        assert_eq!(size(&b), 1);
+        // A new process starts past the old deletions, and the log is pruned after a day.
+        let c = SqliteStore::open(&url, Default::default())
+            .await
+            .expect("open c");
+        assert_eq!(size(&c), 1);
+        let log = |s: &SqliteStore| -> i64 {
+            lock(&s.inner.writer)
+                .query_row("SELECT count(*) FROM idempotency_deleted", [], |row| {
+                    row.get(0)
+                })
+                .expect("count")
+        };
+        assert_eq!(log(&c), 3);
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let later = i64::try_from(wall).expect("secs") + DELETED_KEPT_SECS + 1;
+        assert_eq!(c.sweep_idempotency(later, 100).await.expect("sweep"), 1);
+        assert_eq!(log(&c), 0);
+        assert_eq!(size(&c), 0);
     }
 
     #[test]
