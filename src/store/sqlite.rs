@@ -280,8 +280,7 @@ impl SqliteStore {
         };
         migrate(&mut writer)?;
         // Loaded here, off the runtime: the first reservation must not scan the table on it.
-        let mut idem = IdemIndex::default();
-        idem.sync(&writer)?;
+        let idem = IdemIndex::load(&writer)?;
         let mut checkpointer = None;
         let mut reader_conns = Vec::with_capacity(readers);
         let mut watch = None;
@@ -1515,7 +1514,7 @@ impl Store for SqliteStore {
         let key = key.to_owned();
         let inner = Arc::clone(&self.inner);
         self.batched(OP, move |tx| {
-            let Some(id) = idem_index(&inner).find(tx, &client_id, &key)? else {
+            let Some(id) = idem_index(&inner).find(&client_id, &key) else {
                 return Ok(false);
             };
             // The guard: still this holder's in-flight reservation. The record's TTL now
@@ -1561,7 +1560,7 @@ impl Store for SqliteStore {
         let inner = Arc::clone(&self.inner);
         self.batched(OP, move |tx| {
             let mut index = idem_index(&inner);
-            let Some(id) = index.find(tx, &client_id, &key)? else {
+            let Some(id) = index.find(&client_id, &key) else {
                 return Ok(false);
             };
             let n = execute(
@@ -1718,9 +1717,7 @@ fn select_idempotency(
 /// too; [`IdemIndex::sync`] reads every row past the last id seen, under the write lock, before
 /// a reservation looks anything up. Ids come from AUTOINCREMENT, so they only grow and the tail
 /// misses nothing. Memory: 25 bytes an entry, 30 to 60 a live record as the map doubles.
-#[derive(Default)]
 struct IdemIndex {
-    loaded: bool,
     /// Every row with an id up to this one is in `by_key` (committed rows only).
     seen: i64,
     /// The highest id this process appended in the batch being committed.
@@ -1731,10 +1728,35 @@ struct IdemIndex {
 }
 
 impl IdemIndex {
-    /// Reads the rows appended since the last call (all of them the first time).
-    fn sync(&mut self, conn: &Connection) -> Result<(), StoreError> {
+    /// Reads every record's key; done once, when the store opens.
+    fn load(conn: &Connection) -> Result<Self, StoreError> {
         const OP: &str = "idempotency_index";
         let started = std::time::Instant::now();
+        let mut index = Self {
+            seen: 0,
+            appended: 0,
+            // Rows deleted before this load are not in the map: start past them.
+            deleted_seen: conn
+                .query_row(
+                    "SELECT coalesce(max(seq), 0) FROM idempotency_deleted",
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(db(OP))?,
+            by_key: Default::default(),
+        };
+        index.sync(conn)?;
+        tracing::info!(
+            records = index.by_key.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "idempotency index loaded"
+        );
+        Ok(index)
+    }
+
+    /// Reads the rows appended since the last call.
+    fn sync(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        const OP: &str = "idempotency_index";
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, client_id, idem_key FROM idempotency_keys WHERE id > ?1 ORDER BY id",
@@ -1743,45 +1765,19 @@ impl IdemIndex {
         // Rows past `appended` are this batch's own, already in the map; none can be another
         // process's, which cannot write while this transaction holds the lock.
         let mut rows = stmt.query([self.seen.max(self.appended)]).map_err(db(OP))?;
-        let mut n = 0usize;
         while let Some(row) = rows.next().map_err(db(OP))? {
             let id: i64 = row.get(0).map_err(db(OP))?;
             let client_id: String = row.get(1).map_err(db(OP))?;
             let key: String = row.get(2).map_err(db(OP))?;
             self.by_key.insert(idem_slot(&client_id, &key), id);
             self.seen = id;
-            n += 1;
-        }
-        if !self.loaded {
-            // Rows deleted before this load are not in the map: start past them.
-            self.deleted_seen = conn
-                .query_row(
-                    "SELECT coalesce(max(seq), 0) FROM idempotency_deleted",
-                    [],
-                    |row| row.get(0),
-                )
-                .map_err(db(OP))?;
-            self.loaded = true;
-            tracing::info!(
-                records = n,
-                took_ms = started.elapsed().as_millis() as u64,
-                "idempotency index loaded"
-            );
         }
         Ok(())
     }
 
     /// The row of `(client_id, key)`, if the index knows one.
-    fn find(
-        &mut self,
-        conn: &Connection,
-        client_id: &str,
-        key: &str,
-    ) -> Result<Option<i64>, StoreError> {
-        if !self.loaded {
-            self.sync(conn)?;
-        }
-        Ok(self.by_key.get(&idem_slot(client_id, key)).copied())
+    fn find(&self, client_id: &str, key: &str) -> Option<i64> {
+        self.by_key.get(&idem_slot(client_id, key)).copied()
     }
 
     /// Drops the entries of rows deleted since the last call, by this process or another, and
