@@ -451,7 +451,8 @@ pub trait Store: Send + Sync {
         lease_until: i64,
         expires_at: i64,
     ) -> Result<Reservation, StoreError>;
-    /// Turns the caller's in-flight reservation into `Done(response)`, kept until `expires_at`.
+    /// Turns the caller's in-flight reservation into `Done(response)`, kept until the
+    /// `expires_at` it was reserved with (the TTL counts from the first request, as Stripe's).
     ///
     /// `lease_until` is the one the caller reserved with, and fences the write: it changes
     /// nothing (`false`) unless the row is still in flight under that same lease. So a holder
@@ -463,8 +464,6 @@ pub trait Store: Send + Sync {
         key: &str,
         lease_until: i64,
         response: StoredResponse,
-        now: i64,
-        expires_at: i64,
     ) -> Result<bool, StoreError>;
     /// Deletes the caller's in-flight reservation (fenced by `lease_until` as in
     /// [`Store::complete_idempotency`]) so the key is free again: the request was not run.

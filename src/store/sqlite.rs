@@ -595,7 +595,7 @@ fn run_jobs(
     jobs: Vec<Box<dyn Job>>,
 ) -> Option<Vec<Box<dyn Job>>> {
     // A batch that panicked never reached `committed`: forget what it appended.
-    idem_index(inner).appended = 0;
+    idem_index(inner).begin_batch();
     let answers: Vec<_> = jobs.into_iter().map(|job| job.run(&tx)).collect();
     let failed = tx.commit().map_err(db("batch")).err();
     idem_index(inner).committed(failed.is_none());
@@ -1461,7 +1461,7 @@ impl Store for SqliteStore {
             // insert or takeover below are atomic against every other reservation, in this
             // process or another one (whose appends `sync` reads first).
             let mut index = idem_index(&inner);
-            index.sync(tx)?;
+            index.sync_once(tx)?;
             let slot = idem_slot(&client_id, &key);
             if let Some(id) = index.by_key.get(&slot).copied() {
                 if let Some(existing) = select_idempotency(tx, id, &client_id, &key)? {
@@ -1506,8 +1506,6 @@ impl Store for SqliteStore {
         key: &str,
         lease_until: i64,
         response: StoredResponse,
-        _now: i64,
-        expires_at: i64,
     ) -> Result<bool, StoreError> {
         const OP: &str = "complete_idempotency";
         let client_id = client_id.to_owned();
@@ -1517,27 +1515,20 @@ impl Store for SqliteStore {
             let Some(id) = idem_index(&inner).find(&client_id, &key) else {
                 return Ok(false);
             };
-            // The guard: still this holder's in-flight reservation. The record's TTL now
-            // counts from completion, as it did when the response shared the row. Stopped
-            // before the insert below, the record is still in flight, only kept longer.
-            let held = execute(
-                tx,
-                OP,
-                "UPDATE idempotency_keys SET expires_at = ?5 WHERE id = ?1 AND client_id = ?2 \
-                 AND idem_key = ?3 AND lease_until = ?4 \
-                 AND NOT EXISTS (SELECT 1 FROM idempotency_responses WHERE id = ?1)",
-                params![id, client_id, key, lease_until, expires_at],
-            )?;
-            if held == 0 {
-                return Ok(false);
-            }
+            // One statement: the guard (still this holder's reservation, under the lease it
+            // reserved with) and the insert; a response already there is a conflict.
             let n = execute(
                 tx,
                 OP,
                 "INSERT INTO idempotency_responses (id, status, headers, body) \
-                 VALUES (?1, ?2, ?3, ?4)",
+                 SELECT ?1, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM idempotency_keys \
+                 WHERE id = ?1 AND client_id = ?2 AND idem_key = ?3 AND lease_until = ?4) \
+                 ON CONFLICT (id) DO NOTHING",
                 params![
                     id,
+                    client_id,
+                    key,
+                    lease_until,
                     response.status,
                     encode_headers(&response.headers),
                     response.body,
@@ -1724,6 +1715,9 @@ struct IdemIndex {
     appended: i64,
     /// The last entry of the deletion log already applied to `by_key`.
     deleted_seen: i64,
+    /// Whether the batch being run has read the tail yet: once is enough, as no other process
+    /// can append while the batch holds the write lock.
+    synced: bool,
     by_key: std::collections::HashMap<Slot, i64, std::hash::BuildHasherDefault<SlotHasher>>,
 }
 
@@ -1735,6 +1729,7 @@ impl IdemIndex {
         let mut index = Self {
             seen: 0,
             appended: 0,
+            synced: false,
             // Rows deleted before this load are not in the map: start past them.
             deleted_seen: conn
                 .query_row(
@@ -1773,6 +1768,21 @@ impl IdemIndex {
             self.seen = id;
         }
         Ok(())
+    }
+
+    /// [`IdemIndex::sync`], unless this batch did already.
+    fn sync_once(&mut self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        if !self.synced {
+            self.sync(tx)?;
+            self.synced = true;
+        }
+        Ok(())
+    }
+
+    /// At the start of a group commit (its write lock is held from here to its end).
+    fn begin_batch(&mut self) {
+        self.appended = 0;
+        self.synced = false;
     }
 
     /// The row of `(client_id, key)`, if the index knows one.

@@ -714,7 +714,7 @@ async fn idempotency_key_goes_from_reserved_to_in_flight_to_done() {
     assert_eq!(r.expect("reserve"), Reservation::Reserved);
 
     let done = s
-        .complete_idempotency("c1", "k1", T0 + 30, response(201), T0 + 2, T0 + 86_400)
+        .complete_idempotency("c1", "k1", T0 + 30, response(201))
         .await
         .expect("complete");
     assert!(done);
@@ -738,11 +738,11 @@ async fn idempotency_key_goes_from_reserved_to_in_flight_to_done() {
 
     // Completing twice, or a key never reserved, changes nothing.
     let again = s
-        .complete_idempotency("c1", "k1", T0 + 30, response(500), T0 + 4, T0 + 9)
+        .complete_idempotency("c1", "k1", T0 + 30, response(500))
         .await;
     assert!(!again.expect("complete again"));
     let unknown = s
-        .complete_idempotency("c1", "nope", T0 + 30, response(200), T0, T0 + 9)
+        .complete_idempotency("c1", "nope", T0 + 30, response(200))
         .await;
     assert!(!unknown.expect("complete unknown"));
 }
@@ -805,7 +805,7 @@ async fn two_processes_on_one_file_see_each_others_keys() {
     );
     // B completes k2; A replays it.
     assert!(
-        b.complete_idempotency("c1", "k2", T0 + 32, response(201), T0 + 4, T0 + 86_400)
+        b.complete_idempotency("c1", "k2", T0 + 32, response(201))
             .await
             .expect("complete")
     );
@@ -819,7 +819,7 @@ async fn two_processes_on_one_file_see_each_others_keys() {
         .await;
     assert_eq!(r.expect("reserve"), Reservation::Reserved);
     let late = a
-        .complete_idempotency("c1", "k1", T0 + 30, response(200), T0 + 41, T0 + 86_400)
+        .complete_idempotency("c1", "k1", T0 + 30, response(200))
         .await;
     assert!(!late.expect("complete"));
     // A sweep in B removes what A's index points at; A then reserves k3 afresh.
@@ -890,7 +890,7 @@ async fn a_holder_whose_lease_was_taken_over_can_neither_complete_nor_release() 
 
     // The late first holder's writes are fenced off by its old lease.
     let late = s
-        .complete_idempotency("c1", "k1", T0 + 30, response(500), T0 + 31, T0 + 86_400)
+        .complete_idempotency("c1", "k1", T0 + 30, response(500))
         .await;
     assert!(!late.expect("late complete"));
     let late = s.release_idempotency("c1", "k1", T0 + 30).await;
@@ -907,7 +907,7 @@ async fn a_holder_whose_lease_was_taken_over_can_neither_complete_nor_release() 
 
     // The new holder completes under its own lease, and that is what replays.
     let done = s
-        .complete_idempotency("c1", "k1", T0 + 60, response(201), T0 + 32, T0 + 86_400)
+        .complete_idempotency("c1", "k1", T0 + 60, response(201))
         .await;
     assert!(done.expect("complete"));
     let r = s
@@ -928,7 +928,7 @@ async fn a_not_replayable_marker_round_trips() {
         .expect("reserve");
     let marker = StoredResponse::not_replayable("streamed");
     assert!(!marker.is_replayable());
-    s.complete_idempotency("c1", "k1", T0 + 30, marker.clone(), T0 + 1, T0 + 100)
+    s.complete_idempotency("c1", "k1", T0 + 30, marker.clone())
         .await
         .expect("complete");
     let r = s
@@ -947,7 +947,7 @@ async fn an_expired_done_record_no_longer_answers() {
     s.reserve_idempotency("c1", "k1", fp, T0, T0 + 30, T0 + 100)
         .await
         .expect("reserve");
-    s.complete_idempotency("c1", "k1", T0 + 30, response(200), T0 + 1, T0 + 100)
+    s.complete_idempotency("c1", "k1", T0 + 30, response(200))
         .await
         .expect("complete");
     let r = s
@@ -973,7 +973,7 @@ async fn release_frees_an_in_flight_key_but_never_a_done_one() {
         .reserve_idempotency("c1", "k1", sha("other"), T0 + 1, T0 + 30, T0 + 100)
         .await;
     assert_eq!(r.expect("reserve again"), Reservation::Reserved);
-    s.complete_idempotency("c1", "k1", T0 + 30, response(200), T0 + 2, T0 + 100)
+    s.complete_idempotency("c1", "k1", T0 + 30, response(200))
         .await
         .expect("complete");
     assert!(
@@ -1121,7 +1121,7 @@ async fn everything_written_is_there_after_a_reopen() {
         .await
         .expect("reserve");
     db.store
-        .complete_idempotency("c1", "done", T0 + 30, response(201), T0, T0 + 100)
+        .complete_idempotency("c1", "done", T0 + 30, response(201))
         .await
         .expect("complete");
     db.store
@@ -1225,7 +1225,7 @@ async fn group_committed_reservations_are_each_atomic_and_durable() {
                     .expect("reserve");
                 if r == Reservation::Reserved {
                     let done = store
-                        .complete_idempotency("c1", &key, T0 + 30, response(201), T0, T0 + 100)
+                        .complete_idempotency("c1", &key, T0 + 30, response(201))
                         .await
                         .expect("complete");
                     assert!(done);

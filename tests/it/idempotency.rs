@@ -15,6 +15,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use warden::clock::Clock;
@@ -45,6 +46,8 @@ type UpBody = BoxBody<Bytes, Infallible>;
 ///   chunks without one;
 /// - `…/sse`: `data: one`, 400 ms later `data: two`, then the end;
 /// - `…/slow?ms=N`: answers after N ms; `…/once-slow`: the first call ever takes 1.5 s;
+/// - `…/halves?bytes=N&ms=M`: N bytes with a Content-Length, the second half M ms after the
+///   first;
 /// - anything else: 201 with `{"call":N,…}` echoing method, path, query and body.
 struct Api {
     addr: SocketAddr,
@@ -145,6 +148,27 @@ async fn answer(req: Request<Incoming>, counter: &AtomicUsize) -> Response<UpBod
             return Response::builder()
                 .header("x-call", n)
                 .body(StreamBody::new(futures_util::stream::iter(chunks)).boxed())
+                .unwrap();
+        }
+        "halves" => {
+            let bytes = param(&req, "bytes").unwrap_or(2) as usize;
+            let ms = param(&req, "ms").unwrap_or(0);
+            let (first, second) = (bytes / 2, bytes - bytes / 2);
+            let stream = futures_util::stream::unfold(0, move |i| async move {
+                let len = match i {
+                    0 => first,
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        second
+                    }
+                    _ => return None,
+                };
+                Some((Ok(Frame::data(Bytes::from(vec![b'h'; len]))), i + 1))
+            });
+            return Response::builder()
+                .header("x-call", n)
+                .header("content-length", bytes)
+                .body(StreamBody::new(stream).boxed())
                 .unwrap();
         }
         "sse" => {
@@ -557,6 +581,60 @@ async fn a_response_too_large_to_keep_streams_whole_and_is_not_run_again() {
     assert!(replayed(&again));
     assert_eq!(again.body, small.body);
     assert_eq!(s.api.calls(), 3);
+}
+
+/// A response of known length is recorded before its head goes out: a client that has seen only
+/// the head can retry at once and is answered from the record (not 409 while the rest arrives).
+#[tokio::test]
+async fn a_keyed_response_is_recorded_before_its_head_goes_out() {
+    let s = Setup::start("").await;
+    let path = "/api/halves?bytes=2000&ms=500";
+    let mut conn = tokio::net::TcpStream::connect(s.proxy.addr())
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: warden\r\nauthorization: Bearer {}\r\n\
+         idempotency-key: \"k-30\"\r\ncontent-length: 2\r\n\r\n{{}}",
+        s.alpha
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    within(PATIENCE, "the response head", async {
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the head");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let retry = s.post(path, Some("k-30"), "{}").await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.text());
+    assert!(replayed(&retry));
+    assert_eq!(retry.body.len(), 2000);
+    assert_eq!(s.api.calls(), 1);
+}
+
+/// A response whose body is still coming when the record must be written goes out as it comes,
+/// whole, and is not run again: its retry is refused as not replayable.
+#[tokio::test]
+async fn a_body_slower_than_the_lease_streams_whole_and_is_not_run_again() {
+    // The record is due `upstream.timeout` + half of `idempotency.lease_margin` (4 s) = 2.3 s.
+    let s = Setup::start_with("lease_margin = \"4s\"", |c| {
+        c.upstream("timeout = \"300ms\"")
+    })
+    .await;
+    let path = "/api/halves?bytes=3000&ms=3000";
+    let first = s.post(path, Some("k-31"), "{}").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.body.len(), 3000);
+    let retry = s.post(path, Some("k-31"), "{}").await;
+    let v = retry.problem(422, "idempotency_response_not_replayable");
+    assert!(
+        v["detail"].as_str().unwrap().contains("still streaming"),
+        "{v}"
+    );
+    assert_eq!(s.api.calls(), 1);
 }
 
 #[tokio::test]
