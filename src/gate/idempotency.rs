@@ -653,7 +653,7 @@ fn replay(stored: StoredResponse) -> Response<Body> {
 
 /// Reads a body whole, at most `limit` bytes; a body of one frame is not copied.
 async fn read_whole(mut body: Body, limit: usize) -> Result<Bytes, Problem> {
-    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut chunks = Vec::new();
     let mut len = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| body_problem(e.as_ref()))?;
@@ -667,11 +667,16 @@ async fn read_whole(mut body: Body, limit: usize) -> Result<Bytes, Problem> {
             chunks.push(data);
         }
     }
-    Ok(match chunks.len() {
+    Ok(joined(chunks))
+}
+
+/// The chunks of a body as one; a body of one chunk is not copied.
+fn joined(mut chunks: Vec<Bytes>) -> Bytes {
+    match chunks.len() {
         0 => Bytes::new(),
         1 => chunks.swap_remove(0),
         _ => chunks.concat().into(),
-    })
+    }
 }
 
 /// Reads a body to its end (through whatever checks wrap it), keeping nothing.
@@ -727,15 +732,11 @@ async fn gather(
     };
     let body = match rest {
         None => {
-            let mut chunks: Vec<Bytes> = head
+            let chunks = head
                 .into_iter()
                 .filter_map(|frame| frame.ok().and_then(|f| f.into_data().ok()))
                 .collect();
-            full(match chunks.len() {
-                0 => Bytes::new(),
-                1 => chunks.swap_remove(0),
-                _ => chunks.concat().into(),
-            })
+            full(joined(chunks))
         }
         Some(tee) => Prefixed {
             head,
