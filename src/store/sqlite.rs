@@ -1515,20 +1515,28 @@ impl Store for SqliteStore {
             let Some(id) = idem_index(&inner).find(&client_id, &key) else {
                 return Ok(false);
             };
-            // One statement: the guard (still this holder's reservation, under the lease it
-            // reserved with) and the insert; a response already there is a conflict.
+            // The guard (still this holder's reservation, under the lease it reserved with),
+            // then the insert, a response already there being a conflict. Two single-row
+            // statements rather than one `INSERT … SELECT`: SQLite gives a statement that may
+            // write several rows a statement journal (a copy of each page it touches), which
+            // cost more than the lookup (`idem_rate`: 7.5–8.4 → 6.8–7.9 µs a pair).
+            let held = tx
+                .prepare_cached(
+                    "SELECT 1 FROM idempotency_keys \
+                     WHERE id = ?1 AND client_id = ?2 AND idem_key = ?3 AND lease_until = ?4",
+                )
+                .and_then(|mut stmt| stmt.exists(params![id, client_id, key, lease_until]))
+                .map_err(db(OP))?;
+            if !held {
+                return Ok(false);
+            }
             let n = execute(
                 tx,
                 OP,
                 "INSERT INTO idempotency_responses (id, status, headers, body) \
-                 SELECT ?1, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM idempotency_keys \
-                 WHERE id = ?1 AND client_id = ?2 AND idem_key = ?3 AND lease_until = ?4) \
-                 ON CONFLICT (id) DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
                 params![
                     id,
-                    client_id,
-                    key,
-                    lease_until,
                     response.status,
                     encode_headers(&response.headers),
                     response.body,
