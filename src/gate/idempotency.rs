@@ -709,9 +709,9 @@ fn body_problem(e: &(dyn std::error::Error + 'static)) -> Problem {
 /// Reads a response of known length, small enough to be recorded, to its end (recording it on
 /// the way, see [`TeeBody`]) before it is answered: its head and body then leave in one write
 /// instead of two, which costs the client no time (the last frame waits for the record anyway)
-/// and saves a send and a TCP segment on every keyed request. Not done by `deadline` (the
-/// upstream is slow), or on an error or trailers, the response goes out with what was read so
-/// far and streams the rest as before. Dropped here (the client left), the [`TeeBody`] still
+/// and saves a send and a TCP segment on every keyed request. An upstream that breaks off the
+/// body gets the client a 502. Not done by `deadline` (the upstream is slow), or on trailers,
+/// the response goes out with what was read so far and streams the rest as before. Dropped here (the client left), the [`TeeBody`] still
 /// reads and records the rest in the background.
 async fn gather(
     parts: http::response::Parts,
@@ -723,6 +723,9 @@ async fn gather(
         match tokio::time::timeout_at(deadline, tee.frame()).await {
             Ok(None) => break None,
             Ok(Some(Ok(frame))) if frame.is_data() => head.push_back(Ok(frame)),
+            // Nothing has gone out yet, so the client can be told plainly (its retry is answered
+            // 422 from the marker the tee records: the request did run).
+            Ok(Some(Err(_))) => return Problem::UpstreamUnavailable.into_response(),
             Ok(Some(other)) => {
                 head.push_back(other);
                 break Some(tee);

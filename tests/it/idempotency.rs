@@ -47,7 +47,7 @@ type UpBody = BoxBody<Bytes, Infallible>;
 /// - `…/sse`: `data: one`, 400 ms later `data: two`, then the end;
 /// - `…/slow?ms=N`: answers after N ms; `…/once-slow`: the first call ever takes 1.5 s;
 /// - `…/halves?bytes=N&ms=M`: N bytes with a Content-Length, the second half M ms after the
-///   first;
+///   first; `…/short?bytes=N`: a Content-Length of N, then half of that and the end (cut);
 /// - anything else: 201 with `{"call":N,…}` echoing method, path, query and body.
 struct Api {
     addr: SocketAddr,
@@ -164,6 +164,23 @@ async fn answer(req: Request<Incoming>, counter: &AtomicUsize) -> Response<UpBod
                     _ => return None,
                 };
                 Some((Ok(Frame::data(Bytes::from(vec![b'h'; len]))), i + 1))
+            });
+            return Response::builder()
+                .header("x-call", n)
+                .header("content-length", bytes)
+                .body(StreamBody::new(stream).boxed())
+                .unwrap();
+        }
+        "short" => {
+            let bytes = param(&req, "bytes").unwrap_or(2) as usize;
+            // A stream (hyper cannot know its length, so it keeps the header) that pauses after
+            // the first half, so that half goes out, then ends.
+            let stream = futures_util::stream::unfold(0, move |i| async move {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return None;
+                }
+                Some((Ok(Frame::data(Bytes::from(vec![b's'; bytes / 2]))), 1))
             });
             return Response::builder()
                 .header("x-call", n)
@@ -612,6 +629,20 @@ async fn a_keyed_response_is_recorded_before_its_head_goes_out() {
     assert_eq!(retry.status, StatusCode::OK, "{}", retry.text());
     assert!(replayed(&retry));
     assert_eq!(retry.body.len(), 2000);
+    assert_eq!(s.api.calls(), 1);
+}
+
+/// An upstream that breaks off a body Warden was gathering: nothing has gone out, so the client
+/// gets a plain 502, and the request is not run again on a retry (it did run).
+#[tokio::test]
+async fn a_body_the_upstream_breaks_off_is_a_502_and_not_run_again() {
+    let s = Setup::start("").await;
+    let path = "/api/short?bytes=2000";
+    let first = s.post(path, Some("k-32"), "{}").await;
+    first.problem(502, "upstream_unavailable");
+    let retry = settled(&s.http, || post(&s.url(path), &s.alpha, Some("k-32"), "{}")).await;
+    let v = retry.problem(422, "idempotency_response_not_replayable");
+    assert!(v["detail"].as_str().unwrap().contains("broke off"), "{v}");
     assert_eq!(s.api.calls(), 1);
 }
 
