@@ -711,50 +711,46 @@ fn body_problem(e: &(dyn std::error::Error + 'static)) -> Problem {
 /// instead of two, which costs the client no time (the last frame waits for the record anyway)
 /// and saves a send and a TCP segment on every keyed request. An upstream that breaks off the
 /// body gets the client a 502. Not done by `deadline` (the upstream is slow), or on trailers,
-/// the response goes out with what was read so far and streams the rest as before. Dropped here (the client left), the [`TeeBody`] still
-/// reads and records the rest in the background.
+/// the response goes out with what was read so far and streams the rest as before. Dropped
+/// here (the client left), the [`TeeBody`] still reads and records the rest in the background.
 async fn gather(
     parts: http::response::Parts,
     mut tee: TeeBody,
     deadline: Instant,
 ) -> Response<Body> {
     let mut head = std::collections::VecDeque::new();
-    let rest = loop {
+    let whole = loop {
         match tokio::time::timeout_at(deadline, tee.frame()).await {
-            Ok(None) => break None,
-            Ok(Some(Ok(frame))) if frame.is_data() => head.push_back(Ok(frame)),
+            Ok(None) => break true,
+            Ok(Some(Ok(frame))) => {
+                let data = frame.is_data();
+                head.push_back(frame);
+                if !data {
+                    break false;
+                }
+            }
             // Nothing has gone out yet, so the client can be told plainly (its retry is answered
             // 422 from the marker the tee records: the request did run).
             Ok(Some(Err(_))) => return Problem::UpstreamUnavailable.into_response(),
-            Ok(Some(other)) => {
-                head.push_back(other);
-                break Some(tee);
-            }
-            Err(_) => break Some(tee),
+            Err(_) => break false,
         }
     };
-    let body = match rest {
-        None => {
-            let chunks = head
-                .into_iter()
-                .filter_map(|frame| frame.ok().and_then(|f| f.into_data().ok()))
-                .collect();
-            full(joined(chunks))
-        }
-        Some(tee) => Prefixed {
-            head,
-            rest: Some(tee),
-        }
-        .boxed(),
+    let body = if whole {
+        let chunks = head
+            .into_iter()
+            .filter_map(|f| f.into_data().ok())
+            .collect();
+        full(joined(chunks))
+    } else {
+        Prefixed { head, rest: tee }.boxed()
     };
     Response::from_parts(parts, body)
 }
 
 /// The frames already read of a response that could not be gathered whole, then the rest.
 struct Prefixed {
-    head: std::collections::VecDeque<Result<Frame<Bytes>, BoxError>>,
-    /// `None` once an error was passed on: nothing follows it.
-    rest: Option<TeeBody>,
+    head: std::collections::VecDeque<Frame<Bytes>>,
+    rest: TeeBody,
 }
 
 impl http_body::Body for Prefixed {
@@ -766,34 +762,22 @@ impl http_body::Body for Prefixed {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Some(frame) = this.head.pop_front() {
-            if frame.is_err() {
-                this.head.clear();
-                this.rest = None;
-            }
-            return Poll::Ready(Some(frame));
-        }
-        match this.rest.as_mut() {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
-            None => Poll::Ready(None),
+        match this.head.pop_front() {
+            Some(frame) => Poll::Ready(Some(Ok(frame))),
+            None => Pin::new(&mut this.rest).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.head.is_empty() && self.rest.as_ref().is_none_or(|rest| rest.is_end_stream())
+        self.head.is_empty() && self.rest.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        let held: u64 = self
-            .head
-            .iter()
-            .filter_map(|frame| frame.as_ref().ok()?.data_ref())
+        let held: u64 = (self.head.iter())
+            .filter_map(|frame| frame.data_ref())
             .map(|data| data.len() as u64)
             .sum();
-        let mut hint = self
-            .rest
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), |rest| rest.size_hint());
+        let mut hint = self.rest.size_hint();
         // Upper first: `set_lower` refuses a lower bound above the upper one.
         if let Some(upper) = hint.upper() {
             hint.set_upper(upper + held);
