@@ -488,7 +488,8 @@ pub struct IdempotencySettings {
     /// `idempotency.store_server_errors`, default false: 5xx responses free the key (retries
     /// run again) instead of being replayed.
     pub store_server_errors: bool,
-    /// `idempotency.sweep_batch`, default 1000: expired records deleted per store transaction.
+    /// `idempotency.sweep_batch`, default 1000: the oldest records looked at (the expired
+    /// ones among them deleted) per store transaction.
     pub sweep_batch: u32,
 }
 

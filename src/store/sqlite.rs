@@ -176,6 +176,44 @@ const MIGRATIONS: &[&str] = &[
         WHERE o.state = 'done';
     DROP TABLE idempotency;
     "#,
+    // 4: `idempotency_keys` without AUTOINCREMENT and without its expiry index. Every group
+    // commit wrote both a `sqlite_sequence` page and an index page besides the rows themselves
+    // (with the WAL write and the checkpoint's copy of each); they were a quarter of the
+    // store's CPU a fresh-key request (`idem_rate`: 7.2 → 5.3 µs a pair). Ids must still never
+    // be reused, or another process's tail (`IdemIndex::sync`) would miss a row: the highest
+    // row is now never deleted (a release ends the lease in place, a takeover appends the new
+    // row before deleting the old one, the sweep leaves the last row), so `max(id) + 1`, which
+    // SQLite assigns, only grows. The sweep walks the oldest rows by id instead of the index.
+    // If the sequence had passed the last row (its row deleted), a placeholder holds its id.
+    r#"
+    DROP TRIGGER idempotency_keys_deleted;
+    CREATE TABLE idempotency_keys_4 (
+        id          INTEGER PRIMARY KEY,
+        client_id   TEXT NOT NULL,
+        idem_key    TEXT NOT NULL,
+        fingerprint BLOB NOT NULL,
+        lease_until INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO idempotency_keys_4 (id, client_id, idem_key, fingerprint, lease_until,
+        created_at, expires_at)
+        SELECT id, client_id, idem_key, fingerprint, lease_until, created_at, expires_at
+        FROM idempotency_keys ORDER BY id;
+    INSERT INTO idempotency_keys_4 (id, client_id, idem_key, fingerprint, lease_until,
+        created_at, expires_at)
+        SELECT seq, '', '', x'', 0, 0, 0 FROM sqlite_sequence
+        WHERE name = 'idempotency_keys'
+        AND seq > (SELECT coalesce(max(id), 0) FROM idempotency_keys);
+    DROP TABLE idempotency_keys;
+    ALTER TABLE idempotency_keys_4 RENAME TO idempotency_keys;
+    CREATE TRIGGER idempotency_keys_deleted AFTER DELETE ON idempotency_keys
+        BEGIN
+            DELETE FROM idempotency_responses WHERE id = OLD.id;
+            INSERT INTO idempotency_deleted (id, client_id, idem_key)
+                VALUES (OLD.id, OLD.client_id, OLD.idem_key);
+        END;
+    "#,
 ];
 
 /// Distinct statements a connection keeps prepared (rusqlite's default of 16 is too few).
@@ -1468,33 +1506,40 @@ impl Store for SqliteStore {
                     if let Some(answer) = live_answer(existing, &fingerprint, now) {
                         return Ok(answer);
                     }
-                    // Expired, or an orphaned reservation: take the record over in place. The old
-                    // response goes first: stopped between the two, the record is what it was
-                    // (expired, or a lapsed lease), never a response under a new fingerprint.
+                    // Expired, or a lapsed or released lease: the record is replaced by a new
+                    // row, appended before the old one (and its response, by trigger) is
+                    // deleted, so the highest id is never the one deleted (see migration 4)
+                    // and rows stay in the order of their reservations, which the sweep
+                    // relies on. One transaction: stopped half-way, nothing changed.
+                    let new_id = append_key(
+                        tx,
+                        &client_id,
+                        &key,
+                        &fingerprint,
+                        now,
+                        lease_until,
+                        expires_at,
+                    )?;
                     execute(
                         tx,
                         OP,
-                        "DELETE FROM idempotency_responses WHERE id = ?1",
+                        "DELETE FROM idempotency_keys WHERE id = ?1",
                         params![id],
                     )?;
-                    execute(
-                        tx,
-                        OP,
-                        "UPDATE idempotency_keys SET fingerprint = ?2, lease_until = ?3, \
-                         created_at = ?4, expires_at = ?5 WHERE id = ?1",
-                        params![id, fingerprint, lease_until, now, expires_at],
-                    )?;
+                    index.appended(slot, new_id);
                     return Ok(Reservation::Reserved);
                 }
             }
-            execute(
+            let new_id = append_key(
                 tx,
-                OP,
-                "INSERT INTO idempotency_keys (client_id, idem_key, fingerprint, lease_until, \
-                 created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![client_id, key, fingerprint, lease_until, now, expires_at],
+                &client_id,
+                &key,
+                &fingerprint,
+                now,
+                lease_until,
+                expires_at,
             )?;
-            index.appended(slot, tx.last_insert_rowid());
+            index.appended(slot, new_id);
             Ok(Reservation::Reserved)
         })
         .await
@@ -1558,21 +1603,20 @@ impl Store for SqliteStore {
         let key = key.to_owned();
         let inner = Arc::clone(&self.inner);
         self.batched(OP, move |tx| {
-            let mut index = idem_index(&inner);
+            let index = idem_index(&inner);
             let Some(id) = index.find(&client_id, &key) else {
                 return Ok(false);
             };
+            // The lease ends now: the next reservation of the key takes the row over, as it
+            // would an orphaned one. Not deleted: the row may be the highest (migration 4).
             let n = execute(
                 tx,
                 OP,
-                "DELETE FROM idempotency_keys WHERE id = ?1 AND client_id = ?2 \
+                "UPDATE idempotency_keys SET lease_until = 0 WHERE id = ?1 AND client_id = ?2 \
                  AND idem_key = ?3 AND lease_until = ?4 \
                  AND NOT EXISTS (SELECT 1 FROM idempotency_responses WHERE id = ?1)",
                 params![id, client_id, key, lease_until],
             )?;
-            if n > 0 {
-                index.removed(idem_slot(&client_id, &key), id);
-            }
             Ok(n > 0)
         })
         .await
@@ -1585,8 +1629,14 @@ impl Store for SqliteStore {
             let mut index = idem_index(&inner);
             let mut stmt = tx
                 .prepare_cached(
+                    // The oldest `limit` rows by id (the order of their reservations), not a
+                    // scan for expired ones: that would read the whole table whenever fewer
+                    // than `limit` are due. The highest row stays (migration 4).
                     "DELETE FROM idempotency_keys WHERE id IN \
-                     (SELECT id FROM idempotency_keys WHERE expires_at <= ?1 LIMIT ?2) \
+                     (SELECT id FROM \
+                      (SELECT id, expires_at FROM idempotency_keys ORDER BY id LIMIT ?2) \
+                      WHERE expires_at <= ?1 \
+                      AND id < (SELECT max(id) FROM idempotency_keys)) \
                      RETURNING id, client_id, idem_key",
                 )
                 .map_err(db(OP))?;
@@ -1682,6 +1732,26 @@ impl Store for SqliteStore {
 }
 
 /// The record `id`, if it exists and is the one of `(client_id, key)`.
+/// Appends a reservation's row and returns its id.
+fn append_key(
+    tx: &Transaction<'_>,
+    client_id: &str,
+    key: &str,
+    fingerprint: &Hash,
+    now: i64,
+    lease_until: i64,
+    expires_at: i64,
+) -> Result<i64, StoreError> {
+    execute(
+        tx,
+        "reserve_idempotency",
+        "INSERT INTO idempotency_keys (client_id, idem_key, fingerprint, lease_until, \
+         created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![client_id, key, fingerprint, lease_until, now, expires_at],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
 fn select_idempotency(
     conn: &Connection,
     id: i64,
@@ -1714,8 +1784,8 @@ fn select_idempotency(
 ///
 /// Other processes writing the same file (a second Warden during a rolling restart) append rows
 /// too; [`IdemIndex::sync`] reads every row past the last id seen, under the write lock, before
-/// a reservation looks anything up. Ids come from AUTOINCREMENT, so they only grow and the tail
-/// misses nothing. Memory: 25 bytes an entry, 30 to 60 a live record as the map doubles.
+/// a reservation looks anything up. Ids only grow, as the highest row is never deleted
+/// (migration 4), so the tail misses nothing. Memory: 25 bytes an entry, 30 to 60 a live record as the map doubles.
 struct IdemIndex {
     /// Every row with an id up to this one is in `by_key` (committed rows only).
     seen: i64,
@@ -2158,6 +2228,128 @@ mod tests {
         assert_eq!(indexes, 0);
     }
 
+    /// Schema 3 to 4: records keep their ids, and ids never go back below the old sequence,
+    /// even when the row that reached it had been deleted.
+    #[tokio::test]
+    async fn idempotency_records_of_schema_3_keep_their_ids_and_the_sequence() {
+        let (_dir, path) = temp_file();
+        {
+            let conn = Connection::open(&path).expect("open");
+            for migration in &MIGRATIONS[..3] {
+                conn.execute_batch(migration).expect("old schema");
+            }
+            conn.pragma_update(None, "user_version", 3)
+                .expect("version");
+            for key in ["a", "b", "c"] {
+                conn.execute(
+                    "INSERT INTO idempotency_keys (client_id, idem_key, fingerprint, lease_until, \
+                     created_at, expires_at) VALUES ('c1', ?1, ?2, 3999999999, 10, 4000000000)",
+                    params![key, [7u8; 32]],
+                )
+                .expect("record");
+            }
+            conn.execute("DELETE FROM idempotency_keys WHERE idem_key = 'c'", [])
+                .expect("delete the highest");
+        }
+        let store = SqliteStore::open(path.to_str().expect("utf-8"), Default::default())
+            .await
+            .expect("migrate");
+        let now = 1_000;
+        let r = store
+            .reserve_idempotency("c1", "b", [7u8; 32], now, now + 30, now + 60)
+            .await
+            .expect("reserve");
+        assert_eq!(
+            r,
+            Reservation::InFlight {
+                lease_until: 3_999_999_999
+            }
+        );
+        let r = store
+            .reserve_idempotency("c1", "new", [7u8; 32], now, now + 30, now + 60)
+            .await
+            .expect("reserve");
+        assert_eq!(r, Reservation::Reserved);
+        let conn = lock(&store.inner.writer);
+        let id_of = |key: &str| -> i64 {
+            conn.query_row(
+                "SELECT id FROM idempotency_keys WHERE client_id = 'c1' AND idem_key = ?1",
+                [key],
+                |row| row.get(0),
+            )
+            .expect("id")
+        };
+        assert_eq!((id_of("a"), id_of("b")), (1, 2));
+        assert_eq!(id_of("new"), 4, "id 3 was handed out before the migration");
+        let left: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN \
+                 ('idempotency_keys_by_expiry', 'idempotency_keys_4') \
+                 OR (name = 'sqlite_sequence' AND sql LIKE '%idempotency_keys%')",
+                [],
+                |row| row.get(0),
+            )
+            .expect("count");
+        assert_eq!(left, 0);
+        let sequenced: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_sequence WHERE name = 'idempotency_keys'",
+                [],
+                |row| row.get(0),
+            )
+            .expect("count");
+        assert_eq!(sequenced, 0, "no AUTOINCREMENT any more");
+    }
+
+    /// Without AUTOINCREMENT, SQLite hands out `max(id) + 1`: were the highest row deleted,
+    /// its id would come back, and a process that had already read it would never read the new
+    /// row, and would reserve the same key a second time.
+    #[tokio::test]
+    async fn a_released_highest_row_keeps_its_id_from_coming_back() {
+        let (_dir, path) = temp_file();
+        let url = path.to_str().expect("utf-8").to_owned();
+        let a = SqliteStore::open(&url, Default::default())
+            .await
+            .expect("open a");
+        let b = SqliteStore::open(&url, Default::default())
+            .await
+            .expect("open b");
+        let fp = [1u8; 32];
+        let t0 = 1_000;
+        for (store, key) in [(&a, "k1"), (&a, "k2"), (&b, "b1")] {
+            let r = store
+                .reserve_idempotency("c1", key, fp, t0, t0 + 30, t0 + 100)
+                .await;
+            assert_eq!(r.expect("reserve"), Reservation::Reserved, "{key}");
+        }
+        // B has read A's rows (its reservation synced the tail past k2). B releases b1, the
+        // highest row; then A appends k3.
+        assert!(
+            b.release_idempotency("c1", "b1", t0 + 30)
+                .await
+                .expect("release")
+        );
+        let r = a
+            .reserve_idempotency("c1", "k3", fp, t0 + 1, t0 + 31, t0 + 100)
+            .await;
+        assert_eq!(r.expect("reserve"), Reservation::Reserved);
+        // B must find A's k3 in flight, not reserve it again.
+        let r = b
+            .reserve_idempotency("c1", "k3", fp, t0 + 2, t0 + 32, t0 + 100)
+            .await;
+        assert_eq!(
+            r.expect("reserve"),
+            Reservation::InFlight {
+                lease_until: t0 + 31
+            }
+        );
+        // The released key is free again, for either process.
+        let r = a
+            .reserve_idempotency("c1", "b1", fp, t0 + 3, t0 + 33, t0 + 100)
+            .await;
+        assert_eq!(r.expect("reserve"), Reservation::Reserved);
+    }
+
     /// Two Wardens on one file both sweep: entries for rows the other one deleted must leave
     /// this process's index too, or its memory grows for good.
     #[tokio::test]
@@ -2190,7 +2382,8 @@ mod tests {
                 .await
                 .expect("release")
         );
-        assert_eq!(a.sweep_idempotency(t0 + 100, 100).await.expect("sweep"), 2);
+        // k2's release ended its lease in place; the sweep takes it with k1 and k3.
+        assert_eq!(a.sweep_idempotency(t0 + 100, 100).await.expect("sweep"), 3);
         assert_eq!(size(&a), 0, "a's own deletions (it never read b's row)");
         assert_eq!(size(&b), 4, "b has not swept yet");
         // B's sweep finds nothing of its own to delete, and reads what A deleted.
@@ -2214,9 +2407,10 @@ mod tests {
             .expect("clock")
             .as_secs();
         let later = i64::try_from(wall).expect("secs") + DELETED_KEPT_SECS + 1;
-        assert_eq!(c.sweep_idempotency(later, 100).await.expect("sweep"), 1);
+        // b1 has expired too, but the highest row stays (migration 4).
+        assert_eq!(c.sweep_idempotency(later, 100).await.expect("sweep"), 0);
         assert_eq!(log(&c), 0);
-        assert_eq!(size(&c), 0);
+        assert_eq!(size(&c), 1);
     }
 
     #[test]
@@ -2357,7 +2551,8 @@ mod idem_rate {
 
     /// The store's share of a fresh-key request: CPU for one reservation and one completion
     /// (1 KiB body), 32 at a time on one thread as under `wrk -c64`, group commits included.
-    /// `IDEM_URL=sqlite::memory:` leaves the file I/O out.
+    /// `IDEM_URL=sqlite::memory:` leaves the file I/O out; `IDEM_BODY=5` stores a 5-byte body
+    /// (what `bench/compare.sh idempotent`'s upstream answers) instead of 1 KiB.
     /// `cargo test --release --lib idem_rate -- --ignored --nocapture`
     #[test]
     #[ignore = "a measurement, not a check"]
@@ -2377,6 +2572,10 @@ mod idem_rate {
                     .await
                     .expect("open"),
             );
+            let body_len = std::env::var("IDEM_BODY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1024);
             let (cpu, wall) = (cpu_secs(), std::time::Instant::now());
             let tasks: Vec<_> = (0..TASKS)
                 .map(|t| {
@@ -2391,7 +2590,7 @@ mod idem_rate {
                             let response = StoredResponse {
                                 status: 201,
                                 headers: vec![("content-type".to_owned(), b"text/plain".to_vec())],
-                                body: vec![b'x'; 1024],
+                                body: vec![b'x'; body_len],
                             };
                             let done = store
                                 .complete_idempotency("bench", &key, 1060, response)

@@ -819,6 +819,15 @@ async fn records_expire_after_their_ttl_and_are_swept() {
         .unwrap();
     assert_eq!(warden.idempotency().sweep().await.unwrap(), 0);
     clock.advance(601);
+    // The newest record stays until a newer one exists (its id must never come back).
+    assert_eq!(warden.idempotency().sweep().await.unwrap(), 0);
+    let other = http.send(post(
+        &proxy.url("/api/orders"),
+        &alpha,
+        Some("k-22"),
+        &order(22),
+    ));
+    assert_eq!(other.await.status, StatusCode::CREATED);
     assert_eq!(warden.idempotency().sweep().await.unwrap(), 1);
     assert_eq!(warden.idempotency().sweep().await.unwrap(), 0);
 }
