@@ -813,7 +813,7 @@ async fn two_processes_on_one_file_see_each_others_keys() {
         .reserve_idempotency("c1", "k2", fp, T0 + 5, T0 + 35, T0 + 86_400)
         .await;
     assert!(matches!(r.expect("reserve"), Reservation::Done(_)));
-    // A's k1 lease runs out; B takes it over in place, and A's late completion is refused.
+    // A's k1 lease runs out; B takes it over (a new row), and A's late completion is refused.
     let r = b
         .reserve_idempotency("c1", "k1", fp, T0 + 40, T0 + 70, T0 + 86_400)
         .await;
