@@ -348,6 +348,9 @@ impl SqliteStore {
                 .map_err(db(OP))?;
             let conn = Connection::open(path).map_err(db(OP))?;
             configure(&conn, options, false)?;
+            // Only a RESTART checkpoint waits (PASSIVE never does), and while it waits for
+            // readers every writer waits behind it: not for `store.busy_timeout`.
+            conn.busy_timeout(RESTART_WAIT).map_err(db(OP))?;
             checkpointer = Some(conn);
         }
         let inner = Arc::new(Inner {
@@ -569,6 +572,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// A WAL holding more frames than this at a checkpoint is made to start over (~17 MB).
 const WAL_RESTART_FRAMES: i64 = 4096;
 
+/// The longest a RESTART checkpoint waits for the writer lock, then for readers to leave the
+/// WAL (writers wait behind it meanwhile). Past it, the checkpoint ends as a passive one and
+/// the next tries again.
+const RESTART_WAIT: Duration = Duration::from_millis(100);
+
 fn checkpoint_forever(conn: &Connection, store: &std::sync::Weak<Inner>) {
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
@@ -589,7 +597,8 @@ fn checkpoint_forever(conn: &Connection, store: &std::sync::Weak<Inner>) {
 /// file grew for as long as the load lasted (110 MB in 5 s of fresh-key requests), every
 /// frame appended to it, and `journal_size_limit` never applied. RESTART waits for the writer
 /// lock (the group commit then waits its turn, off the runtime), copies what came since the
-/// passive pass (little), and waits for readers to leave the WAL.
+/// passive pass (little), and waits for readers to leave the WAL, each wait at most
+/// [`RESTART_WAIT`] (the connection's busy timeout).
 fn checkpoint(conn: &Connection, restart_frames: i64) -> rusqlite::Result<()> {
     let frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))?;
     if frames > restart_frames {
@@ -2574,6 +2583,7 @@ mod tests {
             stop.store(true, std::sync::atomic::Ordering::Release);
         });
         let checkpointer = open();
+        checkpointer.busy_timeout(RESTART_WAIT).expect("busy");
         let mut largest = 0;
         while !done.load(std::sync::atomic::Ordering::Acquire) {
             checkpoint(&checkpointer, restart_frames).expect("checkpoint");
