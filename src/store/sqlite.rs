@@ -2390,14 +2390,7 @@ mod tests {
     /// row, and would reserve the same key a second time.
     #[tokio::test]
     async fn a_released_highest_row_keeps_its_id_from_coming_back() {
-        let (_dir, path) = temp_file();
-        let url = path.to_str().expect("utf-8").to_owned();
-        let a = SqliteStore::open(&url, Default::default())
-            .await
-            .expect("open a");
-        let b = SqliteStore::open(&url, Default::default())
-            .await
-            .expect("open b");
+        let (_dir, _url, a, b) = two_stores().await;
         let fp = [1u8; 32];
         let t0 = 1_000;
         for (store, key) in [(&a, "k1"), (&a, "k2"), (&b, "b1")] {
@@ -2439,14 +2432,7 @@ mod tests {
     /// a response (it would belong to no record, and never be swept).
     #[tokio::test]
     async fn a_row_another_process_swept_takes_no_response() {
-        let (_dir, path) = temp_file();
-        let url = path.to_str().expect("utf-8").to_owned();
-        let a = SqliteStore::open(&url, Default::default())
-            .await
-            .expect("open a");
-        let b = SqliteStore::open(&url, Default::default())
-            .await
-            .expect("open b");
+        let (_dir, _url, a, b) = two_stores().await;
         let fp = [1u8; 32];
         let t0 = 1_000;
         for (key, expires_at) in [("k1", t0 + 40), ("k2", t0 + 5_000)] {
@@ -2457,11 +2443,11 @@ mod tests {
         }
         assert_eq!(b.sweep_idempotency(t0 + 50, 100).await.expect("sweep"), 1);
         let late = a
-            .complete_idempotency("c1", "k1", t0 + 30, response_of(201))
+            .complete_idempotency("c1", "k1", t0 + 30, crate::store::tests::response(201))
             .await;
         assert!(!late.expect("complete"), "k1's row is gone");
         assert!(
-            a.complete_idempotency("c1", "k2", t0 + 30, response_of(201))
+            a.complete_idempotency("c1", "k2", t0 + 30, crate::store::tests::response(201))
                 .await
                 .expect("complete")
         );
@@ -2476,19 +2462,9 @@ mod tests {
         assert_eq!(orphans, 0);
     }
 
-    fn response_of(status: u16) -> StoredResponse {
-        StoredResponse {
-            status,
-            headers: Vec::new(),
-            body: b"ok".to_vec(),
-        }
-    }
-
-    /// Two Wardens on one file both sweep: entries for rows the other one deleted must leave
-    /// this process's index too, or its memory grows for good.
-    #[tokio::test]
-    async fn rows_another_process_deletes_leave_this_process_index() {
-        let (_dir, path) = temp_file();
+    /// Two stores on one file, standing for two Wardens.
+    async fn two_stores() -> (tempfile::TempDir, String, SqliteStore, SqliteStore) {
+        let (dir, path) = temp_file();
         let url = path.to_str().expect("utf-8").to_owned();
         let a = SqliteStore::open(&url, Default::default())
             .await
@@ -2496,6 +2472,14 @@ mod tests {
         let b = SqliteStore::open(&url, Default::default())
             .await
             .expect("open b");
+        (dir, url, a, b)
+    }
+
+    /// Two Wardens on one file both sweep: entries for rows the other one deleted must leave
+    /// this process's index too, or its memory grows for good.
+    #[tokio::test]
+    async fn rows_another_process_deletes_leave_this_process_index() {
+        let (_dir, url, a, b) = two_stores().await;
         let fp = [1u8; 32];
         let t0 = 1_000;
         for key in ["k1", "k2", "k3"] {

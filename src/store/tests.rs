@@ -117,7 +117,7 @@ fn event(event_type: &str, at: i64) -> Option<NewEvent> {
     })
 }
 
-fn response(status: u16) -> StoredResponse {
+pub(super) fn response(status: u16) -> StoredResponse {
     StoredResponse {
         status,
         headers: vec![
