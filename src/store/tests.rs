@@ -1157,6 +1157,37 @@ async fn everything_written_is_there_after_a_reopen() {
     );
 }
 
+/// A reservation this process did not make (here: made before a restart) is not in the
+/// process's list of its own, so its completion looks the row up: it lands under the lease it
+/// was reserved with, and only under that one.
+#[tokio::test]
+async fn a_reservation_made_before_a_restart_completes_after_it() {
+    let db = Db::new().await;
+    let fp = sha("req");
+    let r = db
+        .store
+        .reserve_idempotency("c1", "k1", fp, T0, T0 + 30, T0 + 100)
+        .await;
+    assert_eq!(r.expect("reserve"), Reservation::Reserved);
+
+    let db = db.reopen().await;
+    let s = db.store.as_ref();
+    let stale = s
+        .complete_idempotency("c1", "k1", T0 + 29, response(201))
+        .await;
+    assert!(!stale.expect("complete"), "another lease");
+    let done = s
+        .complete_idempotency("c1", "k1", T0 + 30, response(201))
+        .await;
+    assert!(done.expect("complete"), "its own lease");
+    let r = s
+        .reserve_idempotency("c1", "k1", fp, T0 + 1, T0 + 31, T0 + 100)
+        .await;
+    assert!(
+        matches!(r.expect("reserve"), Reservation::Done(rec) if rec.state == IdempotencyState::Done(response(201)))
+    );
+}
+
 #[tokio::test]
 async fn in_memory_store_serves_reads_from_its_only_connection() {
     let store = open("sqlite::memory:", StoreOptions::default())
