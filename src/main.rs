@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 /// mimalloc: the request path allocates small, short-lived objects, where it beats the system
-/// allocator (measured in docs/benchmarks.md).
+/// allocator (measured in docs/benchmarks.md). Its `override` feature (Cargo.toml) makes it
+/// serve `malloc`/`free` too, so the bundled SQLite's allocations (several a statement: bound
+/// text and blobs are copied, cursors allocated) skip glibc's allocator as well.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
