@@ -1904,6 +1904,11 @@ struct IdemIndex {
     /// Whether the batch being run has read the tail yet: once is enough, as no other process
     /// can append while the batch holds the write lock.
     synced: bool,
+    /// The writer's `PRAGMA data_version` at the last batch that looked: it changes whenever
+    /// another connection (another process) has committed since, and only then. Unchanged,
+    /// the tail and the deletion log hold nothing this process has not already applied, and a
+    /// batch skips reading them (two statements a group commit). `None`: read them.
+    writer_version: Option<i64>,
     by_key: std::collections::HashMap<Slot, i64, std::hash::BuildHasherDefault<SlotHasher>>,
     /// Rows this process reserved and has not completed or released: slot → (id,
     /// `lease_until`). Such a row changes only through this process (its release, its
@@ -1927,6 +1932,7 @@ impl IdemIndex {
             seen: 0,
             appended: 0,
             synced: false,
+            writer_version: None,
             // Rows deleted before this load are not in the map: start past them.
             held: Default::default(),
             held_in_batch: Vec::new(),
@@ -1970,12 +1976,23 @@ impl IdemIndex {
     }
 
     /// [`IdemIndex::sync`] and [`IdemIndex::read_deleted`], unless this batch did already.
+    /// Unless no other connection has committed since the last batch (see
+    /// [`IdemIndex::writer_version`]).
     fn sync_once(&mut self, tx: &Transaction<'_>) -> Result<(), StoreError> {
-        if !self.synced {
+        const OP: &str = "idempotency_index";
+        if self.synced {
+            return Ok(());
+        }
+        let version = tx
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut stmt| stmt.query_row([], |row| row.get::<_, i64>(0)))
+            .map_err(db(OP))?;
+        if self.writer_version != Some(version) {
             self.sync(tx)?;
             self.read_deleted(tx)?;
-            self.synced = true;
+            self.writer_version = Some(version);
         }
+        self.synced = true;
         Ok(())
     }
 
@@ -2062,6 +2079,8 @@ impl IdemIndex {
             self.seen = self.appended;
         }
         if !ok {
+            // Its appends are not in the table: the next batch reads the tail again.
+            self.writer_version = None;
             for (slot, id) in std::mem::take(&mut self.held_in_batch) {
                 self.let_go(slot, id);
             }
