@@ -136,7 +136,17 @@ impl CoarseTimer {
         Timeout {
             fut,
             shared: Arc::clone(&self.shared),
-            limit,
+            limit: Limit::After(limit),
+            key: None,
+        }
+    }
+
+    /// Runs `fut` until `deadline` at most (give or take a tick), as [`CoarseTimer::timeout`].
+    pub fn timeout_at<F: Future>(&self, deadline: Instant, fut: F) -> Timeout<F> {
+        Timeout {
+            fut,
+            shared: Arc::clone(&self.shared),
+            limit: Limit::At(deadline),
             key: None,
         }
     }
@@ -215,13 +225,19 @@ impl hyper::rt::Timer for CoarseTimer {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Elapsed;
 
+/// When a [`Timeout`] ends: so long after its first pending poll, or at an instant.
+enum Limit {
+    After(Duration),
+    At(Instant),
+}
+
 pin_project_lite::pin_project! {
     /// [`CoarseTimer::timeout`]'s future.
     pub struct Timeout<F> {
         #[pin]
         fut: F,
         shared: Arc<Shared>,
-        limit: Duration,
+        limit: Limit,
         key: Option<usize>,
     }
 
@@ -244,7 +260,10 @@ impl<F: Future> Future for Timeout<F> {
         }
         match *this.key {
             None => {
-                let at = this.shared.after(*this.limit);
+                let at = match *this.limit {
+                    Limit::After(limit) => this.shared.after(limit),
+                    Limit::At(deadline) => this.shared.ms_of(deadline),
+                };
                 *this.key = Some(this.shared.register(at, Some(cx.waker().clone())));
                 Poll::Pending
             }
@@ -288,6 +307,23 @@ mod tests {
         assert!(took >= Duration::from_millis(90), "fired early: {took:?}");
         assert!(took < Duration::from_secs(2), "fired late: {took:?}");
         assert!(timer.shared.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_deadline_cuts_at_its_instant_never_before() {
+        let timer = CoarseTimer::start(TICK);
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(100);
+        let out = timer
+            .timeout_at(deadline, std::future::pending::<()>())
+            .await;
+        assert_eq!(out, Err(Elapsed));
+        assert!(Instant::now() >= deadline, "fired early");
+        assert!(start.elapsed() < Duration::from_secs(2), "fired late");
+        assert!(timer.shared.lock().is_empty());
+        // A deadline already past cuts at once.
+        let out = timer.timeout_at(start, std::future::pending::<()>()).await;
+        assert_eq!(out, Err(Elapsed));
     }
 
     #[tokio::test]

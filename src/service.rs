@@ -100,6 +100,7 @@ impl Warden {
             settings.upstream.timeout,
             issuer.store().clone(),
             issuer.clock().clone(),
+            timer.clone(),
         );
         Ok(Arc::new(Self {
             settings,

@@ -23,6 +23,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::body::{Body, BoxError, full};
 use crate::clock::Clock;
+use crate::coarse_timer::CoarseTimer;
 use crate::config::IdempotencySettings;
 use crate::problem::Problem;
 use crate::router::{Policy, SignatureMode};
@@ -193,6 +194,8 @@ pub fn fingerprint(method: &Method, uri: &Uri, body: BodyDigest<'_>) -> Hash {
 pub struct Idempotency {
     store: Arc<dyn Store>,
     clock: Clock,
+    /// Bounds the wait for a response body to gather (a tokio timer a request cost more).
+    timer: CoarseTimer,
     settings: IdempotencySettings,
     /// Lease of a proxied request, in seconds: upstream.timeout + lease_margin, rounded up.
     lease_secs: i64,
@@ -215,9 +218,11 @@ impl Idempotency {
         upstream_timeout: Duration,
         store: Arc<dyn Store>,
         clock: Clock,
+        timer: CoarseTimer,
     ) -> Self {
         let lease = upstream_timeout + settings.lease_margin;
         Self {
+            timer,
             lease_secs: secs_up(lease) + 1,
             record_within: upstream_timeout + settings.lease_margin / 2,
             store,
@@ -427,7 +432,7 @@ impl Idempotency {
             held: None,
         };
         match exact {
-            Some(len) if len <= max as u64 => gather(parts, tee, deadline).await,
+            Some(len) if len <= max as u64 => gather(parts, tee, &self.timer, deadline).await,
             _ => Response::from_parts(parts, tee.boxed()),
         }
     }
@@ -713,14 +718,20 @@ fn body_problem(e: &(dyn std::error::Error + 'static)) -> Problem {
 /// body gets the client a 502. Not done by `deadline` (the upstream is slow), or on trailers,
 /// the response goes out with what was read so far and streams the rest as before. Dropped
 /// here (the client left), the [`TeeBody`] still reads and records the rest in the background.
+///
+/// The deadline is the coarse timer's: it is registered only when a frame is not there at once
+/// (the record being written, or the upstream), and costs a slab entry rather than a tokio
+/// timer.
 async fn gather(
     parts: http::response::Parts,
     mut tee: TeeBody,
+    timer: &CoarseTimer,
     deadline: Instant,
 ) -> Response<Body> {
+    let deadline = deadline.into_std();
     let mut head = std::collections::VecDeque::new();
     let whole = loop {
-        match tokio::time::timeout_at(deadline, tee.frame()).await {
+        match timer.timeout_at(deadline, tee.frame()).await {
             Ok(None) => break true,
             Ok(Some(Ok(frame))) => {
                 let data = frame.is_data();

@@ -656,9 +656,25 @@ async fn a_body_slower_than_the_lease_streams_whole_and_is_not_run_again() {
     })
     .await;
     let path = "/api/halves?bytes=3000&ms=3000";
-    let first = s.post(path, Some("k-31"), "{}").await;
-    assert_eq!(first.status, StatusCode::OK);
-    assert_eq!(first.body.len(), 3000);
+    let started = Instant::now();
+    let resp = s
+        .http
+        .stream(post(&s.url(path), &s.alpha, Some("k-31"), "{}"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The head and first half went out at the record's deadline, before the second half came:
+    // Warden stopped gathering the body then, rather than holding the response for it.
+    let head_at = started.elapsed();
+    let body = within(PATIENCE, "the body", resp.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body.len(), 3000);
+    let end_at = started.elapsed();
+    assert!(
+        head_at + Duration::from_millis(300) < end_at,
+        "head at {head_at:?}, body ended at {end_at:?}"
+    );
     let retry = s.post(path, Some("k-31"), "{}").await;
     let v = retry.problem(422, "idempotency_response_not_replayable");
     assert!(
