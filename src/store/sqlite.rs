@@ -1592,7 +1592,7 @@ impl Store for SqliteStore {
             let mut index = idem_index(&inner);
             index.sync_once(batch)?;
             let slot = idem_slot(&client_id, &key);
-            if let Some(id) = index.by_key.get(&slot).copied() {
+            if let Some(id) = index.by_key.get(slot) {
                 if let Some(existing) = select_idempotency(batch, id, &client_id, &key)? {
                     if let Some(answer) = live_answer(existing, &fingerprint, now) {
                         return Ok(answer);
@@ -1664,7 +1664,7 @@ impl Store for SqliteStore {
             let id = match index.holds(slot, lease_until) {
                 Some(id) => id,
                 None => {
-                    let Some(id) = index.by_key.get(&slot).copied() else {
+                    let Some(id) = index.by_key.get(slot) else {
                         return Ok(false);
                     };
                     let held = batch
@@ -1710,7 +1710,7 @@ impl Store for SqliteStore {
         self.batched(OP, move |batch| {
             let mut index = idem_index(&inner);
             let slot = idem_slot(&client_id, &key);
-            let Some(id) = index.by_key.get(&slot).copied() else {
+            let Some(id) = index.by_key.get(slot) else {
                 return Ok(false);
             };
             // The lease ends now: the next reservation of the key takes the row over, as it
@@ -1893,7 +1893,8 @@ fn select_idempotency(
 /// too; [`IdemIndex::sync`] reads every row past the last id seen, under the write lock, before
 /// a reservation looks anything up. Ids only grow, as the highest row is never deleted
 /// (migration 4), so the tail misses nothing. Memory: 25 bytes an entry, 30 to 60 a live record
-/// as the map doubles, plus [`IdemIndex::held`] for the reservations this process has running.
+/// as the maps double ([`KeyMap`]), plus [`IdemIndex::held`] for the reservations this process
+/// has running.
 struct IdemIndex {
     /// Every row with an id up to this one is in `by_key` (committed rows only).
     seen: i64,
@@ -1909,7 +1910,7 @@ struct IdemIndex {
     /// the tail and the deletion log hold nothing this process has not already applied, and a
     /// batch skips reading them (two statements a group commit). `None`: read them.
     writer_version: Option<i64>,
-    by_key: std::collections::HashMap<Slot, i64, std::hash::BuildHasherDefault<SlotHasher>>,
+    by_key: KeyMap,
     /// Rows this process reserved and has not completed or released: slot → (id,
     /// `lease_until`). Such a row changes only through this process (its release, its
     /// completion) or by being deleted (a takeover or a sweep, in this process or, read from
@@ -1943,7 +1944,7 @@ impl IdemIndex {
                     |row| row.get(0),
                 )
                 .map_err(db(OP))?,
-            by_key: Default::default(),
+            by_key: KeyMap::new(),
         };
         index.sync(conn)?;
         tracing::info!(
@@ -2066,8 +2067,8 @@ impl IdemIndex {
     }
 
     fn removed(&mut self, slot: Slot, id: i64) {
-        if self.by_key.get(&slot) == Some(&id) {
-            self.by_key.remove(&slot);
+        if self.by_key.get(slot) == Some(id) {
+            self.by_key.remove(slot);
         }
         self.let_go(slot, id);
     }
@@ -2115,6 +2116,55 @@ fn idem_slot(client_id: &str, key: &str) -> Slot {
         u64::from_le_bytes(w)
     };
     (word(0), word(8))
+}
+
+/// How many maps [`KeyMap`] splits the index into.
+const KEY_MAP_SHARDS: usize = 256;
+
+/// `slot → id` for every record, split by the slot's top byte into [`KEY_MAP_SHARDS`] maps, so
+/// that growing one is never a stall. A map grows by moving every entry into a table twice the
+/// size, inside the insert that fills it, and this one is filled inside a group commit on the
+/// runtime: as one map, the insert that took it past 0.9 M records took 36 ms, past 7.3 M
+/// 278 ms, every request on the runtime waiting meanwhile (a throwaway timing loop, the same
+/// map and hasher, `docs/benchmarks.md`). A shard holds 1/256th: at 7 M records, about 1 ms.
+/// (The same holds for the rehash in place that clears the tombstones of deleted entries.)
+struct KeyMap {
+    shards: Vec<std::collections::HashMap<Slot, i64, std::hash::BuildHasherDefault<SlotHasher>>>,
+}
+
+impl KeyMap {
+    fn new() -> Self {
+        Self {
+            shards: (0..KEY_MAP_SHARDS).map(|_| Default::default()).collect(),
+        }
+    }
+
+    fn shard(&self, slot: Slot) -> usize {
+        // The slot is SHA-256 output: its top byte is as uniform as any.
+        (slot.1 >> 56) as usize % self.shards.len()
+    }
+
+    fn get(&self, slot: Slot) -> Option<i64> {
+        self.shards.get(self.shard(slot))?.get(&slot).copied()
+    }
+
+    fn insert(&mut self, slot: Slot, id: i64) {
+        let shard = self.shard(slot);
+        if let Some(map) = self.shards.get_mut(shard) {
+            map.insert(slot, id);
+        }
+    }
+
+    fn remove(&mut self, slot: Slot) {
+        let shard = self.shard(slot);
+        if let Some(map) = self.shards.get_mut(shard) {
+            map.remove(&slot);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(|map| map.len()).sum()
+    }
 }
 
 /// Slots are already uniformly distributed: the map hashes them by mixing their two words, not
@@ -2236,6 +2286,28 @@ mod tests {
             revoked_at: None,
             replaced_by: None,
         }
+    }
+
+    #[test]
+    fn the_key_map_spreads_records_over_its_shards() {
+        let mut map = KeyMap::new();
+        let slots: Vec<Slot> = (0..20_000)
+            .map(|i| idem_slot("client", &format!("key-{i}")))
+            .collect();
+        for (id, slot) in slots.iter().enumerate() {
+            map.insert(*slot, id as i64);
+        }
+        assert_eq!(map.len(), slots.len());
+        // ~78 a shard: none empty, none holding a large share (a growth is a shard's rehash).
+        let largest = map.shards.iter().map(|m| m.len()).max().unwrap_or(0);
+        assert!(map.shards.iter().all(|m| !m.is_empty()));
+        assert!(largest < 200, "largest shard {largest}");
+        for (id, slot) in slots.iter().enumerate() {
+            assert_eq!(map.get(*slot), Some(id as i64));
+        }
+        map.remove(slots[7]);
+        assert_eq!(map.get(slots[7]), None);
+        assert_eq!(map.len(), slots.len() - 1);
     }
 
     #[test]
