@@ -6,8 +6,9 @@
 #
 # For each binary: K times a `wrk -t1 -c64 -d${DUR}s` run without a key, then one with a fresh
 # key per request (bench/idempotent.lua), Warden's CPU read from /proc around each; prints the
-# medians and the median of the K per-pair ratios. Warden and the bench upstream on CPU 0,
-# wrk on CPU 1, as in bench/compare.sh. Needs wrk and python3.
+# medians and the median of the K per-pair ratios, with its 95% bootstrap interval. Warden
+# and the bench upstream on CPU 0, wrk on CPU 1, as in bench/compare.sh. KEEP=dir keeps each
+# run's raw windows there (mode and us a request, a line a window). Needs wrk and python3.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
@@ -59,14 +60,19 @@ TOML
     done
   done
   kill "$PID"; wait "$PID" 2>/dev/null || true
+  [ -z "${KEEP:-}" ] || cp "$D/res" "$KEEP/$(basename "$W").$(date +%s).res"
   python3 - "$W" "$D/res" <<'PY'
-import statistics as st, sys
+import random, statistics as st, sys
 name, path = sys.argv[1], sys.argv[2]
 rows = [line.split() for line in open(path)]
 none = [float(v) for m, v in rows if m == "none"]
 fresh = [float(v) for m, v in rows if m == "fresh"]
 ratios = sorted(f / n for n, f in zip(none, fresh))
+# 95% bootstrap interval of the median ratio (fixed seed: the same data prints the same).
+rng = random.Random(1)
+boot = sorted(st.median(rng.choices(ratios, k=len(ratios))) for _ in range(2000))
 print(f"{name}: no key median {st.median(none):.1f} us, fresh key median {st.median(fresh):.1f} us, "
-      f"median ratio {st.median(ratios):.3f} (range {ratios[0]:.2f}-{ratios[-1]:.2f})")
+      f"median ratio {st.median(ratios):.3f} (95% CI {boot[50]:.3f}-{boot[1949]:.3f}, "
+      f"range {ratios[0]:.2f}-{ratios[-1]:.2f}, {len(ratios)} pairs)")
 PY
 done
