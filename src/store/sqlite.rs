@@ -2141,7 +2141,7 @@ impl KeyMap {
 
     fn shard(&self, slot: Slot) -> usize {
         // The slot is SHA-256 output: its top byte is as uniform as any.
-        (slot.1 >> 56) as usize % self.shards.len()
+        (slot.1 >> 56) as usize % KEY_MAP_SHARDS
     }
 
     fn get(&self, slot: Slot) -> Option<i64> {
