@@ -215,9 +215,20 @@ pub struct RawTokens {
     pub forward_authorization: bool,
     #[serde(with = "humantime_serde")]
     pub secret_rotation_overlap: Duration,
+    /// Failed authentications of one client id from one address within the window, after
+    /// which that address waits (429); default 10. IPv6 addresses count by their /64.
     pub max_failed_auth: u32,
+    /// Failed authentications from one address, whatever the client id; default 20.
+    pub max_failed_auth_per_ip: u32,
+    /// Failed authentications of one client id from anywhere, after which it is refused from
+    /// addresses it has not authenticated from within `known_address_ttl`; default 100.
+    pub max_failed_auth_per_client: u32,
     #[serde(with = "humantime_serde")]
     pub failed_auth_window: Duration,
+    /// How long a successful client authentication exempts its address from the client-wide
+    /// brake (`max_failed_auth_per_client`); default 24h, 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub known_address_ttl: Duration,
     pub max_request_bytes: usize,
     /// The scope a credential must hold to manage its account's tokens; default `level://admin`.
     pub admin_scope: String,
@@ -242,7 +253,10 @@ impl Default for RawTokens {
             forward_authorization: false,
             secret_rotation_overlap: Duration::from_secs(24 * 3600),
             max_failed_auth: 10,
+            max_failed_auth_per_ip: 20,
+            max_failed_auth_per_client: 100,
             failed_auth_window: Duration::from_secs(300),
+            known_address_ttl: Duration::from_secs(24 * 3600),
             max_request_bytes: 16 * 1024,
             admin_scope: "level://admin".into(),
             max_name_length: 128,
@@ -1023,6 +1037,21 @@ fn validate_tokens(t: &RawTokens) -> Result<RawTokens, ConfigError> {
     }
     if t.max_failed_auth == 0 {
         return Err(invalid("tokens.max_failed_auth", "must be at least 1"));
+    }
+    if t.max_failed_auth_per_ip == 0 {
+        return Err(invalid(
+            "tokens.max_failed_auth_per_ip",
+            "must be at least 1",
+        ));
+    }
+    if t.max_failed_auth_per_client == 0 {
+        return Err(invalid(
+            "tokens.max_failed_auth_per_client",
+            "must be at least 1",
+        ));
+    }
+    if t.known_address_ttl > Duration::from_secs(365 * 24 * 3600) {
+        return Err(invalid("tokens.known_address_ttl", "must be at most 365d"));
     }
     crate::scope::check(&t.admin_scope)
         .map_err(|e| invalid("tokens.admin_scope", format!("'{}': {e}", t.admin_scope)))?;

@@ -5,15 +5,15 @@
 pub mod auth;
 pub mod form;
 pub mod oauth;
+pub mod throttle;
 pub mod tokens_api;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderValue;
 use ipnet::IpNet;
-use moka::sync::Cache;
 
 use crate::cache::{Cached, Identity, TokenCache};
 use crate::clock::Clock;
@@ -23,9 +23,11 @@ use crate::store::{
     ClientRecord, ClientSource, Hash, SecretHash, SigningKey, Store, StoreError, TokenKind,
     TokenRecord,
 };
+use throttle::{Attempt, FailureLimiter};
 
 /// Why a client could not authenticate. The variants stay internal detail: callers answer
-/// `invalid_client` for all but `RateLimited`, `IpNotAllowed` and `Store`.
+/// `invalid_client` for all but `RateLimited`, `IpNotAllowed` (only ever after the right
+/// secret) and `Store`.
 #[derive(Debug)]
 pub enum ClientAuthError {
     UnknownClient,
@@ -53,42 +55,6 @@ pub enum BearerError {
     /// Unknown, revoked, disabled, expired, or its client is disabled.
     Invalid,
     Store(StoreError),
-}
-
-/// Counts failed client authentications per client id and per IP within a window.
-struct FailureLimiter {
-    counts: Cache<String, Arc<AtomicU32>>,
-    max: u32,
-    window_secs: u64,
-}
-
-impl FailureLimiter {
-    fn new(max: u32, window: std::time::Duration) -> Self {
-        Self {
-            counts: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(window)
-                .build(),
-            max,
-            window_secs: window.as_secs().max(1),
-        }
-    }
-
-    fn blocked(&self, keys: &[&str]) -> bool {
-        keys.iter().any(|k| {
-            self.counts
-                .get(*k)
-                .is_some_and(|c| c.load(Ordering::Relaxed) >= self.max)
-        })
-    }
-
-    fn record(&self, keys: &[&str]) {
-        for k in keys {
-            self.counts
-                .get_with((*k).to_owned(), || Arc::new(AtomicU32::new(0)))
-                .fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 /// A freshly issued credential: its record and its value, which is shown this once.
@@ -130,7 +96,13 @@ impl Issuer {
         .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\""));
         Self {
             cache: TokenCache::new(cfg.cache_capacity, cfg.cache_ttl, cfg.negative_cache_ttl),
-            failures: FailureLimiter::new(cfg.max_failed_auth, cfg.failed_auth_window),
+            failures: FailureLimiter::new(throttle::Limits {
+                per_pair: cfg.max_failed_auth,
+                per_address: cfg.max_failed_auth_per_ip,
+                per_client: cfg.max_failed_auth_per_client,
+                window: cfg.failed_auth_window,
+                known_for: cfg.known_address_ttl,
+            }),
             store,
             clock,
             cfg,
@@ -383,39 +355,34 @@ impl Issuer {
     }
 
     /// Authenticates a client by id and secret, calling from `ip`.
+    ///
+    /// The secret is checked first: a caller without it learns nothing about the client, not
+    /// even whether it exists, is disabled or may call from `ip` (all `invalid_client`). Only a
+    /// caller who proved the secret hears that its address is outside the client's networks.
+    /// Every refusal counts as a failure ([`throttle`]).
     pub async fn authenticate_client(
         &self,
         client_id: &str,
         client_secret: &str,
         ip: IpAddr,
     ) -> Result<ClientRecord, ClientAuthError> {
-        let id_key = format!("c:{client_id}");
-        let ip_key = format!("ip:{ip}");
-        if self.failures.blocked(&[&id_key, &ip_key]) {
+        let attempt = Attempt::new(client_id, ip);
+        if self.failures.refused(&attempt) {
             return Err(ClientAuthError::RateLimited {
-                retry_after: self.failures.window_secs,
+                retry_after: self.failures.retry_after(),
             });
+        }
+        // No client can have an invalid id: not worth a store read.
+        if !attempt.has_valid_id() {
+            return Err(self.failed(&attempt, client_id, ip, ClientAuthError::UnknownClient));
         }
         let client = match self.store.get_client(client_id).await {
             Ok(Some(c)) => c,
             Ok(None) => {
-                return Err(self.failed(
-                    &id_key,
-                    &ip_key,
-                    client_id,
-                    ip,
-                    ClientAuthError::UnknownClient,
-                ));
+                return Err(self.failed(&attempt, client_id, ip, ClientAuthError::UnknownClient));
             }
             Err(e) => return Err(ClientAuthError::Store(e)),
         };
-        // The network check comes before the secret: a stolen secret is useless from the
-        // wrong network, and the answer does not depend on the secret.
-        let nets = parse_nets(&client.trusted_ips);
-        if !nets.is_empty() && !crate::gate::client_ip::is_trusted(ip, &nets) {
-            tracing::warn!(client_id = %client.id, client_ip = %ip, "client called from outside its trusted networks");
-            return Err(ClientAuthError::IpNotAllowed);
-        }
         let now = self.clock.now();
         let presented = secret::hash(client_secret);
         // Check every active secret, so the time taken does not say which one matched.
@@ -424,29 +391,28 @@ impl Issuer {
             ok |= bool::from(subtle::ConstantTimeEq::ct_eq(&presented[..], &s.hash[..]));
         }
         if !ok {
-            return Err(self.failed(
-                &id_key,
-                &ip_key,
-                client_id,
-                ip,
-                ClientAuthError::WrongSecret,
-            ));
+            return Err(self.failed(&attempt, client_id, ip, ClientAuthError::WrongSecret));
         }
         if !client.enabled {
-            return Err(self.failed(&id_key, &ip_key, client_id, ip, ClientAuthError::Disabled));
+            return Err(self.failed(&attempt, client_id, ip, ClientAuthError::Disabled));
         }
+        // A stolen secret is useless from the wrong network.
+        let nets = parse_nets(&client.trusted_ips);
+        if !nets.is_empty() && !crate::gate::client_ip::is_trusted(ip, &nets) {
+            return Err(self.failed(&attempt, client_id, ip, ClientAuthError::IpNotAllowed));
+        }
+        self.failures.succeeded(&attempt);
         Ok(client)
     }
 
     fn failed(
         &self,
-        id_key: &str,
-        ip_key: &str,
+        attempt: &Attempt,
         client_id: &str,
         ip: IpAddr,
         why: ClientAuthError,
     ) -> ClientAuthError {
-        self.failures.record(&[id_key, ip_key]);
+        self.failures.failed(attempt);
         self.failed_auth_total.fetch_add(1, Ordering::Relaxed);
         // A caller who swapped the fields sends a secret as the id: never log one.
         let shown = if crate::config::valid_id(client_id) && !client_id.starts_with("wdn_") {
@@ -458,6 +424,7 @@ impl Issuer {
             ClientAuthError::UnknownClient => "unknown_client",
             ClientAuthError::WrongSecret => "wrong_secret",
             ClientAuthError::Disabled => "client_disabled",
+            ClientAuthError::IpNotAllowed => "outside_trusted_ips",
             _ => "other",
         };
         tracing::warn!(client_id = shown, client_ip = %ip, reason, "client authentication failed");

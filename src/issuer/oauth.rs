@@ -128,6 +128,7 @@ async fn authenticate(
                     format!("too many failed authentications; retry after {retry_after} seconds"),
                 )
             },
+            // Only after the right secret: a wrong one is `invalid_client` from anywhere.
             ClientAuthError::IpNotAllowed => OAuthError {
                 status: StatusCode::FORBIDDEN,
                 ..OAuthError::bad(

@@ -1327,78 +1327,222 @@ async fn fifty_concurrent_issuances_give_distinct_working_tokens() {
 
 // ------------------------------------------------------------------ failed authentication
 
+/// A 429 for too many failed authentications: `Retry-After` within the window, no secret in
+/// the body.
+fn assert_429(reply: &Reply) {
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        reply.text()
+    );
+    let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    for secret in [GUESS, ALPHA.1, BETA.1] {
+        assert!(!reply.text().contains(secret));
+    }
+}
+
+const GUESS: &str = "guessed-Secret-5Hn";
+
+fn from(req: Request<Full<Bytes>>, ip: &str) -> Request<Full<Bytes>> {
+    with_header(req, "x-forwarded-for", ip)
+}
+
 #[tokio::test]
-async fn failed_client_authentication_is_limited_per_client_and_per_address_with_429() {
-    let s = setup(|c| c.server(TRUST_LOCALHOST).tokens("max_failed_auth = 3")).await;
+async fn failed_authentications_from_one_address_never_lock_the_client_out_of_another() {
+    // The defaults: 10 failures of one client id from one address.
+    let s = setup(|c| c.server(TRUST_LOCALHOST)).await;
     let url = s.url("/v1/oauth/token");
     let grant = "grant_type=client_credentials";
-    let from = |req: Request<Full<Bytes>>, ip: &str| with_header(req, "x-forwarded-for", ip);
-    const GUESS: &str = "guessed-Secret-5Hn";
+    const ATTACKER: &str = "203.0.113.66";
+    const VICTIM: &str = "198.51.100.7";
 
-    for _ in 0..3 {
+    for i in 0..12 {
         let reply = s
-            .send(from(
-                form_basic(&url, grant, ALPHA.0, GUESS),
-                "198.51.100.1",
-            ))
+            .send(from(form_basic(&url, grant, ALPHA.0, GUESS), ATTACKER))
             .await;
-        oauth_error(&reply, 401, "invalid_client");
-        assert!(!reply.text().contains(GUESS));
-    }
-    let check_429 = |reply: &Reply| {
-        assert_eq!(
-            reply.status,
-            StatusCode::TOO_MANY_REQUESTS,
-            "{}",
-            reply.text()
-        );
-        let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
-        assert!((1..=300).contains(&retry), "{retry}");
-        for secret in [GUESS, ALPHA.1, BETA.1] {
-            assert!(!reply.text().contains(secret));
+        if i < 10 {
+            oauth_error(&reply, 401, "invalid_client");
+            assert!(!reply.text().contains(GUESS));
+        } else {
+            assert_429(&reply);
+            assert_eq!(reply.json()["error"], "invalid_client");
         }
-    };
-    // The right secret, now, from the same address: limited.
+    }
+    // The attacker's address waits, even with the right secret.
     let reply = s
-        .send(from(
-            form_basic(&url, grant, ALPHA.0, ALPHA.1),
-            "198.51.100.1",
-        ))
+        .send(from(form_basic(&url, grant, ALPHA.0, ALPHA.1), ATTACKER))
         .await;
-    check_429(&reply);
-    assert_eq!(reply.json()["error"], "invalid_client");
-    // The same client from another address: limited (per client id).
-    let reply = s
-        .send(from(
-            form_basic(&url, grant, ALPHA.0, ALPHA.1),
-            "198.51.100.2",
-        ))
-        .await;
-    check_429(&reply);
+    assert_429(&reply);
     let reply = s
         .send(from(
             form(&s.url("/v1/auth"), &auth_body(ALPHA.0, ALPHA.1)),
-            "198.51.100.3",
+            ATTACKER,
         ))
         .await;
-    check_429(&reply);
     reply.problem(429, "rate_limited");
-    // Another client from the failing address: limited (per address).
+    // The victim, elsewhere, still gets its tokens at both endpoints.
     let reply = s
-        .send(from(
-            form_basic(&url, grant, BETA.0, BETA.1),
-            "198.51.100.1",
-        ))
-        .await;
-    check_429(&reply);
-    // Another client from another address: unaffected.
-    let reply = s
-        .send(from(
-            form_basic(&url, grant, BETA.0, BETA.1),
-            "198.51.100.4",
-        ))
+        .send(from(form_basic(&url, grant, ALPHA.0, ALPHA.1), VICTIM))
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let reply = s
+        .send(from(
+            form(&s.url("/v1/auth"), &auth_body(ALPHA.0, ALPHA.1)),
+            VICTIM,
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    // Another client behind the attacker's address (a shared NAT) is not refused either.
+    let reply = s
+        .send(from(form_basic(&url, grant, BETA.0, BETA.1), ATTACKER))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn an_address_and_a_client_id_each_have_their_own_limit() {
+    let s = setup(|c| {
+        c.server(TRUST_LOCALHOST)
+            .tokens("max_failed_auth = 3")
+            .tokens("max_failed_auth_per_ip = 5")
+            .tokens("max_failed_auth_per_client = 8")
+    })
+    .await;
+    let url = s.url("/v1/oauth/token");
+    let grant = "grant_type=client_credentials";
+
+    // One address guessing across client ids waits after 5, whatever the id.
+    for i in 0..5 {
+        let id = format!("nobody-{i}");
+        let reply = s
+            .send(from(form_basic(&url, grant, &id, GUESS), "192.0.2.50"))
+            .await;
+        oauth_error(&reply, 401, "invalid_client");
+    }
+    assert_429(
+        &s.send(from(form_basic(&url, grant, BETA.0, BETA.1), "192.0.2.50"))
+            .await,
+    );
+
+    // A guesser spread over addresses: the client id is refused from new addresses once it
+    // failed 8 times, and never from one where it authenticated before.
+    const HOME: &str = "198.51.100.7";
+    let reply = s
+        .send(from(form_basic(&url, grant, ALPHA.0, ALPHA.1), HOME))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    for i in 0..8 {
+        let reply = s
+            .send(from(
+                form_basic(&url, grant, ALPHA.0, GUESS),
+                &format!("203.0.113.{i}"),
+            ))
+            .await;
+        oauth_error(&reply, 401, "invalid_client");
+    }
+    assert_429(
+        &s.send(from(form_basic(&url, grant, ALPHA.0, ALPHA.1), "192.0.2.9"))
+            .await,
+    );
+    let reply = s
+        .send(from(
+            form(&s.url("/v1/auth"), &auth_body(ALPHA.0, ALPHA.1)),
+            HOME,
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    let reply = s
+        .send(from(form_basic(&url, grant, BETA.0, BETA.1), "192.0.2.9"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn a_wrong_secret_from_outside_the_clients_networks_is_invalid_client_like_an_unknown_id() {
+    const OFFICE: (&str, &str) = ("office", "office-secret-Tq4");
+    let s = setup(|c| {
+        c.server(TRUST_LOCALHOST)
+            .tokens("max_failed_auth = 4")
+            .append(&client_toml(
+                OFFICE.0,
+                OFFICE.1,
+                &["read"],
+                &["10.0.0.0/8"],
+                true,
+            ))
+    })
+    .await;
+    let token_url = s.url("/v1/oauth/token");
+    let grant = "grant_type=client_credentials";
+    const OUTSIDE: &str = "203.0.113.9";
+
+    // Without the secret, a fenced client looks exactly like no client at all.
+    let fenced = s
+        .send(from(
+            form_basic(&token_url, grant, OFFICE.0, GUESS),
+            OUTSIDE,
+        ))
+        .await;
+    oauth_error(&fenced, 401, "invalid_client");
+    let unknown = s
+        .send(from(
+            form_basic(&token_url, grant, "no-such-client", GUESS),
+            OUTSIDE,
+        ))
+        .await;
+    oauth_error(&unknown, 401, "invalid_client");
+    assert_eq!(fenced.body, unknown.body);
+    assert_eq!(
+        fenced.header("www-authenticate"),
+        unknown.header("www-authenticate")
+    );
+    let fenced = s
+        .send(from(
+            form(&s.url("/v1/auth"), &auth_body(OFFICE.0, GUESS)),
+            OUTSIDE,
+        ))
+        .await;
+    fenced.problem(401, "invalid_client");
+    let unknown = s
+        .send(from(
+            form(&s.url("/v1/auth"), &auth_body("no-such-client", GUESS)),
+            OUTSIDE,
+        ))
+        .await;
+    assert_eq!(fenced.body, unknown.body);
+
+    // With the secret, the caller is told where it may call from.
+    let proved = s
+        .send(from(
+            form_basic(&token_url, grant, OFFICE.0, OFFICE.1),
+            OUTSIDE,
+        ))
+        .await;
+    oauth_error(&proved, 403, "access_denied");
+    s.send(from(
+        form(&s.url("/v1/auth"), &auth_body(OFFICE.0, OFFICE.1)),
+        OUTSIDE,
+    ))
+    .await
+    .problem(403, "ip_not_allowed");
+
+    // All four refusals counted: the address now waits for this client.
+    assert_429(
+        &s.send(from(
+            form_basic(&token_url, grant, OFFICE.0, OFFICE.1),
+            OUTSIDE,
+        ))
+        .await,
+    );
+    let inside = s
+        .send(from(
+            form_basic(&token_url, grant, OFFICE.0, OFFICE.1),
+            "10.1.2.3",
+        ))
+        .await;
+    assert_eq!(inside.status, StatusCode::OK, "{}", inside.text());
 }
 
 #[tokio::test]
