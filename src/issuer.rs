@@ -80,6 +80,8 @@ pub struct Issuer {
     /// When the marker was last read, in nanoseconds since `epoch`.
     feed_checked: AtomicU64,
     epoch: std::time::Instant,
+    /// The client ids the config file declares, once [`Issuer::apply_config_clients`] ran.
+    declared: std::sync::Mutex<Option<Vec<String>>>,
 }
 
 /// How many changes one catch-up reads at most (it loops until done).
@@ -113,6 +115,7 @@ impl Issuer {
             feed_seq: tokio::sync::Mutex::new(0),
             feed_checked: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
+            declared: std::sync::Mutex::new(None),
         }
     }
 
@@ -206,10 +209,22 @@ impl Issuer {
         self.failed_auth_total.load(Ordering::Relaxed)
     }
 
-    /// Writes the clients declared in config into the store (they are config-owned: the file
-    /// is the source of truth at every start).
+    /// Makes the store say what the config file says, at every start: writes the declared
+    /// clients ([`Issuer::apply_config_clients`]) and disables every client the file declared
+    /// once and no longer does, so that removing a client from the file retires its secret and
+    /// every credential issued to it. Declaring it again brings it back as declared.
     pub async fn bootstrap(&self, clients: &[ClientSettings]) -> Result<(), StoreError> {
+        self.apply_config_clients(clients).await?;
+        self.disable_undeclared_clients().await
+    }
+
+    /// Writes the clients declared in config into the store (they are config-owned: the file
+    /// is the source of truth), leaving clients the file does not declare as they are. The
+    /// CLI does only this, so that running it with a partial config file retires nothing.
+    pub async fn apply_config_clients(&self, clients: &[ClientSettings]) -> Result<(), StoreError> {
         let now = self.clock.now();
+        *self.declared.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(clients.iter().map(|c| c.id.clone()).collect());
         for c in clients {
             let record = ClientRecord {
                 id: c.id.clone(),
@@ -246,6 +261,35 @@ impl Issuer {
             self.store.upsert_client(record).await?;
         }
         Ok(())
+    }
+
+    /// Disables the config-declared clients that the file no longer declares.
+    async fn disable_undeclared_clients(&self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut disabled = false;
+        for c in self.store.list_clients().await? {
+            if c.source != ClientSource::Config || !c.enabled || self.is_declared(&c.id) {
+                continue;
+            }
+            if self.store.set_client_enabled(&c.id, false, now).await? {
+                tracing::warn!(client_id = %c.id, "client no longer declared in the config file: disabled, with its secrets, keys and tokens");
+                disabled = true;
+            }
+        }
+        if disabled {
+            self.cache.invalidate_all();
+        }
+        Ok(())
+    }
+
+    /// Whether the config file declares client `id`; `true` for any id before the file was
+    /// applied (nothing is known to be undeclared then).
+    fn is_declared(&self, id: &str) -> bool {
+        self.declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|d| d == id))
     }
 
     /// Creates a managed client and returns it with its secret, shown this once.
@@ -302,9 +346,15 @@ impl Issuer {
             return Err(AdminError::NotFound(format!("client '{id}'")));
         };
         if client.source == ClientSource::Config {
-            return Err(AdminError::Invalid(format!(
-                "client '{id}' is declared in the config file: change its secret_sha256 there"
-            )));
+            return Err(AdminError::Invalid(if self.is_declared(id) {
+                format!(
+                    "client '{id}' is declared in the config file: change its secret_sha256 there"
+                )
+            } else {
+                format!(
+                    "client '{id}' was declared in a config file that no longer declares it: declare it again in [[clients]], with a new secret_sha256, to use it"
+                )
+            }));
         }
         let now = self.clock.now();
         let minted = secret::mint(SecretKind::ClientSecret);
@@ -320,12 +370,19 @@ impl Issuer {
     }
 
     /// Enables or disables a client; its tokens stop (or resume) working at once. A client
-    /// declared in the config file is enabled or disabled there.
+    /// declared in the config file is enabled or disabled there. One the file declared once
+    /// and no longer does can be disabled here (before `warden serve` does it at its next
+    /// start), but comes back only by being declared again.
     pub async fn set_client_enabled(&self, id: &str, enabled: bool) -> Result<(), AdminError> {
         if let Some(c) = self.store.get_client(id).await? {
-            if c.source == ClientSource::Config {
+            if c.source == ClientSource::Config && self.is_declared(id) {
                 return Err(AdminError::Invalid(format!(
                     "client '{id}' is declared in the config file: set enabled = {enabled} there"
+                )));
+            }
+            if c.source == ClientSource::Config && enabled {
+                return Err(AdminError::Invalid(format!(
+                    "client '{id}' was declared in a config file that no longer declares it, so `warden serve` disables it at every start: declare it again in [[clients]] to enable it"
                 )));
             }
         }

@@ -220,7 +220,9 @@ fn admin(settings: Settings, run: impl for<'a> FnOnce(&'a Issuer) -> AdminFuture
             }
         };
         let issuer = Issuer::new(store, settings.tokens.clone(), Clock::default());
-        if let Err(e) = issuer.bootstrap(&settings.clients).await {
+        // Only `serve` disables the clients the file no longer declares: a command run with a
+        // partial config file must not retire the clients another file declares.
+        if let Err(e) = issuer.apply_config_clients(&settings.clients).await {
             eprintln!("warden: store: {e}");
             return ExitCode::FAILURE;
         }
@@ -296,6 +298,12 @@ async fn client_cmd(issuer: &Issuer, cmd: ClientCmd) -> Result<(), AdminError> {
         ClientCmd::Disable { id } => {
             issuer.set_client_enabled(&id, false).await?;
             println!("client disabled: {id}");
+            let undeclared = issuer.store().get_client(&id).await?;
+            if undeclared.is_some_and(|c| c.source == warden::store::ClientSource::Config) {
+                println!(
+                    "it was declared in a config file that no longer declares it: declaring it there again brings it back"
+                );
+            }
         }
         ClientCmd::Enable { id } => {
             issuer.set_client_enabled(&id, true).await?;

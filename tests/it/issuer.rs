@@ -1778,3 +1778,143 @@ async fn cli_client_disable_stops_its_tokens_on_a_running_warden() {
     run_cli(&cli, &["client", "enable", "tenant"]).await;
     assert_eq!(s.api(&token).await.status, StatusCode::OK);
 }
+
+// ------------------------------------------------------------------ clients the file no longer declares
+
+/// `GET /api/orders` with `token` on `base`'s Warden.
+async fn api_status(http: &Client, url: &str, token: &str) -> StatusCode {
+    http.send(bearer_get(url, token)).await.status
+}
+
+#[tokio::test]
+async fn a_client_removed_from_the_config_is_disabled_at_the_next_start_with_every_credential() {
+    let up = Upstream::start().await;
+    let store = StoreDir::new();
+    let http = Client::http1();
+    let declared = issuer_config(&up).store(&store);
+    let cli = declared.write_file();
+    let first = Setup {
+        proxy: Proxy::start(declared).await,
+        up,
+        http: Client::http1(),
+    };
+    let token = first.token(ALPHA).await;
+    let entity = first.auth(ALPHA).await;
+    let auth_token = entity["accessToken"].as_str().unwrap().to_owned();
+    let out = run_cli(&cli, &["api-key", "create", "--client", ALPHA.0]).await;
+    let key = printed_after(&out, "api key (shown once, store it now):").to_owned();
+    for credential in [&token, &auth_token, &key] {
+        assert_eq!(first.api(credential).await.status, StatusCode::OK);
+    }
+    let beta = first.token(BETA).await;
+    first.proxy.stopped(PATIENCE).await;
+    let up = first.up;
+
+    // The same store, a file without alpha: every credential of alpha is refused.
+    let without = Config::new(&up.url())
+        .routes(ROUTES)
+        .store(&store)
+        .append(&client_toml(BETA.0, BETA.1, &["read"], &[], true));
+    let warden = Spawned::start(&without.write_file()).await;
+    let grant = "grant_type=client_credentials";
+    oauth_error(
+        &http
+            .send(form_basic(
+                &warden.url("/v1/oauth/token"),
+                grant,
+                ALPHA.0,
+                ALPHA.1,
+            ))
+            .await,
+        401,
+        "invalid_client",
+    );
+    http.send(form(&warden.url("/v1/auth"), &auth_body(ALPHA.0, ALPHA.1)))
+        .await
+        .problem(401, "invalid_client");
+    for credential in [&token, &auth_token, &key] {
+        assert_invalid_token(&http.send(bearer_get(&warden.url(API), credential)).await);
+    }
+    // Beta, still declared, is untouched.
+    assert_eq!(
+        api_status(&http, &warden.url(API), &beta).await,
+        StatusCode::OK
+    );
+    let log = warden.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("no longer declared in the config file"))
+        .unwrap_or_else(|| panic!("the disable is logged:\n{log}"));
+    assert!(line.contains("WARN") && line.contains("alpha"), "{line}");
+    warden.kill().await;
+
+    // Declared again: the file wins again.
+    let again = Proxy::start(issuer_config(&up).store(&store)).await;
+    for credential in [&token, &auth_token, &key] {
+        assert_eq!(
+            api_status(&http, &again.url(API), credential).await,
+            StatusCode::OK
+        );
+    }
+}
+
+/// Runs a `warden` command that must fail with exit code 1; returns its stderr.
+async fn cli_refuses(config: &std::path::Path, args: &[&str]) -> String {
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let (code, stderr) = crate::harness::run_binary(&all, &[]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    stderr
+}
+
+#[tokio::test]
+async fn the_cli_disables_a_client_the_config_file_no_longer_declares_and_says_so() {
+    let up = Upstream::start().await;
+    let declared = issuer_config(&up);
+    let store = declared.store_dir();
+    let full = declared.write_file();
+    let s = Setup {
+        proxy: Proxy::start(declared).await,
+        up,
+        http: Client::http1(),
+    };
+    // A file naming the same store and declaring no client at all.
+    let (_dir, partial) = crate::harness::config_file(
+        &Config::new(&s.up.url())
+            .routes(ROUTES)
+            .store(&store)
+            .to_toml(),
+    );
+    let token = s.token(ALPHA).await;
+    let beta = s.token(BETA).await;
+    // Where the file declares it, the file decides.
+    let said = cli_refuses(&full, &["client", "disable", ALPHA.0]).await;
+    assert!(said.contains("is declared in the config file"), "{said}");
+    // Where it does not, the CLI acts, and says what happens next.
+    let out = run_cli(&partial, &["client", "disable", ALPHA.0]).await;
+    assert!(out.contains("client disabled: alpha"), "{out}");
+    assert!(out.contains("no longer declares it"), "{out}");
+    assert_invalid_token(&s.api(&token).await);
+    oauth_error(
+        &s.send(form_basic(
+            &s.url("/v1/oauth/token"),
+            "grant_type=client_credentials",
+            ALPHA.0,
+            ALPHA.1,
+        ))
+        .await,
+        401,
+        "invalid_client",
+    );
+    for args in [
+        &["client", "enable", ALPHA.0][..],
+        &["client", "rotate-secret", ALPHA.0][..],
+    ] {
+        let said = cli_refuses(&partial, args).await;
+        assert!(said.contains("no longer declares it"), "{said}");
+        assert!(said.contains("declare it again"), "{said}");
+    }
+    // Running the CLI with a partial file retired nothing by itself.
+    run_cli(&partial, &["client", "list"]).await;
+    assert_eq!(s.api(&beta).await.status, StatusCode::OK);
+}
