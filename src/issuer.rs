@@ -226,6 +226,9 @@ impl Issuer {
         *self.declared.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(clients.iter().map(|c| c.id.clone()).collect());
         for c in clients {
+            if is_well_known_secret(&c.secret_sha256) {
+                tracing::warn!(client_id = %c.id, "client secret is a well-known word (like the demo client's): anyone can guess it; use a generated secret");
+            }
             let record = ClientRecord {
                 id: c.id.clone(),
                 name: c.name.clone(),
@@ -403,8 +406,8 @@ impl Issuer {
             .purge_expired_tokens(now - retention.as_secs() as i64)
             .await?;
         let secrets = self.store.prune_expired_secrets(now).await?;
-        // Every instance reads the feed within a request or two; an hour is generous.
-        let changes = self.store.prune_changes(3600).await?;
+        let keep = feed_retention(self.cfg.cache_ttl);
+        let changes = self.store.prune_changes(keep.as_secs() as i64).await?;
         if purged + secrets + changes > 0 {
             tracing::debug!(purged, secrets, changes, "store swept");
         }
@@ -691,6 +694,34 @@ impl Issuer {
     }
 }
 
+/// How long change-feed entries are kept. An instance that has not read the feed for longer
+/// (idle: it reads it on requests) misses the changes pruned meanwhile, which is harmless only
+/// if every cached decision such a change concerns has aged out by then. Those decisions were
+/// cached before the change (give or take one store read, which the margin covers) and live at
+/// most `tokens.cache_ttl` (the token cache, and the signature gate's keys), so the feed is
+/// kept that long plus a margin, and at least an hour.
+pub fn feed_retention(cache_ttl: std::time::Duration) -> std::time::Duration {
+    const FLOOR: std::time::Duration = std::time::Duration::from_secs(3600);
+    const MARGIN: std::time::Duration = std::time::Duration::from_secs(600);
+    FLOOR.max(cache_ttl.saturating_add(MARGIN))
+}
+
+/// Secrets anyone would try first: the demo client's, and the usual placeholders.
+const WELL_KNOWN_SECRETS: [&str; 6] = [
+    "demo-secret",
+    "secret",
+    "password",
+    "changeme",
+    "client-secret",
+    "",
+];
+
+/// Whether a config-declared secret is a well-known word. Its SHA-256 is unsalted, so a word
+/// gives the same hash in every file, and a leaked file or store gives the word back at once.
+fn is_well_known_secret(hash: &Hash) -> bool {
+    WELL_KNOWN_SECRETS.iter().any(|w| secret::matches(w, hash))
+}
+
 /// Whether a stored client already says what the config declares (timestamps aside).
 fn same_declaration(stored: &ClientRecord, declared: &ClientRecord) -> bool {
     let secrets = |c: &ClientRecord| -> Vec<(Hash, Option<i64>)> {
@@ -814,6 +845,28 @@ mod tests {
         );
         assert_eq!(narrow_scopes(Some("admin"), &held).unwrap_err(), "admin");
         assert_eq!(narrow_scopes(Some("rea"), &held).unwrap_err(), "rea");
+    }
+
+    #[test]
+    fn the_feed_outlives_every_cached_decision() {
+        use std::time::Duration;
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(feed_retention(Duration::from_secs(300)), h(1));
+        assert!(feed_retention(h(1)) > h(1));
+        assert!(feed_retention(h(48)) > h(48));
+        assert_eq!(feed_retention(Duration::MAX), Duration::MAX);
+    }
+
+    #[test]
+    fn well_known_secrets_are_recognised_by_their_hash() {
+        let demo = secret::parse_sha256_hex(
+            "cd577fe2561ebff23505db0bb006300c7cdecbd46bc0e03c449afafaca2c25bf",
+        )
+        .unwrap();
+        assert!(is_well_known_secret(&demo));
+        assert!(!is_well_known_secret(
+            &secret::mint(SecretKind::ClientSecret).hash
+        ));
     }
 
     #[test]
