@@ -22,9 +22,12 @@ pub struct Identity {
     pub account: String,
     pub user: Option<String>,
     pub audience: Option<String>,
+    /// What the credential may do now: its own scopes as far as its client still grants them.
     pub scopes: Vec<String>,
     /// Where the token may be used from; empty: anywhere.
     pub trusted_ips: Vec<IpNet>,
+    /// Where its client may call from now; empty: anywhere. Checked besides `trusted_ips`.
+    pub client_trusted_ips: Vec<IpNet>,
     /// Unix seconds; `None` for long-lived credentials.
     pub expires_at: Option<i64>,
     /// Pre-built identity header values, so the hot path copies instead of formatting.
@@ -35,9 +38,11 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Whether `ip` may use this credential.
+    /// Whether `ip` may use this credential: both the token's and its client's networks.
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
-        self.trusted_ips.is_empty() || crate::gate::client_ip::is_trusted(ip, &self.trusted_ips)
+        let within =
+            |nets: &[IpNet]| nets.is_empty() || crate::gate::client_ip::is_trusted(ip, nets);
+        within(&self.trusted_ips) && within(&self.client_trusted_ips)
     }
 }
 
@@ -151,6 +156,7 @@ mod tests {
             audience: None,
             scopes: vec![],
             trusted_ips: vec![],
+            client_trusted_ips: vec![],
             expires_at,
             client_id_header: HeaderValue::from_static("c"),
             token_id_header: HeaderValue::from_static("t"),

@@ -680,7 +680,9 @@ impl Issuer {
             .map_err(BearerError::Store)?;
         let decision = match token {
             Some(t) if t.is_active(now) => match self.store.get_client(&t.client_id).await {
-                Ok(Some(c)) if c.enabled => Cached::Valid(Arc::new(identity_of(&t))),
+                // Built from the client as it is now: the change feed drops this entry when the
+                // client changes, so a narrowed client narrows its tokens on the next request.
+                Ok(Some(c)) if c.enabled => Cached::Valid(Arc::new(identity_of(&t, &c))),
                 Ok(_) => Cached::Invalid,
                 Err(e) => return Err(BearerError::Store(e)),
             },
@@ -789,9 +791,11 @@ fn header(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The identity the proxy attaches to requests made with `t`.
-fn identity_of(t: &TokenRecord) -> Identity {
-    let scopes = t.scopes.join(" ");
+/// The identity the proxy attaches to requests made with `t`, whose client is `client` as it
+/// is now: the token may use only what both grant ([`effective_scopes`]), from where both allow.
+fn identity_of(t: &TokenRecord, client: &ClientRecord) -> Identity {
+    let effective = effective_scopes(&t.scopes, &client.scopes);
+    let scopes = effective.join(" ");
     Identity {
         token_id: t.id.clone(),
         kind: t.kind,
@@ -799,14 +803,35 @@ fn identity_of(t: &TokenRecord) -> Identity {
         account: t.account.clone(),
         user: t.user.clone(),
         audience: t.audience.clone(),
-        scopes: t.scopes.clone(),
+        scopes: effective,
         trusted_ips: parse_nets(&t.trusted_ips),
+        client_trusted_ips: parse_nets(&client.trusted_ips),
         expires_at: t.expires_at,
         client_id_header: header(&t.client_id),
         token_id_header: header(&t.id),
         scopes_header: header(&scopes),
         audience_header: t.audience.as_deref().map(header),
     }
+}
+
+/// The scopes a token may use while its client holds `client`: each of the token's own that a
+/// client scope grants, and each of the client's that a token scope grants (a token holding
+/// `table://**` keeps `table://a.*` when that is all its client still holds). Both kinds are
+/// granted by both lists, so the result never exceeds either; a partial overlap that neither
+/// side spells out (`table://a.*` against `table://*.b`) is dropped, which fails closed.
+pub fn effective_scopes(token: &[String], client: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(token.len());
+    for t in token {
+        if crate::scope::granted(t, client) && !out.contains(t) {
+            out.push(t.clone());
+        }
+    }
+    for c in client {
+        if crate::scope::granted(c, token) && !crate::scope::granted(c, &out) {
+            out.push(c.clone());
+        }
+    }
+    out
 }
 
 /// Checks requested scopes (space-separated) against what the client holds, with the wildcard
@@ -845,6 +870,39 @@ mod tests {
         );
         assert_eq!(narrow_scopes(Some("admin"), &held).unwrap_err(), "admin");
         assert_eq!(narrow_scopes(Some("rea"), &held).unwrap_err(), "rea");
+    }
+
+    fn list(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_token_keeps_only_the_scopes_its_client_still_grants() {
+        let token = list(&["read", "level://admin", "table://my.app.*"]);
+        // The client unchanged: the token unchanged.
+        let client = list(&["read", "write", "level://admin", "table://**"]);
+        assert_eq!(effective_scopes(&token, &client), token);
+        // Narrowed: the admin level and the tables go.
+        assert_eq!(effective_scopes(&token, &list(&["read"])), ["read"]);
+        assert!(effective_scopes(&token, &[]).is_empty());
+        // A wildcard the client narrowed becomes what the client still holds under it.
+        let wide = list(&["table://**", "read"]);
+        assert_eq!(
+            effective_scopes(&wide, &list(&["table://a.*", "write"])),
+            ["table://a.*"]
+        );
+        assert_eq!(
+            effective_scopes(&list(&["table://a.*"]), &list(&["table://*.b"])),
+            Vec::<String>::new()
+        );
+        // Never wider than the token, whatever the client gains.
+        assert_eq!(
+            effective_scopes(
+                &list(&["table://a.b"]),
+                &list(&["table://**", "table://a.b"])
+            ),
+            ["table://a.b"]
+        );
     }
 
     #[test]

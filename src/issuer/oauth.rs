@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use hyper::body::Incoming;
 
 use super::form::{self, FormError, Params};
-use super::{ClientAuthError, Issuer, narrow_scopes};
+use super::{ClientAuthError, Issuer, effective_scopes, narrow_scopes};
 use crate::body::{Body, full};
 use crate::problem::{OAuthError, Problem};
 use crate::store::ClientRecord;
@@ -277,7 +277,8 @@ pub async fn introspect(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> 
         Some(t) if t.client_id == client.id && t.is_active(now) => {
             let mut v = serde_json::json!({
                 "active": true,
-                "scope": t.scopes.join(" "),
+                // What the token may do now, as the proxy sees it.
+                "scope": effective_scopes(&t.scopes, &client.scopes).join(" "),
                 "client_id": t.client_id,
                 "token_type": "Bearer",
                 "iat": t.created_at,

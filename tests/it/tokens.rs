@@ -694,3 +694,93 @@ async fn cli_token_commands_act_on_a_running_warden_at_once() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("not held"), "{err}");
 }
+
+// ------------------------------------------------------------------ narrowing a client
+
+/// `acme-ops`: administers `acme` with `scopes`, from `trusted_ips`.
+fn ops_toml(scopes: &[&str], trusted_ips: &[&str]) -> String {
+    format!(
+        "[[clients]]\nid = \"acme-ops\"\naccount = \"acme\"\nsecret_sha256 = \"{}\"\n\
+         scopes = {scopes:?}\ntrusted_ips = {trusted_ips:?}\n",
+        hex::encode(warden::secret::hash("acme-ops-secret-5"))
+    )
+}
+
+const OPS: ClientDef = ("acme-ops", "acme-ops-secret-5", "acme", &[]);
+
+const OPS_ROUTES: &str = "\
+[[routes]]\nname = \"admin\"\npath = \"/admin/**\"\nauth = \"bearer\"\nscopes = [\"level://admin\"]\n\
+[[routes]]\nname = \"api\"\npath = \"/api/**\"\nauth = \"bearer\"\n";
+
+/// A Warden on `store`, forwarding to `up`, whose config declares `acme-ops` with `scopes` and
+/// `trusted_ips` (the upstream the setup holds is a spare: it only fills the field).
+async fn ops_warden(
+    up: &Upstream,
+    store: &crate::harness::StoreDir,
+    scopes: &[&str],
+    trusted_ips: &[&str],
+) -> Setup {
+    let config = Config::new(&up.url())
+        .routes(OPS_ROUTES)
+        .store(store)
+        .append(&ops_toml(scopes, trusted_ips));
+    Setup {
+        proxy: Proxy::start(config).await,
+        up: Upstream::start().await,
+        http: Client::http1(),
+    }
+}
+
+#[tokio::test]
+async fn narrowing_a_client_narrows_its_api_keys_access_and_managed_tokens_on_the_next_request() {
+    let up = Upstream::start().await;
+    let store = crate::harness::StoreDir::new();
+    let wide = Config::new(&up.url())
+        .routes(OPS_ROUTES)
+        .store(&store)
+        .append(&ops_toml(&["read", "level://admin"], &["127.0.0.1/32"]));
+    let cli = wide.write_file();
+    let a = Setup {
+        proxy: Proxy::start(wide).await,
+        up: Upstream::start().await,
+        http: Client::http1(),
+    };
+    let access = a.access_token(OPS, None).await;
+    let out = run_cli(&cli, &["api-key", "create", "--client", OPS.0]).await;
+    let key = printed_after(&out, "api key (shown once, store it now):").to_owned();
+    let (_, managed) = a.managed(&access, "read level://admin", json!({})).await;
+    let credentials = [&access, &key, &managed];
+    for c in credentials {
+        let echo = a.get("/admin/x", c).await.echo();
+        assert_eq!(
+            echo.header("x-warden-scopes").as_deref(),
+            Some("read level://admin")
+        );
+    }
+    assert_eq!(a.get(BASE, &managed).await.status, StatusCode::OK);
+
+    // The config loses level://admin, and another Warden on the store starts with it: the new
+    // one, and the running one (whose cache held all three), refuse the admin level from the
+    // very next request, the tokens API included.
+    let b = ops_warden(&up, &store, &["read"], &["127.0.0.1/32"]).await;
+    for s in [&a, &b] {
+        for c in credentials {
+            s.get("/admin/x", c)
+                .await
+                .problem(403, "insufficient_scope");
+            let echo = s.get("/api/x", c).await.echo();
+            assert_eq!(echo.header("x-warden-scopes").as_deref(), Some("read"));
+        }
+        s.get(BASE, &managed)
+            .await
+            .problem(403, "insufficient_scope");
+    }
+
+    // The client is fenced into another network: no credential of it works from here.
+    let c = ops_warden(&up, &store, &["read"], &["10.0.0.0/8"]).await;
+    for s in [&a, &b, &c] {
+        for cred in credentials {
+            s.get("/api/x", cred).await.problem(403, "ip_not_allowed");
+        }
+    }
+}
