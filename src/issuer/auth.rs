@@ -1,5 +1,6 @@
 //! `POST /v1/auth` (form `clientId`, `clientSecret` → 201 with the access-token entity) and
-//! `DELETE /v1/auth?accessTokenId=…` (revocation by the token's own client), Pipevest style.
+//! `DELETE /v1/auth?accessTokenId=…` (revocation of an access token by itself, or by an admin
+//! of its account), Pipevest style.
 //! Both are RFC 9421-signed when the client has a key (`signatures.auth_endpoint`). Errors are
 //! problem+json.
 
@@ -16,6 +17,7 @@ use crate::gate::digest;
 use crate::gate::idempotency::{self, BodyDigest, Idempotency, TokenRun};
 use crate::gate::signature::{ClientKeys, Endpoint, RequestParts, SignatureGate};
 use crate::problem::Problem;
+use crate::store::TokenKind;
 
 fn form_problem(e: FormError) -> Problem {
     match e {
@@ -208,12 +210,28 @@ async fn delete(
             detail: "the accessTokenId query parameter is required".into(),
         });
     };
+    // A credential revokes itself; any other token needs the account's admin level, as in the
+    // tokens API (token ids are not secret: upstreams and logs see them). Asked before the
+    // lookup, so the answer says nothing about the id.
+    let admin = &issuer.settings().admin_scope;
+    let is_admin = crate::scope::granted(admin, &caller.scopes);
+    if *id != caller.token_id && !is_admin {
+        return Err(Problem::InsufficientScope {
+            scope: admin.clone(),
+            challenge: crate::scope::insufficient_scope_challenge(
+                &issuer.settings().realm,
+                std::slice::from_ref(admin),
+            ),
+        });
+    }
     let token = issuer.store().get_token(id).await.map_err(|e| {
         tracing::error!(error = %e, "store failed while revoking");
         Problem::StoreUnavailable
     })?;
-    // Another client's token looks exactly like an unknown one.
-    let Some(token) = token.filter(|t| t.client_id == caller.client_id) else {
+    // Only access tokens: API keys and managed tokens have their own endpoints and commands.
+    // Another account's token looks exactly like an unknown one.
+    let Some(token) = token.filter(|t| t.kind == TokenKind::Access && t.account == caller.account)
+    else {
         return Err(Problem::NotFound {
             what: "access token",
         });
@@ -222,7 +240,7 @@ async fn delete(
         tracing::error!(error = %e, "store failed while revoking");
         Problem::StoreUnavailable
     })?;
-    tracing::info!(client_id = %caller.client_id, token_id = %token.id, "access token revoked");
+    tracing::info!(client_id = %token.client_id, token_id = %token.id, by = %caller.token_id, "access token revoked");
     let mut resp = Response::new(crate::body::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     resp.headers_mut()

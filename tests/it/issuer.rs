@@ -398,19 +398,20 @@ async fn auth_delete_refuses_other_clients_tokens_and_missing_credentials() {
     let beta = s.token(BETA).await;
     let url = s.url(&format!("/v1/auth?accessTokenId={alpha_id}"));
 
+    // Beta is no admin: it may revoke only itself, whatever the id names (it is not looked up).
     let by_beta = Request::delete(&url)
         .header("authorization", format!("Bearer {beta}"))
         .body(Full::default())
         .unwrap();
     let not_beta_s = s.send(by_beta).await;
-    not_beta_s.problem(404, "not_found");
+    not_beta_s.problem(403, "insufficient_scope");
     let unknown =
         Request::delete(s.url("/v1/auth?accessTokenId=at_00000000000000000000000000000000"))
             .header("authorization", format!("Bearer {beta}"))
             .body(Full::default())
             .unwrap();
     let unknown = s.send(unknown).await;
-    unknown.problem(404, "not_found");
+    unknown.problem(403, "insufficient_scope");
     assert_eq!(
         not_beta_s.body, unknown.body,
         "another client's token looks exactly like an unknown one"
@@ -1170,10 +1171,10 @@ async fn revocation_reaches_the_very_next_proxied_request() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_invalid_token(&s.api(&token).await);
 
-    // DELETE /v1/auth of a cached token, by another token of the same client.
+    // DELETE /v1/auth of a cached token, by itself; a sibling is untouched.
     let entity = s.auth(ALPHA).await;
     let cached = entity["accessToken"].as_str().unwrap();
-    let caller = s.token(ALPHA).await;
+    let sibling = s.token(ALPHA).await;
     for _ in 0..3 {
         assert_eq!(s.api(cached).await.status, StatusCode::OK);
     }
@@ -1181,12 +1182,12 @@ async fn revocation_reaches_the_very_next_proxied_request() {
         "/v1/auth?accessTokenId={}",
         entity["accessTokenId"].as_str().unwrap()
     )))
-    .header("authorization", format!("Bearer {caller}"))
+    .header("authorization", format!("Bearer {cached}"))
     .body(Full::default())
     .unwrap();
     assert_eq!(s.send(delete).await.status, StatusCode::NO_CONTENT);
     assert_invalid_token(&s.api(cached).await);
-    assert_eq!(s.api(&caller).await.status, StatusCode::OK);
+    assert_eq!(s.api(&sibling).await.status, StatusCode::OK);
 }
 
 // ------------------------------------------------------------------ durability and concurrency

@@ -695,6 +695,101 @@ async fn cli_token_commands_act_on_a_running_warden_at_once() {
     assert!(err.contains("not held"), "{err}");
 }
 
+// ------------------------------------------------------------------ DELETE /v1/auth
+
+impl Setup {
+    /// `POST /v1/auth` for `client`: (accessTokenId, accessToken).
+    async fn auth_entity(&self, (id, secret, ..): ClientDef) -> (String, String) {
+        let req = Request::post(self.url("/v1/auth"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::from(format!("clientId={id}&clientSecret={secret}")))
+            .unwrap();
+        let reply = self.http.send(req).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+        let v = reply.json();
+        (
+            v["accessTokenId"].as_str().unwrap().to_owned(),
+            v["accessToken"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// `DELETE /v1/auth?accessTokenId={id}` with `caller`.
+    async fn revoke_by_id(&self, caller: &str, id: &str) -> Reply {
+        let path = format!("/v1/auth?accessTokenId={id}");
+        self.call(Method::DELETE, &path, caller, None).await
+    }
+}
+
+#[tokio::test]
+async fn delete_v1_auth_revokes_an_access_token_by_itself_or_by_an_admin_of_its_account() {
+    let up = Upstream::start().await;
+    let config = tokens_config(&up);
+    let cli = config.write_file();
+    let s = Setup {
+        proxy: Proxy::start(config).await,
+        up,
+        http: Client::http1(),
+    };
+    let (_, admin) = s.auth_entity(ADMIN).await;
+    let (alice_id, alice) = s.managed(&admin, "read", json!({})).await;
+    let (carol_id, carol) = s.managed(&admin, "read", json!({})).await;
+    let (admin2_id, admin2) = s.auth_entity(ADMIN).await;
+    let (reader_id, reader) = s.auth_entity(READER).await;
+    let (other_id, other) = s.auth_entity(OTHER).await;
+    let out = run_cli(&cli, &["api-key", "create", "--client", READER.0]).await;
+    let key_id = printed_after(&out, "api key created:").to_owned();
+    let key = printed_after(&out, "api key (shown once, store it now):").to_owned();
+    let works = |token: String| {
+        let s = &s;
+        async move { s.get("/api/x", &token).await.status == StatusCode::OK }
+    };
+
+    // The review's reproduction: carol, a managed token without the admin level, can revoke
+    // neither a sibling managed token nor an admin's access token.
+    for id in [&alice_id, &admin2_id] {
+        let reply = s.revoke_by_id(&carol, id).await;
+        reply.problem(403, "insufficient_scope");
+        let challenge = reply.header("www-authenticate").unwrap();
+        assert!(challenge.contains("scope=\"level://admin\""), "{challenge}");
+    }
+    // A non-admin access token: not another of its account, nor an unknown id (same answer).
+    let sibling = s.revoke_by_id(&reader, &admin2_id).await;
+    sibling.problem(403, "insufficient_scope");
+    let unknown = s
+        .revoke_by_id(&reader, "at_00000000000000000000000000000000")
+        .await;
+    assert_eq!(sibling.body, unknown.body);
+    assert!(works(alice.clone()).await && works(admin2.clone()).await);
+
+    // An admin: not managed tokens, not API keys (their own endpoints and commands), not
+    // another account's tokens, which look exactly like unknown ones.
+    for id in [&alice_id, &key_id] {
+        s.revoke_by_id(&admin, id).await.problem(404, "not_found");
+    }
+    let elsewhere = s.revoke_by_id(&admin, &other_id).await;
+    elsewhere.problem(404, "not_found");
+    let unknown = s
+        .revoke_by_id(&admin, "at_00000000000000000000000000000000")
+        .await;
+    assert_eq!(elsewhere.body, unknown.body);
+    assert!(works(alice.clone()).await && works(key.clone()).await && works(other).await);
+    let shown = s.get(&item(&alice_id), &admin).await.json();
+    assert_eq!(shown["active"], true, "{shown}");
+
+    // An admin revokes any access token of its account, another client's included.
+    let reply = s.revoke_by_id(&admin, &reader_id).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text());
+    assert!(!works(reader).await);
+    // Any access token revokes itself; a managed token naming itself is not an access token.
+    let reply = s.revoke_by_id(&admin2, &admin2_id).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text());
+    assert!(!works(admin2).await);
+    s.revoke_by_id(&carol, &carol_id)
+        .await
+        .problem(404, "not_found");
+    assert!(works(carol).await);
+}
+
 // ------------------------------------------------------------------ narrowing a client
 
 /// `acme-ops`: administers `acme` with `scopes`, from `trusted_ips`.
