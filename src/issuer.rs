@@ -407,7 +407,8 @@ impl Issuer {
             .await?;
         let secrets = self.store.prune_expired_secrets(now).await?;
         let keep = feed_retention(self.cfg.cache_ttl);
-        let changes = self.store.prune_changes(keep.as_secs() as i64).await?;
+        let keep = i64::try_from(keep.as_secs()).unwrap_or(i64::MAX);
+        let changes = self.store.prune_changes(keep).await?;
         if purged + secrets + changes > 0 {
             tracing::debug!(purged, secrets, changes, "store swept");
         }
