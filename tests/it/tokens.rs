@@ -826,6 +826,20 @@ async fn ops_warden(
     }
 }
 
+/// Each credential has lost `level://admin` on `s`'s Warden, routes and the tokens API alike.
+async fn assert_narrowed(s: &Setup, credentials: &[&String], managed: &str) {
+    for c in credentials {
+        s.get("/admin/x", c)
+            .await
+            .problem(403, "insufficient_scope");
+        let echo = s.get("/api/x", c).await.echo();
+        assert_eq!(echo.header("x-warden-scopes").as_deref(), Some("read"));
+    }
+    s.get(BASE, managed)
+        .await
+        .problem(403, "insufficient_scope");
+}
+
 #[tokio::test]
 async fn narrowing_a_client_narrows_its_api_keys_access_and_managed_tokens_on_the_next_request() {
     let up = Upstream::start().await;
@@ -854,22 +868,18 @@ async fn narrowing_a_client_narrows_its_api_keys_access_and_managed_tokens_on_th
     }
     assert_eq!(a.get(BASE, &managed).await.status, StatusCode::OK);
 
-    // The config loses level://admin, and another Warden on the store starts with it: the new
-    // one, and the running one (whose cache held all three), refuse the admin level from the
-    // very next request, the tokens API included.
+    // The config loses level://admin. A command run with it, another process, writes the
+    // narrowed client: the running Warden, whose cache held all three, refuses the admin level
+    // from the very next request, the tokens API included; so does a Warden started with it.
+    let narrowed = Config::new(&up.url())
+        .routes(OPS_ROUTES)
+        .store(&store)
+        .append(&ops_toml(&["read"], &["127.0.0.1/32"]));
+    let (_dir, narrowed) = crate::harness::config_file(&narrowed.to_toml());
+    run_cli(&narrowed, &["client", "show", OPS.0]).await;
+    assert_narrowed(&a, &credentials, &managed).await;
     let b = ops_warden(&up, &store, &["read"], &["127.0.0.1/32"]).await;
-    for s in [&a, &b] {
-        for c in credentials {
-            s.get("/admin/x", c)
-                .await
-                .problem(403, "insufficient_scope");
-            let echo = s.get("/api/x", c).await.echo();
-            assert_eq!(echo.header("x-warden-scopes").as_deref(), Some("read"));
-        }
-        s.get(BASE, &managed)
-            .await
-            .problem(403, "insufficient_scope");
-    }
+    assert_narrowed(&b, &credentials, &managed).await;
 
     // The client is fenced into another network: no credential of it works from here.
     let c = ops_warden(&up, &store, &["read"], &["10.0.0.0/8"]).await;
