@@ -75,7 +75,8 @@ pub enum Problem {
         refusal: DigestRefusal,
         detail: String,
     },
-    /// The client did not start sending the body it announced in time.
+    /// The client did not send the body it announced in time: its first frame, a next frame
+    /// (`server.body_read_timeout`), or a keyed body whole (`idempotency.request_read_timeout`).
     BodyTimeout,
     /// An `Idempotency-Key` / `X-Idempotency-Key` that is not a valid key (400).
     IdempotencyKeyInvalid { detail: String },
@@ -392,7 +393,7 @@ impl Problem {
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
                 "Body not sent",
-                "the request body did not start arriving in time".into(),
+                "the request body did not arrive in time; send it without pauses".into(),
             ),
             Problem::IdempotencyKeyInvalid { detail } => (
                 StatusCode::BAD_REQUEST,

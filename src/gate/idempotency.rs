@@ -704,6 +704,9 @@ fn body_problem(e: &(dyn std::error::Error + 'static)) -> Problem {
         if let Some(mismatch) = err.downcast_ref::<crate::gate::digest::DigestMismatch>() {
             return mismatch.problem();
         }
+        if err.is::<crate::forward::BodyStalled>() {
+            return Problem::BodyTimeout;
+        }
         source = err.source();
     }
     Problem::BadRequest {
