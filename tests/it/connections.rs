@@ -4,7 +4,12 @@
 
 use std::time::Duration;
 
-use crate::harness::{Client, Config, PATIENCE, Proxy, RawBehaviour, RawConn, Upstream, within};
+use bytes::Bytes;
+use http_body_util::Full;
+
+use crate::harness::{
+    Client, Config, PATIENCE, Proxy, RawBehaviour, RawConn, Reply, Upstream, within,
+};
 
 /// Well above what a request needs, well below `upstream.timeout` in these tests (30 s): a
 /// request that waits for a poisoned connection runs into it.
@@ -89,4 +94,178 @@ async fn a_stalled_upload_answered_early_has_its_upstream_connection_cut_after_b
     })
     .await;
     drop(uploader);
+}
+
+// ------------------------------------------------------------------ HTTP/2 idle connections
+
+/// An h2c connection by prior knowledge, its driver running on a task of its own: the task
+/// ends when the server closes the connection.
+async fn h2c(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    (sender, tokio::spawn(conn))
+}
+
+fn h2_get(proxy: &Proxy, path: &str) -> http::Request<Full<Bytes>> {
+    http::Request::get(proxy.url(path))
+        .body(Full::default())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_http2_connection_that_only_answers_pings_is_closed_after_the_idle_timeout() {
+    let up = Upstream::start().await;
+    let config = Config::new(&up.url())
+        .server("http2_idle_timeout = \"1s\"")
+        .server("http2_keep_alive_interval = \"200ms\"");
+    let proxy = Proxy::start(config).await;
+    let (mut sender, conn) = h2c(proxy.addr()).await;
+    let resp = within(
+        PATIENCE,
+        "a response",
+        sender.send_request(h2_get(&proxy, "/echo")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(Reply::read(resp).await.status, 200);
+    // From now on the client only acknowledges Warden's PINGs (hyper's client does that on its
+    // own), which keep a connection alive but are not activity.
+    let ended = within(PATIENCE, "the idle connection being closed", conn).await;
+    assert!(
+        ended.unwrap().is_ok(),
+        "closed gracefully (GOAWAY), not cut"
+    );
+    assert!(sender.is_closed());
+}
+
+#[tokio::test]
+async fn an_http2_connection_that_never_opens_a_stream_is_closed_after_the_idle_timeout() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(Config::new(&up.url()).server("http2_idle_timeout = \"1s\"")).await;
+    let (_sender, conn) = h2c(proxy.addr()).await;
+    let ended = within(PATIENCE, "the idle connection being closed", conn).await;
+    assert!(ended.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn an_http2_stream_longer_than_the_idle_timeout_keeps_its_connection() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(Config::new(&up.url()).server("http2_idle_timeout = \"1s\"")).await;
+    let (mut sender, conn) = h2c(proxy.addr()).await;
+    // Waiting for the upstream, then streaming a body: the stream is open throughout.
+    let resp = within(
+        PATIENCE,
+        "a slow response",
+        sender.send_request(h2_get(&proxy, "/slow?ms=1500")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(Reply::read(resp).await.text(), "slow");
+    let resp = within(
+        PATIENCE,
+        "an event stream",
+        sender.send_request(h2_get(&proxy, "/sse?gap_ms=1500")),
+    )
+    .await
+    .unwrap();
+    let mut body = resp.into_body();
+    crate::harness::read_until(&mut body, "data: two").await;
+    drop(body);
+    // No GOAWAY came while the streams were open: the same connection takes another request.
+    assert!(!conn.is_finished());
+    let resp = within(
+        PATIENCE,
+        "a response",
+        sender.send_request(h2_get(&proxy, "/echo")),
+    )
+    .await
+    .expect("the connection was still open");
+    assert_eq!(Reply::read(resp).await.status, 200);
+}
+
+// ------------------------------------------------------------------ connections per address
+
+/// A kept-alive HTTP/1.1 connection that has been served once.
+async fn served_connection(proxy: &Proxy) -> RawConn {
+    let mut raw = RawConn::connect(proxy.addr()).await;
+    raw.send(b"GET /echo HTTP/1.1\r\nHost: warden.test\r\n\r\n")
+        .await;
+    assert_eq!(raw.read_response().await.status, 200);
+    raw
+}
+
+#[tokio::test]
+async fn connections_past_max_connections_per_ip_are_refused_until_one_closes() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(Config::new(&up.url()).server("max_connections_per_ip = 2")).await;
+    let first = served_connection(&proxy).await;
+    let _second = served_connection(&proxy).await;
+    let mut third = RawConn::connect(proxy.addr()).await;
+    third
+        .send(b"GET /echo HTTP/1.1\r\nHost: warden.test\r\n\r\n")
+        .await;
+    assert!(
+        third.closed_without_a_byte(PATIENCE).await,
+        "a third connection from the same address was served"
+    );
+    // Once one of the two closes, the address may connect again.
+    drop(first);
+    within(PATIENCE, "a new connection being served", async {
+        loop {
+            let mut again = RawConn::connect(proxy.addr()).await;
+            again
+                .send(b"GET /echo HTTP/1.1\r\nHost: warden.test\r\n\r\n")
+                .await;
+            if !again
+                .closed_without_a_byte(Duration::from_millis(500))
+                .await
+            {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn trusted_proxies_are_not_held_to_max_connections_per_ip() {
+    let up = Upstream::start().await;
+    let config = Config::new(&up.url())
+        .server("max_connections_per_ip = 1")
+        .server("trusted_proxies = [\"127.0.0.1/32\"]");
+    let proxy = Proxy::start(config).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(served_connection(&proxy).await);
+    }
+}
+
+#[tokio::test]
+async fn an_idle_http2_client_that_ignores_goaway_is_dropped_after_header_read_timeout() {
+    let up = Upstream::start().await;
+    let config = Config::new(&up.url())
+        .server("http2_idle_timeout = \"1s\"")
+        .server("header_read_timeout = \"1s\"")
+        // No PINGs of Warden's own, whose unanswered timeout would close it anyway.
+        .server("http2_keep_alive_interval = \"0s\"");
+    let proxy = Proxy::start(config).await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+    // The preface and an empty SETTINGS frame; then nothing is read or acknowledged, not even
+    // the GOAWAY's PING, so the graceful close can never complete.
+    raw.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await;
+    assert!(
+        raw.closed_within(PATIENCE).await,
+        "the connection stayed open"
+    );
 }

@@ -990,6 +990,17 @@ impl RawConn {
         std::mem::replace(&mut self.buf, rest)
     }
 
+    /// Whether the peer closes the connection (EOF or reset) within `limit` without sending
+    /// anything; `false` if it sends a byte or stays open.
+    #[allow(dead_code)]
+    pub async fn closed_without_a_byte(&mut self, limit: Duration) -> bool {
+        let mut chunk = [0u8; 1];
+        match tokio::time::timeout(limit, self.stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => self.buf.is_empty(),
+            Ok(Ok(_)) | Err(_) => false,
+        }
+    }
+
     /// Whether the peer closes the connection (EOF or reset) within `limit`; whatever it sends
     /// first is discarded.
     pub async fn closed_within(&mut self, limit: Duration) -> bool {
