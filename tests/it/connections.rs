@@ -269,3 +269,147 @@ async fn an_idle_http2_client_that_ignores_goaway_is_dropped_after_header_read_t
         "the connection stayed open"
     );
 }
+
+// ------------------------------------------------------------------ keyed bodies held in memory
+
+const SECRET: &str = "conn-secret-7Qx";
+
+/// A bearer route `/api/**` (idempotency keys honoured), one client, and `[idempotency]` with
+/// `idem` added.
+fn keyed_config(up: &Upstream, idem: &str) -> Config {
+    Config::new(&up.url())
+        .routes("[[routes]]\nname = \"api\"\npath = \"/api/**\"\nauth = \"bearer\"\n")
+        .append(&format!("[idempotency]\n{idem}\n"))
+        .append(&format!(
+            "[[clients]]\nid = \"conn\"\nsecret_sha256 = \"{}\"\nscopes = [\"write\"]\n",
+            hex::encode(warden::secret::hash(SECRET))
+        ))
+}
+
+async fn access_token(proxy: &Proxy) -> String {
+    let req = http::Request::post(proxy.url("/v1/auth"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::from(format!("clientId=conn&clientSecret={SECRET}")))
+        .unwrap();
+    let reply = Client::http1().send(req).await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    reply.json()["accessToken"].as_str().unwrap().to_owned()
+}
+
+/// The head of a keyed POST announcing `len` bytes.
+fn keyed_head(token: &str, key: &str, len: usize) -> String {
+    format!(
+        "POST /api/orders HTTP/1.1\r\nHost: warden.test\r\nAuthorization: Bearer {token}\r\n\
+         Idempotency-Key: \"{key}\"\r\nContent-Length: {len}\r\n\r\n"
+    )
+}
+
+/// A whole keyed POST of `len` bytes on a new connection.
+async fn keyed_post(
+    proxy: &Proxy,
+    token: &str,
+    key: &str,
+    len: usize,
+) -> crate::harness::RawResponse {
+    let mut raw = RawConn::connect(proxy.addr()).await;
+    raw.send(keyed_head(token, key, len).as_bytes()).await;
+    raw.send(&vec![b'x'; len]).await;
+    raw.read_response().await
+}
+
+#[tokio::test]
+async fn keyed_bodies_past_the_buffer_budget_get_503_at_once_until_memory_is_free() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(keyed_config(
+        &up,
+        "max_request_bytes = 1000\nbuffer_budget_bytes = 1500",
+    ))
+    .await;
+    let token = access_token(&proxy).await;
+    // 1000 bytes announced, 500 sent: the whole 1000 are held while it stalls. Another 1000
+    // do not fit beside it. (If the other body is read first, the holder is the one refused:
+    // then both go and it starts over.)
+    let mut attempt = 0;
+    let (holder, busy) = within(PATIENCE, "a keyed body refused for the budget", async {
+        loop {
+            attempt += 1;
+            let mut holder = RawConn::connect(proxy.addr()).await;
+            let head = keyed_head(&token, &format!("holder-{attempt}"), 1000);
+            holder.send(head.as_bytes()).await;
+            holder.send(&[b'x'; 500]).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let resp = keyed_post(&proxy, &token, &format!("other-{attempt}"), 1000).await;
+            if resp.status == 503 {
+                return (holder, resp);
+            }
+            assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+        }
+    })
+    .await;
+    crate::harness::assert_problem(&busy.headers, &busy.body, "server_busy");
+    assert_eq!(busy.headers["retry-after"], "1");
+    // Smaller bodies still fit in what is left.
+    assert_eq!(keyed_post(&proxy, &token, "small", 400).await.status, 200);
+    // The holder goes away: its bytes are free again.
+    drop(holder);
+    within(PATIENCE, "the budget being given back", async {
+        loop {
+            attempt += 1;
+            let resp = keyed_post(&proxy, &token, &format!("other-{attempt}"), 1000).await;
+            if resp.status == 200 {
+                return;
+            }
+            assert_eq!(resp.status, 503);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_keyed_body_trickling_in_is_408_after_request_read_timeout_and_its_key_stays_free() {
+    let up = Upstream::start().await;
+    // Each byte comes well within the stall limit; the body as a whole does not come in time.
+    let config =
+        keyed_config(&up, "request_read_timeout = \"1s\"").server("body_read_timeout = \"2s\"");
+    let proxy = Proxy::start(config).await;
+    let token = access_token(&proxy).await;
+    let stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    write
+        .write_all(keyed_head(&token, "trickle", 100).as_bytes())
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..100 {
+            if write.write_all(b"x").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut seen = Vec::new();
+    within(PATIENCE, "the answer to a trickling body", async {
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 1024];
+            let n = read.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed without an answer");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let head = String::from_utf8_lossy(&seen).into_owned();
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(head.contains("body_timeout"), "{head}");
+    trickle.abort();
+    // Nothing was reserved: the same key runs the request when it comes whole.
+    let resp = keyed_post(&proxy, &token, "trickle", 100).await;
+    assert_eq!(resp.status, 200);
+    assert!(resp.headers.get("idempotent-replayed").is_none());
+    assert_eq!(
+        up.complete_bodies(),
+        1,
+        "only the whole request reached the upstream"
+    );
+}
