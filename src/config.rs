@@ -1467,4 +1467,42 @@ mod tests {
             .unwrap();
         assert_eq!(s.server.allow_ips.len(), 2);
     }
+
+    #[test]
+    fn connection_and_body_limits_have_defaults_and_zero_turns_the_optional_ones_off() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.server.body_read_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(s.server.http2_idle_timeout, Duration::from_secs(60));
+        assert_eq!(
+            s.server.http2_keep_alive_interval,
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(s.server.max_connections_per_ip, Some(256));
+        assert_eq!(s.idempotency.buffer_budget_bytes, 64 << 20);
+        let s = Settings::from_toml(
+            "[server]
+body_read_timeout = \"0s\"
+http2_keep_alive_interval = \"0s\"
+\
+             max_connections_per_ip = 0
+",
+        )
+        .unwrap();
+        assert_eq!(s.server.body_read_timeout, None);
+        assert_eq!(s.server.http2_keep_alive_interval, None);
+        assert_eq!(s.server.max_connections_per_ip, None);
+        let e = err("[server]
+http2_idle_timeout = \"0s\"
+");
+        assert!(e.starts_with("server.http2_idle_timeout:"), "{e}");
+        let e = err("[idempotency]
+max_request_bytes = 2000
+buffer_budget_bytes = 1000
+");
+        assert!(e.starts_with("idempotency.buffer_budget_bytes:"), "{e}");
+        let e = err("[idempotency]
+request_read_timeout = \"0s\"
+");
+        assert!(e.starts_with("idempotency.request_read_timeout:"), "{e}");
+    }
 }
