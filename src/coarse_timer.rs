@@ -9,6 +9,10 @@
 //! them every [`CoarseTimer::tick`]: arming or moving a deadline is a lock and a store, and a
 //! deadline fires between its time and one tick later (plus one tick of clock lag).
 //!
+//! Deadlines that move at every poll (the idle time between two frames of a request body, an
+//! HTTP/2 connection's idle time) use an [`Alarm`], which reads the coarse clock instead of
+//! taking the lock on each poll.
+//!
 //! The ticker task holds only a weak reference: it ends when the last handle is dropped.
 
 use std::future::Future;
@@ -57,12 +61,14 @@ impl Shared {
     /// The deadline `d` from now, on the coarse clock. `now_ms` may be up to a tick old, so a
     /// tick is added: the deadline is never early.
     fn after(&self, d: Duration) -> u64 {
+        self.ms_after(self.now_ms.load(Ordering::Relaxed), d)
+    }
+
+    /// `d` after the coarse reading `from_ms`, plus a tick (see [`Shared::after`]).
+    fn ms_after(&self, from_ms: u64, d: Duration) -> u64 {
         let d = d.as_millis().min(u128::from(u64::MAX / 4)) as u64;
         let tick = self.tick.as_millis() as u64 + 1;
-        self.now_ms
-            .load(Ordering::Relaxed)
-            .saturating_add(d)
-            .saturating_add(tick)
+        from_ms.saturating_add(d).saturating_add(tick)
     }
 
     fn register(&self, at_ms: u64, waker: Option<Waker>) -> usize {
@@ -138,6 +144,33 @@ impl CoarseTimer {
             shared: Arc::clone(&self.shared),
             limit: Limit::After(limit),
             key: None,
+        }
+    }
+
+    /// The coarse clock: milliseconds since the timer started, as of the last tick (up to a
+    /// tick old). An atomic load.
+    pub fn now_ms(&self) -> u64 {
+        self.shared.now_ms.load(Ordering::Relaxed)
+    }
+
+    /// The coarse time `d` after `from_ms` (a reading of [`CoarseTimer::now_ms`]), padded by a
+    /// tick so that a deadline computed from a reading that lagged is never early.
+    pub fn ms_after(&self, from_ms: u64, d: Duration) -> u64 {
+        self.shared.ms_after(from_ms, d)
+    }
+
+    /// How many deadlines are registered (armed or fired, not yet dropped).
+    #[cfg(test)]
+    pub(crate) fn registered(&self) -> usize {
+        self.shared.lock().len()
+    }
+
+    /// An [`Alarm`]: a deadline its owner may move at every poll without taking the lock.
+    pub fn alarm(&self) -> Alarm {
+        Alarm {
+            shared: Arc::clone(&self.shared),
+            entry: None,
+            waker: None,
         }
     }
 
@@ -217,6 +250,78 @@ impl hyper::rt::Timer for CoarseTimer {
         match sleep.as_mut().downcast_mut_pin::<CoarseSleep>() {
             Some(ours) => ours.get_mut().reset(at_ms),
             None => *sleep = Box::pin(self.sleep_at(at_ms)),
+        }
+    }
+}
+
+/// A deadline for a poll-based owner (a body, a connection) that moves it often: each poll
+/// says when it is due ([`Alarm::poll_at`]). Whether it is due is read from the coarse clock, an
+/// atomic load; the timer's lock is taken only to register the entry that wakes the owner, and
+/// again only when that entry has fired or would wake the owner too late. An owner that moves
+/// its deadline later at every poll (a body between frames) is woken early once in a while,
+/// finds it is not due, and re-arms: about one lock a deadline's length, not one a poll.
+pub struct Alarm {
+    shared: Arc<Shared>,
+    /// The slab entry and the coarse time it is set for.
+    entry: Option<(usize, u64)>,
+    /// The waker the entry holds, to see whether the owner moved to another task.
+    waker: Option<Waker>,
+}
+
+impl Alarm {
+    /// [`CoarseTimer::now_ms`].
+    pub fn now_ms(&self) -> u64 {
+        self.shared.now_ms.load(Ordering::Relaxed)
+    }
+
+    /// [`CoarseTimer::ms_after`].
+    pub fn ms_after(&self, from_ms: u64, d: Duration) -> u64 {
+        self.shared.ms_after(from_ms, d)
+    }
+
+    /// `Ready` once the coarse clock has reached `at_ms`; otherwise `cx` is woken at `at_ms` (up
+    /// to a tick later), or before it, in which case the owner polls again.
+    pub fn poll_at(&mut self, at_ms: u64, cx: &mut Context<'_>) -> Poll<()> {
+        let now = self.shared.now_ms.load(Ordering::Relaxed);
+        if now >= at_ms {
+            return Poll::Ready(());
+        }
+        let same_task = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if let Some((_, set)) = self.entry {
+            // Set in the future (so not fired yet), not later than needed, for this task.
+            if set > now && set <= at_ms && same_task {
+                return Poll::Pending;
+            }
+        }
+        let waker = cx.waker().clone();
+        let mut entries = self.shared.lock();
+        let key = match self
+            .entry
+            .and_then(|(key, _)| entries.get_mut(key).map(|e| (key, e)))
+        {
+            Some((key, entry)) => {
+                entry.at_ms = at_ms;
+                entry.fired = false;
+                entry.waker = Some(waker.clone());
+                key
+            }
+            None => entries.insert(Entry {
+                at_ms,
+                fired: false,
+                waker: Some(waker.clone()),
+            }),
+        };
+        drop(entries);
+        self.entry = Some((key, at_ms));
+        self.waker = Some(waker);
+        Poll::Pending
+    }
+}
+
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        if let Some((key, _)) = self.entry {
+            self.shared.lock().try_remove(key);
         }
     }
 }
@@ -352,6 +457,51 @@ mod tests {
         assert!(again.elapsed() >= Duration::from_millis(20));
         drop(sleep);
         assert!(timer.shared.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_alarm_fires_at_its_time_and_moves_without_the_lock() {
+        let timer = CoarseTimer::start(TICK);
+        let mut alarm = timer.alarm();
+        let start = Instant::now();
+        let at = timer.ms_after(timer.now_ms(), Duration::from_millis(100));
+        std::future::poll_fn(|cx| alarm.poll_at(at, cx)).await;
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(90), "fired early: {took:?}");
+        assert!(took < Duration::from_secs(2), "fired late: {took:?}");
+        assert!(timer.now_ms() >= at);
+        // Moved later: the fired entry is re-armed, and fires again.
+        let again = Instant::now();
+        let at = timer.ms_after(timer.now_ms(), Duration::from_millis(60));
+        std::future::poll_fn(|cx| alarm.poll_at(at, cx)).await;
+        assert!(again.elapsed() >= Duration::from_millis(50));
+        assert_eq!(timer.shared.lock().len(), 1, "one entry, re-used");
+        drop(alarm);
+        assert!(timer.shared.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_alarm_moved_later_while_waiting_wakes_its_owner_in_time() {
+        let timer = CoarseTimer::start(TICK);
+        let mut alarm = timer.alarm();
+        let start = Instant::now();
+        let first = timer.ms_after(timer.now_ms(), Duration::from_millis(50));
+        let later = timer.ms_after(timer.now_ms(), Duration::from_millis(200));
+        let mut polls = 0;
+        std::future::poll_fn(|cx| {
+            polls += 1;
+            // The first poll arms the earlier time; every later poll asks for the later one.
+            let at = if polls == 1 { first } else { later };
+            alarm.poll_at(at, cx)
+        })
+        .await;
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(190), "fired early: {took:?}");
+        assert!(took < Duration::from_secs(2), "fired late: {took:?}");
+        assert!(
+            polls >= 3,
+            "woken at the first time, re-armed, woken again: {polls}"
+        );
     }
 
     #[tokio::test]

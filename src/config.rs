@@ -149,6 +149,9 @@ pub struct RawIdempotency {
     pub max_response_bytes: usize,
     pub store_server_errors: bool,
     pub sweep_batch: u32,
+    #[serde(with = "humantime_serde")]
+    pub request_read_timeout: Duration,
+    pub buffer_budget_bytes: usize,
 }
 
 impl Default for RawIdempotency {
@@ -164,6 +167,8 @@ impl Default for RawIdempotency {
             max_response_bytes: 1024 * 1024,
             store_server_errors: false,
             sweep_batch: 1000,
+            request_read_timeout: Duration::from_secs(30),
+            buffer_budget_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -320,6 +325,15 @@ pub struct RawServer {
     pub shutdown_grace: Duration,
     pub http2_max_concurrent_streams: u32,
     pub worker_threads: usize,
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub http2_idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub http2_keep_alive_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub http2_keep_alive_timeout: Duration,
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for RawServer {
@@ -337,6 +351,11 @@ impl Default for RawServer {
             shutdown_grace: Duration::from_secs(30),
             http2_max_concurrent_streams: 256,
             worker_threads: 0,
+            body_read_timeout: Duration::from_secs(30),
+            http2_idle_timeout: Duration::from_secs(60),
+            http2_keep_alive_interval: Duration::from_secs(30),
+            http2_keep_alive_timeout: Duration::from_secs(20),
+            max_connections_per_ip: 256,
         }
     }
 }
@@ -505,6 +524,13 @@ pub struct IdempotencySettings {
     /// `idempotency.sweep_batch`, default 1000: the oldest records looked at (the expired
     /// ones among them deleted) per store transaction.
     pub sweep_batch: u32,
+    /// `idempotency.request_read_timeout`, default 30s: a keyed body read whole for its
+    /// fingerprint must have arrived within this time (408 `body_timeout`).
+    pub request_read_timeout: Duration,
+    /// `idempotency.buffer_budget_bytes`, default 64 MiB: the most bytes of keyed bodies held
+    /// in memory for their fingerprint at once, all requests together; past it, 503
+    /// `server_busy` with `Retry-After`.
+    pub buffer_budget_bytes: usize,
 }
 
 /// The external origin clients sign against (`signatures.public_url`, or a route's
@@ -599,6 +625,22 @@ pub struct ServerSettings {
     pub http2_max_concurrent_streams: u32,
     /// `server.worker_threads`, default 0 (= `TOKIO_WORKER_THREADS` or one per CPU).
     pub worker_threads: usize,
+    /// `server.body_read_timeout`, default 30s: the longest wait for the next frame of a
+    /// request body (408 `body_timeout`, or the upstream connection cut); `None` ("0s"): none.
+    pub body_read_timeout: Option<Duration>,
+    /// `server.http2_idle_timeout`, default 60s: an HTTP/2 connection with no open stream for
+    /// this long is closed (GOAWAY).
+    pub http2_idle_timeout: Duration,
+    /// `server.http2_keep_alive_interval`, default 30s: PING an HTTP/2 connection this often;
+    /// `None` ("0s"): never.
+    pub http2_keep_alive_interval: Option<Duration>,
+    /// `server.http2_keep_alive_timeout`, default 20s: close an HTTP/2 connection whose PING is
+    /// not acknowledged within this time.
+    pub http2_keep_alive_timeout: Duration,
+    /// `server.max_connections_per_ip`, default 256: most connections open at once from one
+    /// peer address (an IPv6 peer counts by its /64), peers in `trusted_proxies` exempt;
+    /// `None` (0): no cap.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -715,6 +757,15 @@ impl Settings {
         }
         if s.header_read_timeout.is_zero() {
             return Err(invalid("server.header_read_timeout", "must be more than 0"));
+        }
+        if s.http2_idle_timeout.is_zero() {
+            return Err(invalid("server.http2_idle_timeout", "must be more than 0"));
+        }
+        if s.http2_keep_alive_timeout.is_zero() {
+            return Err(invalid(
+                "server.http2_keep_alive_timeout",
+                "must be more than 0",
+            ));
         }
         let trusted_proxies = parse_cidrs("server.trusted_proxies", &s.trusted_proxies)?;
         let allow_ips = parse_cidrs("server.allow_ips", &s.allow_ips)?;
@@ -859,6 +910,12 @@ impl Settings {
                 shutdown_grace: s.shutdown_grace,
                 http2_max_concurrent_streams: s.http2_max_concurrent_streams,
                 worker_threads: s.worker_threads,
+                body_read_timeout: Some(s.body_read_timeout).filter(|d| !d.is_zero()),
+                http2_idle_timeout: s.http2_idle_timeout,
+                http2_keep_alive_interval: Some(s.http2_keep_alive_interval)
+                    .filter(|d| !d.is_zero()),
+                http2_keep_alive_timeout: s.http2_keep_alive_timeout,
+                max_connections_per_ip: Some(s.max_connections_per_ip).filter(|&n| n > 0),
             },
             upstream: UpstreamSettings {
                 scheme,
@@ -983,6 +1040,18 @@ fn validate_idempotency(
     if r.sweep_batch == 0 {
         return Err(invalid("idempotency.sweep_batch", "must be at least 1"));
     }
+    if r.request_read_timeout.is_zero() {
+        return Err(invalid(
+            "idempotency.request_read_timeout",
+            "must be more than 0",
+        ));
+    }
+    if r.buffer_budget_bytes < r.max_request_bytes {
+        return Err(invalid(
+            "idempotency.buffer_budget_bytes",
+            "must be at least idempotency.max_request_bytes (one keyed body must fit)",
+        ));
+    }
     Ok(IdempotencySettings {
         headers,
         require_methods,
@@ -994,6 +1063,8 @@ fn validate_idempotency(
         max_response_bytes: r.max_response_bytes,
         store_server_errors: r.store_server_errors,
         sweep_batch: r.sweep_batch,
+        request_read_timeout: r.request_read_timeout,
+        buffer_budget_bytes: r.buffer_budget_bytes,
     })
 }
 
@@ -1424,5 +1495,43 @@ mod tests {
         let s = Settings::from_toml("[server]\nallow_ips = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n")
             .unwrap();
         assert_eq!(s.server.allow_ips.len(), 2);
+    }
+
+    #[test]
+    fn connection_and_body_limits_have_defaults_and_zero_turns_the_optional_ones_off() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.server.body_read_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(s.server.http2_idle_timeout, Duration::from_secs(60));
+        assert_eq!(
+            s.server.http2_keep_alive_interval,
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(s.server.max_connections_per_ip, Some(256));
+        assert_eq!(s.idempotency.buffer_budget_bytes, 64 << 20);
+        let s = Settings::from_toml(
+            "[server]
+body_read_timeout = \"0s\"
+http2_keep_alive_interval = \"0s\"
+\
+             max_connections_per_ip = 0
+",
+        )
+        .unwrap();
+        assert_eq!(s.server.body_read_timeout, None);
+        assert_eq!(s.server.http2_keep_alive_interval, None);
+        assert_eq!(s.server.max_connections_per_ip, None);
+        let e = err("[server]
+http2_idle_timeout = \"0s\"
+");
+        assert!(e.starts_with("server.http2_idle_timeout:"), "{e}");
+        let e = err("[idempotency]
+max_request_bytes = 2000
+buffer_budget_bytes = 1000
+");
+        assert!(e.starts_with("idempotency.buffer_budget_bytes:"), "{e}");
+        let e = err("[idempotency]
+request_read_timeout = \"0s\"
+");
+        assert!(e.starts_with("idempotency.request_read_timeout:"), "{e}");
     }
 }

@@ -19,7 +19,7 @@ use pool::UpstreamPool;
 
 use crate::body::{Body, BoxError};
 use crate::cache::Identity;
-use crate::coarse_timer::CoarseTimer;
+use crate::coarse_timer::{Alarm, CoarseTimer};
 use crate::config::UpstreamSettings;
 use crate::problem::Problem;
 
@@ -206,6 +206,14 @@ pub struct BodyTooLarge {
     pub limit: u64,
 }
 
+/// The error a request body raises when its next frame keeps Warden waiting longer than
+/// `server.body_read_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body stalled for {after:?}")]
+pub struct BodyStalled {
+    pub after: Duration,
+}
+
 type Connector = HttpsConnector<HttpConnector>;
 
 /// The pooled upstream client and where it sends requests.
@@ -372,6 +380,11 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Problem {
         if let Some(mismatch) = err.downcast_ref::<crate::gate::digest::DigestMismatch>() {
             return mismatch.problem();
         }
+        if err.is::<BodyStalled>() {
+            // The upstream got a cut-off request; its connection is not reused.
+            tracing::debug!("client request body stalled");
+            return Problem::BodyTimeout;
+        }
         source = err.source();
     }
     // Checked after the walk above: a limit or digest failure is wrapped in this one.
@@ -426,20 +439,43 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
 #[error("request body unreadable")]
 pub struct ClientBodyError(#[source] BoxError);
 
-/// A request body that fails with [`BodyTooLarge`] once more than `limit` bytes have passed.
-pub fn limit_body<B>(body: B, limit: u64) -> Body
+/// A request body that fails with [`BodyTooLarge`] once more than `limit` bytes have passed,
+/// and, given `stall` (the timer and `server.body_read_timeout`), with [`BodyStalled`] when its
+/// next frame keeps the reader waiting longer than that.
+///
+/// The stall deadline costs nothing for a body that is already complete (no body, or nothing
+/// left to read) and nothing while frames are there when polled: it runs only while the reader
+/// waits, on the coarse timer's [`Alarm`] (an atomic load a wait; the timer's lock once when a
+/// body first keeps its reader waiting, about once a `body_read_timeout` after that, and once
+/// when it is dropped).
+pub fn limit_body<B>(body: B, limit: u64, stall: Option<(&CoarseTimer, Duration)>) -> Body
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
+    let stall = stall
+        .filter(|_| !body.is_end_stream())
+        .map(|(timer, after)| Stall {
+            alarm: timer.alarm(),
+            after,
+            until: None,
+        });
     LimitedBody {
         inner: body
             .map_err(|e| BoxError::from(ClientBodyError(e.into())))
             .boxed(),
         seen: 0,
         limit,
+        stall,
     }
     .boxed()
+}
+
+/// The stall deadline of a request body: `until` is set when a wait for a frame begins.
+struct Stall {
+    alarm: Alarm,
+    after: Duration,
+    until: Option<u64>,
 }
 
 pin_project_lite::pin_project! {
@@ -448,6 +484,7 @@ pin_project_lite::pin_project! {
         inner: Body,
         seen: u64,
         limit: u64,
+        stall: Option<Stall>,
     }
 }
 
@@ -462,7 +499,27 @@ impl http_body::Body for LimitedBody {
         use std::task::Poll;
         let this = self.project();
         match this.inner.poll_frame(cx) {
+            Poll::Pending => {
+                let Some(stall) = this.stall.as_mut() else {
+                    return Poll::Pending;
+                };
+                // The wait is counted from its start, not from the last frame: a reader that
+                // did not poll (the upstream applying backpressure) is not the client's delay.
+                let until = *stall
+                    .until
+                    .get_or_insert_with(|| stall.alarm.ms_after(stall.alarm.now_ms(), stall.after));
+                match stall.alarm.poll_at(until, cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(()) => {
+                        let after = stall.after;
+                        Poll::Ready(Some(Err(Box::new(BodyStalled { after }))))
+                    }
+                }
+            }
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(stall) = this.stall.as_mut() {
+                    stall.until = None;
+                }
                 if let Some(data) = frame.data_ref() {
                     *this.seen += data.len() as u64;
                     if *this.seen > *this.limit {
@@ -612,5 +669,75 @@ mod tests {
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    /// A request body fed by the test, one frame at a time.
+    fn fed_body() -> (tokio::sync::mpsc::Sender<Bytes>, Body) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            let data = rx.recv().await?;
+            Some((Ok::<_, BoxError>(http_body::Frame::data(data)), rx))
+        });
+        (tx, http_body_util::StreamBody::new(stream).boxed())
+    }
+
+    const STALL: Duration = Duration::from_millis(300);
+
+    #[tokio::test]
+    async fn a_request_body_that_stops_sending_fails_after_the_stall_limit() {
+        let timer = CoarseTimer::start(Duration::from_millis(10));
+        let (tx, body) = fed_body();
+        let mut body = limit_body(body, 1 << 20, Some((&timer, STALL)));
+        // Frames closer together than the limit pass, however long the body takes in all.
+        for _ in 0..4 {
+            tx.send(Bytes::from_static(b"chunk")).await.unwrap();
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), "chunk");
+            tokio::time::sleep(STALL / 3).await;
+        }
+        let start = std::time::Instant::now();
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<BodyStalled>(), "{err}");
+        assert!(start.elapsed() >= STALL, "cut early: {:?}", start.elapsed());
+        assert_eq!(classify(&*err), Problem::BodyTimeout);
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn time_the_reader_spends_elsewhere_is_not_the_clients_stall() {
+        let timer = CoarseTimer::start(Duration::from_millis(10));
+        let (tx, body) = fed_body();
+        let mut body = limit_body(body, 1 << 20, Some((&timer, STALL)));
+        tx.send(Bytes::from_static(b"one")).await.unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        // The reader (an upstream applying backpressure) does not poll for a while: the client
+        // could not have sent anything meanwhile, so the wait starts when the reader polls.
+        tokio::time::sleep(STALL * 2).await;
+        let next = tokio::spawn(async move { body.frame().await.map(|f| f.is_ok()) });
+        tokio::time::sleep(STALL / 3).await;
+        tx.send(Bytes::from_static(b"two")).await.unwrap();
+        assert_eq!(next.await.unwrap(), Some(true));
+    }
+
+    #[tokio::test]
+    async fn a_body_complete_from_the_start_arms_nothing() {
+        let timer = CoarseTimer::start(Duration::from_millis(10));
+        let body = limit_body(crate::body::empty(), 10, Some((&timer, STALL)));
+        assert!(http_body::Body::is_end_stream(&body));
+        let body = limit_body(crate::body::full("x"), 10, Some((&timer, STALL)));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "x");
+        assert_eq!(timer.registered(), 0, "no wait, no deadline");
+        // A wait registers one deadline, which goes with the body.
+        let (tx, body) = fed_body();
+        let mut body = limit_body(body, 10, Some((&timer, STALL)));
+        let waiting = std::future::poll_fn(|cx| {
+            let polled = http_body::Body::poll_frame(std::pin::Pin::new(&mut body), cx);
+            std::task::Poll::Ready(polled.is_pending())
+        })
+        .await;
+        assert!(waiting);
+        assert_eq!(timer.registered(), 1);
+        drop((body, tx));
+        assert_eq!(timer.registered(), 0);
     }
 }

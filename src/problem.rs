@@ -66,6 +66,9 @@ pub enum Problem {
     },
     /// The store did not answer; nothing was decided.
     StoreUnavailable,
+    /// A bounded resource shared by all requests is in use (the bytes keyed bodies may hold
+    /// for their fingerprint); nothing was done (503 with `Retry-After`).
+    ServerBusy { retry_after: u64 },
     /// The caller's address is refused by `server.allow_ips` / `server.deny_ips`.
     IpBlocked,
     /// A request signature (RFC 9421) is missing, malformed or does not authenticate.
@@ -75,7 +78,8 @@ pub enum Problem {
         refusal: DigestRefusal,
         detail: String,
     },
-    /// The client did not start sending the body it announced in time.
+    /// The client did not send the body it announced in time: its first frame, a next frame
+    /// (`server.body_read_timeout`), or a keyed body whole (`idempotency.request_read_timeout`).
     BodyTimeout,
     /// An `Idempotency-Key` / `X-Idempotency-Key` that is not a valid key (400).
     IdempotencyKeyInvalid { detail: String },
@@ -313,6 +317,12 @@ impl Problem {
                 "Store unavailable",
                 "Warden's store did not answer; retry shortly".into(),
             ),
+            Problem::ServerBusy { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_busy",
+                "Server busy",
+                "Warden is holding as many request bodies as it may at once; retry shortly".into(),
+            ),
             Problem::IpBlocked => (
                 StatusCode::FORBIDDEN,
                 "ip_not_allowed",
@@ -392,7 +402,7 @@ impl Problem {
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
                 "Body not sent",
-                "the request body did not start arriving in time".into(),
+                "the request body did not arrive in time; send it without pauses".into(),
             ),
             Problem::IdempotencyKeyInvalid { detail } => (
                 StatusCode::BAD_REQUEST,
@@ -473,7 +483,7 @@ impl Problem {
             Problem::StoreUnavailable => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            Problem::IdempotencyKeyInUse { retry_after } => {
+            Problem::IdempotencyKeyInUse { retry_after } | Problem::ServerBusy { retry_after } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             Problem::Signature(p) => {

@@ -356,7 +356,8 @@ impl Warden {
             None
         };
         let (parts, body) = req.into_parts();
-        let mut body = forward::limit_body(body, limit);
+        let stall = self.settings.server.body_read_timeout;
+        let mut body = forward::limit_body(body, limit, stall.map(|d| (&self.timer, d)));
         let digest_checked = digest.is_some();
         if let Some(verifier) = digest {
             let wait = self.settings.server.header_read_timeout;

@@ -132,6 +132,9 @@ fn unreadable(e: &(dyn std::error::Error + 'static)) -> Problem {
                 limit: too_large.limit,
             };
         }
+        if err.is::<crate::forward::BodyStalled>() {
+            return Problem::BodyTimeout;
+        }
         source = err.source();
     }
     Problem::BadRequest {

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -202,6 +203,8 @@ pub struct Idempotency {
     /// How long after its reservation a proxied response may still be recorded: half the
     /// margin before the lease ends, so a record is never written by a holder that lost it.
     record_within: Duration,
+    /// Bytes of keyed bodies held for their fingerprint (`idempotency.buffer_budget_bytes`).
+    budget: Arc<Budget>,
 }
 
 /// The outcome of a reservation.
@@ -225,6 +228,10 @@ impl Idempotency {
             timer,
             lease_secs: secs_up(lease) + 1,
             record_within: upstream_timeout + settings.lease_margin / 2,
+            budget: Arc::new(Budget {
+                held: AtomicUsize::new(0),
+                max: settings.buffer_budget_bytes,
+            }),
             store,
             clock,
             settings,
@@ -350,11 +357,9 @@ impl Idempotency {
                 body,
             ),
             None => {
-                let bytes = read_whole(body, self.settings.max_request_bytes)
-                    .await
-                    .map_err(Problem::into_response)?;
+                let (bytes, hold) = self.buffer(body).await.map_err(Problem::into_response)?;
                 let fp = fingerprint(&parts.method, &parts.uri, BodyDigest::Bytes(&bytes));
-                (fp, full(bytes))
+                (fp, Buffered::body(bytes, hold))
             }
         };
         let ttl = self.settings.ttl;
@@ -377,6 +382,34 @@ impl Idempotency {
             deadline: Instant::now() + self.record_within,
         };
         Ok((Request::from_parts(parts, body), Some(run)))
+    }
+
+    /// Reads a keyed body whole for its fingerprint (before its key is reserved): at most
+    /// `idempotency.max_request_bytes` (413), all of it within
+    /// `idempotency.request_read_timeout` (408 `body_timeout`), and only while the bytes fit in
+    /// what all keyed bodies may hold at once, `idempotency.buffer_budget_bytes`: a declared
+    /// length is taken from the budget up front, a chunked body's bytes as they come, and a
+    /// body that does not fit is refused at once (503 `server_busy`), never queued.
+    async fn buffer(&self, body: Body) -> Result<(Bytes, Hold), Problem> {
+        let limit = self.settings.max_request_bytes;
+        let mut hold = Hold {
+            budget: self.budget.clone(),
+            bytes: 0,
+        };
+        if let Some(len) = body.size_hint().exact() {
+            if len > limit as u64 {
+                return Err(Problem::PayloadTooLarge {
+                    limit: limit as u64,
+                });
+            }
+            hold.grow_to(len as usize)?;
+        }
+        let deadline = self.settings.request_read_timeout;
+        let read = read_whole(body, limit, Some(&mut hold));
+        match self.timer.timeout(deadline, read).await {
+            Ok(read) => Ok((read?, hold)),
+            Err(_) => Err(Problem::BodyTimeout),
+        }
     }
 
     /// Records what the upstream answered a reserved request (or frees the key when it was not
@@ -523,7 +556,7 @@ impl TokenTicket {
             return resp;
         }
         let (parts, body) = resp.into_parts();
-        let Ok(bytes) = read_whole(body, self.max).await else {
+        let Ok(bytes) = read_whole(body, self.max, None).await else {
             ticket.release().await;
             return Problem::StoreUnavailable.into_response();
         };
@@ -656,8 +689,13 @@ fn replay(stored: StoredResponse) -> Response<Body> {
     resp
 }
 
-/// Reads a body whole, at most `limit` bytes; a body of one frame is not copied.
-async fn read_whole(mut body: Body, limit: usize) -> Result<Bytes, Problem> {
+/// Reads a body whole, at most `limit` bytes, counting them against `hold`'s budget if given;
+/// a body of one frame is not copied.
+async fn read_whole(
+    mut body: Body,
+    limit: usize,
+    mut hold: Option<&mut Hold>,
+) -> Result<Bytes, Problem> {
     let mut chunks = Vec::new();
     let mut len = 0;
     while let Some(frame) = body.frame().await {
@@ -669,10 +707,99 @@ async fn read_whole(mut body: Body, limit: usize) -> Result<Bytes, Problem> {
                     limit: limit as u64,
                 });
             }
+            if let Some(hold) = hold.as_deref_mut() {
+                hold.grow_to(len)?;
+            }
             chunks.push(data);
         }
     }
     Ok(joined(chunks))
+}
+
+/// The bytes all keyed bodies held for their fingerprint may take together: a counting
+/// semaphore of bytes that never waits (an atomic add that fails past `max`).
+struct Budget {
+    held: AtomicUsize,
+    max: usize,
+}
+
+/// One body's share of the [`Budget`], given back when it is dropped.
+struct Hold {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Hold {
+    /// Takes from the budget up to `bytes` in all for this body; 503 `server_busy` when they
+    /// do not fit.
+    fn grow_to(&mut self, bytes: usize) -> Result<(), Problem> {
+        let more = bytes.saturating_sub(self.bytes);
+        if more == 0 {
+            return Ok(());
+        }
+        let max = self.budget.max;
+        let taken = self
+            .budget
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(more).filter(|&h| h <= max)
+            });
+        if taken.is_err() {
+            tracing::debug!(
+                budget = max,
+                "keyed body refused: idempotency.buffer_budget_bytes is in use"
+            );
+            return Err(Problem::ServerBusy { retry_after: 1 });
+        }
+        self.bytes = bytes;
+        Ok(())
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// A keyed body read whole, on its way upstream: it keeps its share of the budget until it
+/// has been handed on (or dropped).
+struct Buffered {
+    data: Option<Bytes>,
+    hold: Option<Hold>,
+}
+
+impl Buffered {
+    fn body(data: Bytes, hold: Hold) -> Body {
+        Buffered {
+            data: Some(data).filter(|d| !d.is_empty()),
+            hold: Some(hold),
+        }
+        .boxed()
+    }
+}
+
+impl http_body::Body for Buffered {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let frame = this.data.take().map(|d| Ok(Frame::data(d)));
+        this.hold = None;
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+    }
 }
 
 /// The chunks of a body as one; a body of one chunk is not copied.
@@ -703,6 +830,9 @@ fn body_problem(e: &(dyn std::error::Error + 'static)) -> Problem {
         }
         if let Some(mismatch) = err.downcast_ref::<crate::gate::digest::DigestMismatch>() {
             return mismatch.problem();
+        }
+        if err.is::<crate::forward::BodyStalled>() {
+            return Problem::BodyTimeout;
         }
         source = err.source();
     }
@@ -1179,6 +1309,33 @@ mod tests {
         assert!(asks_for_retry(StatusCode::TOO_MANY_REQUESTS, true));
         assert!(!asks_for_retry(StatusCode::CONFLICT, false));
         assert!(!asks_for_retry(StatusCode::CREATED, false));
+    }
+
+    #[tokio::test]
+    async fn keyed_bodies_share_one_budget_of_bytes_given_back_when_sent_or_dropped() {
+        let budget = Arc::new(Budget {
+            held: AtomicUsize::new(0),
+            max: 100,
+        });
+        let hold = || Hold {
+            budget: budget.clone(),
+            bytes: 0,
+        };
+        let mut a = hold();
+        a.grow_to(60).unwrap();
+        let mut b = hold();
+        // A chunked body grows as it arrives, until it no longer fits.
+        b.grow_to(30).unwrap();
+        b.grow_to(40).unwrap();
+        assert_eq!(b.grow_to(41).unwrap_err().code(), "server_busy");
+        assert_eq!(budget.held.load(Ordering::Acquire), 100);
+        drop(a);
+        b.grow_to(90).unwrap();
+        // Handed on whole, the body gives its share back.
+        let body = Buffered::body(Bytes::from_static(b"payload"), b);
+        assert_eq!(budget.held.load(Ordering::Acquire), 90);
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "payload");
+        assert_eq!(budget.held.load(Ordering::Acquire), 0);
     }
 
     proptest! {

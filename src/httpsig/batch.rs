@@ -5,15 +5,18 @@
 //! and 16 µs at n = 16 (measured on this machine; `docs/benchmarks.md`). Under load many
 //! signed requests reach the check in the same turn of the event loop, so:
 //!
-//! - a request puts its (base, signature, key) in the queue; the one that finds it empty leads:
-//!   it yields once, so the requests made ready by the same turn of the event loop join, then
-//!   verifies up to `max` jobs at a time, yielding between batches so that a burst never holds
-//!   the runtime for longer than one batch (~1 ms at the default 64, ~250 µs at 16);
+//! - the first request to find no leader leads: it yields once, so the requests made ready by
+//!   the same turn of the event loop queue up behind it, then verifies one batch (its own
+//!   signature and up to `max - 1` queued ones) and returns its own answer at once. If more are
+//!   queued, it hands the lead to the oldest waiting request, which does the same on its own
+//!   task: no request waits for more than the batches queued ahead of it, however long signed
+//!   load lasts, and a burst never holds the runtime for longer than one batch (~1 ms at the
+//!   default 64, ~250 µs at 16) without a turn of the event loop in between;
 //! - one job alone is verified on its own; a batch that passes answers every job "valid"; a
 //!   batch that fails is verified job by job, so every request gets its own answer and an
 //!   invalid signature cannot make a valid one fail;
-//! - if the leader is dropped (its client went away) before it ran the batch, its drop runs it:
-//!   no follower is left waiting.
+//! - a leader dropped (its client went away) before its batch, or a request dropped after the
+//!   lead was handed to it, hands the lead on: no follower is left waiting.
 //!
 //! Every job has already passed the strict checks of [`super::prepare`] (canonical `R` and `s`,
 //! `R` not of small order, key not weak). The one difference from single verification left:
@@ -24,23 +27,41 @@
 //! is not a forgery; `signatures.verify_batch_max = 1` turns batching off for anyone who wants
 //! single-verification semantics exactly.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use tokio::sync::oneshot;
 
-/// One signature to verify and where its answer goes.
+/// One signature to verify and where its answer goes: `None` for the leader's own job, whose
+/// answer the leader keeps (and, in the queue, for the job of a request the lead was handed to).
 struct Job {
     base: Vec<u8>,
     signature: Signature,
     key: VerifyingKey,
-    reply: oneshot::Sender<bool>,
+    reply: Option<oneshot::Sender<Answer>>,
+}
+
+/// What a waiting request is told.
+enum Answer {
+    /// Its signature's verdict.
+    Verdict(bool),
+    /// It leads now: its job is at the front of the queue.
+    Lead(Baton),
+}
+
+/// The pending verifications and whether someone leads.
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Set while a request leads or the lead is on its way to one. While it is unset, the
+    /// queue is empty.
+    leading: bool,
 }
 
 /// The shared queue of pending verifications.
 #[derive(Clone)]
 pub struct BatchVerifier {
-    queue: Arc<Mutex<Vec<Job>>>,
+    queue: Arc<Mutex<Queue>>,
     max: usize,
 }
 
@@ -48,12 +69,15 @@ impl BatchVerifier {
     /// A verifier that puts at most `max` signatures in one batch (`1`: no batching).
     pub fn new(max: usize) -> Self {
         Self {
-            queue: Arc::new(Mutex::new(Vec::new())),
+            queue: Arc::new(Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                leading: false,
+            })),
             max: max.max(1),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Job>> {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -63,75 +87,88 @@ impl BatchVerifier {
         if self.max == 1 {
             return single(&base, &signature, &key);
         }
-        let (reply, answer) = oneshot::channel();
-        let leads = {
-            let mut queue = self.lock();
-            queue.push(Job {
-                base,
-                signature,
-                key,
-                reply,
-            });
-            queue.len() == 1
+        let mut job = Job {
+            base,
+            signature,
+            key,
+            reply: None,
         };
-        if leads {
-            let mut lead = Lead {
-                verifier: self,
-                done: false,
-            };
-            // Let the requests that became ready in this turn of the event loop join.
-            tokio::task::yield_now().await;
-            // One batch at a time, yielding between them: a burst of signed requests never
-            // holds the runtime for more than one batch's verification (max × ~16 µs).
-            while lead.verifier.run_one() {
-                tokio::task::yield_now().await;
+        let waiting = {
+            let mut queue = self.lock();
+            if queue.leading {
+                let (reply, answer) = oneshot::channel();
+                job.reply = Some(reply);
+                queue.jobs.push_back(job);
+                Some(answer)
+            } else {
+                queue.leading = true;
+                queue.jobs.push_back(job);
+                None
             }
-            lead.done = true;
-        }
-        // A dropped sender means the job was lost, which `Lead` prevents; refuse to be safe.
-        answer.await.unwrap_or(false)
-    }
-
-    /// Takes and verifies up to `max` queued jobs; true when more are waiting.
-    fn run_one(&self) -> bool {
+        };
+        let baton = match waiting {
+            None => Baton(Some(self.clone())),
+            Some(answer) => match answer.await {
+                Ok(Answer::Verdict(ok)) => return ok,
+                Ok(Answer::Lead(baton)) => baton,
+                // A job is always answered or handed the lead; refuse to be safe.
+                Err(_) => return false,
+            },
+        };
+        // Let the requests made ready in this turn of the event loop join the batch.
+        tokio::task::yield_now().await;
         let jobs: Vec<Job> = {
             let mut queue = self.lock();
-            let n = queue.len().min(self.max);
-            queue.drain(..n).collect()
+            let n = queue.jobs.len().min(self.max);
+            queue.jobs.drain(..n).collect()
         };
-        if jobs.is_empty() {
-            return false;
-        }
-        verify_jobs(jobs);
-        !self.lock().is_empty()
+        // The job at the front was this request's: it is in this batch.
+        let ok = verify_jobs(jobs);
+        drop(baton);
+        ok
     }
 
-    /// Takes and verifies everything queued, `max` at a time.
-    fn run_queued(&self) {
+    /// Hands the lead to the oldest waiting request, whose job is at the front of the queue,
+    /// or ends it when none is waiting. Only the holder of the lead calls this.
+    fn pass_on(&self) {
         loop {
-            let jobs: Vec<Job> = {
+            let reply = {
                 let mut queue = self.lock();
-                let n = queue.len().min(self.max);
-                queue.drain(..n).collect()
+                let Some(front) = queue.jobs.front_mut() else {
+                    queue.leading = false;
+                    return;
+                };
+                match front.reply.take() {
+                    Some(reply) => reply,
+                    None => {
+                        // The job of a leader dropped before its batch: nobody waits for it.
+                        queue.jobs.pop_front();
+                        continue;
+                    }
+                }
             };
-            if jobs.is_empty() {
-                return;
+            // Sent outside the lock: a baton that comes back is dropped (and would lock).
+            match reply.send(Answer::Lead(Baton(Some(self.clone())))) {
+                Ok(()) => return,
+                Err(Answer::Lead(mut baton)) => {
+                    // Its request is gone: its job goes too, and the next one is asked.
+                    baton.0 = None;
+                    self.lock().jobs.pop_front();
+                }
+                Err(Answer::Verdict(_)) => {}
             }
-            verify_jobs(jobs);
         }
     }
 }
 
-/// The leader's duty, done on drop if the leader is cancelled first.
-struct Lead<'a> {
-    verifier: &'a BatchVerifier,
-    done: bool,
-}
+/// The lead. Dropped (after the batch, or with a request that went away while holding it or
+/// before it received it), it passes on to the next waiting request.
+struct Baton(Option<BatchVerifier>);
 
-impl Drop for Lead<'_> {
+impl Drop for Baton {
     fn drop(&mut self) {
-        if !self.done {
-            self.verifier.run_queued();
+        if let Some(verifier) = self.0.take() {
+            verifier.pass_on();
         }
     }
 }
@@ -142,13 +179,22 @@ fn single(base: &[u8], signature: &Signature, key: &VerifyingKey) -> bool {
     key.verify(base, signature).is_ok()
 }
 
-fn verify_jobs(jobs: Vec<Job>) {
+/// Verifies `jobs` and answers them; returns the answer of the one without a reply (the
+/// leader's own; `false` if there is none).
+fn verify_jobs(jobs: Vec<Job>) -> bool {
+    let mut own = false;
+    let mut answer = |reply: Option<oneshot::Sender<Answer>>, ok: bool| match reply {
+        Some(reply) => {
+            let _ = reply.send(Answer::Verdict(ok));
+        }
+        None => own = ok,
+    };
     if let [job] = jobs.as_slice() {
         let ok = single(&job.base, &job.signature, &job.key);
         if let Some(job) = jobs.into_iter().next() {
-            let _ = job.reply.send(ok);
+            answer(job.reply, ok);
         }
-        return;
+        return own;
     }
     let messages: Vec<&[u8]> = jobs.iter().map(|j| j.base.as_slice()).collect();
     let signatures: Vec<Signature> = jobs.iter().map(|j| j.signature).collect();
@@ -157,8 +203,9 @@ fn verify_jobs(jobs: Vec<Job>) {
     drop(messages);
     for job in jobs {
         let ok = all_valid || single(&job.base, &job.signature, &job.key);
-        let _ = job.reply.send(ok);
+        answer(job.reply, ok);
     }
+    own
 }
 
 #[cfg(test)]
@@ -192,7 +239,8 @@ mod tests {
             let (i, ok) = t.await.unwrap();
             assert_eq!(ok, i % 3 != 0, "request {i}");
         }
-        assert!(verifier.lock().is_empty());
+        assert!(verifier.lock().jobs.is_empty());
+        assert!(!verifier.lock().leading);
     }
 
     #[tokio::test]
@@ -226,7 +274,7 @@ mod tests {
         // Looks at the queue on every turn of the runtime.
         let watcher = tokio::spawn(async move {
             for _ in 0..50 {
-                let queued = v.lock().len();
+                let queued = v.lock().jobs.len();
                 log.lock().unwrap().push(queued);
                 tokio::task::yield_now().await;
             }
@@ -289,6 +337,89 @@ mod tests {
         drop(leader);
         let answered = tokio::time::timeout(std::time::Duration::from_secs(5), follower).await;
         assert!(answered.expect("the follower was answered").unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_leader_answers_after_its_own_batch_while_others_keep_coming() {
+        let verifier = BatchVerifier::new(2);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let (base, sig, key) = signed(0, b"leader");
+        let mut leader = Box::pin(verifier.verify(base, sig, key));
+        assert!(
+            leader.as_mut().poll(&mut cx).is_pending(),
+            "leads, yielding"
+        );
+        let mut followers = Vec::new();
+        let mut answered = None;
+        // Every round, three more signed requests queue up (more than a batch of two takes),
+        // then the leader runs. It must answer after the batch holding its own signature,
+        // not when the queue drains (it never does here).
+        for round in 0..20u8 {
+            for i in 0..3u8 {
+                let n = 1 + round * 3 + i;
+                let (base, sig, key) = signed(n, &[n; 24]);
+                let mut follower = Box::pin(verifier.verify(base, sig, key));
+                assert!(follower.as_mut().poll(&mut cx).is_pending(), "queued");
+                followers.push(follower);
+            }
+            if let std::task::Poll::Ready(ok) = leader.as_mut().poll(&mut cx) {
+                answered = Some((round, ok));
+                break;
+            }
+        }
+        assert_eq!(answered, Some((0, true)), "the leader's answer waited");
+        // The lead went on: every follower is answered, by leaders among themselves.
+        let mut waiting: Vec<_> = followers.into_iter().map(Some).collect();
+        for _ in 0..1000 {
+            for slot in waiting.iter_mut() {
+                if let Some(f) = slot {
+                    if let std::task::Poll::Ready(ok) = f.as_mut().poll(&mut cx) {
+                        assert!(ok);
+                        *slot = None;
+                    }
+                }
+            }
+        }
+        assert!(
+            waiting.iter().all(Option::is_none),
+            "followers left waiting"
+        );
+        assert!(verifier.lock().jobs.is_empty());
+        assert!(!verifier.lock().leading);
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_after_the_lead_was_handed_to_it_passes_it_on() {
+        let verifier = BatchVerifier::new(2);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let (base, sig, key) = signed(0, b"leader");
+        let mut leader = Box::pin(verifier.verify(base, sig, key));
+        assert!(leader.as_mut().poll(&mut cx).is_pending());
+        let mut queued = Vec::new();
+        for n in 1..=4u8 {
+            let (base, sig, key) = signed(n, &[n; 8]);
+            let mut f = Box::pin(verifier.verify(base, sig, key));
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+            queued.push(f);
+        }
+        // The leader verifies itself and request 1, and hands the lead to request 2, which
+        // goes away before it runs; request 3 gets the lead instead.
+        assert!(matches!(
+            leader.as_mut().poll(&mut cx),
+            std::task::Poll::Ready(true)
+        ));
+        let mut third_and_fourth = queued.split_off(2);
+        let first = queued.remove(0);
+        drop(queued); // request 2
+        drop(first); // answered already; dropping it changes nothing
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            let a = third_and_fourth.remove(0).await;
+            let b = third_and_fourth.remove(0).await;
+            a && b
+        })
+        .await;
+        assert_eq!(answered, Ok(true));
+        assert!(!verifier.lock().leading);
     }
 
     fn futures_noop_waker() -> std::task::Waker {

@@ -52,6 +52,8 @@ struct UpstreamState {
     bodies: AtomicUsize,
     /// TCP connections accepted.
     connections: AtomicUsize,
+    /// Raw upstreams: connections that ended in the middle of a request body.
+    cut_bodies: AtomicUsize,
 }
 
 /// A real upstream on `127.0.0.1:0`. The HTTP one dispatches on the path:
@@ -80,6 +82,10 @@ pub enum RawBehaviour {
     /// `close_after_ms` without reading anything more, the way an upstream ends a keep-alive
     /// connection it has held long enough.
     AnswerThenClose { close_after_ms: u64 },
+    /// Keeps connections alive and answers every request `200 ok`: on paths starting with
+    /// `/early` as soon as the head is in, before reading the body (then reads and discards
+    /// the body, as Node's `http` does), on others after reading it.
+    AnswerEarly,
 }
 
 impl Upstream {
@@ -135,6 +141,10 @@ impl Upstream {
                 let st = st.clone();
                 tokio::spawn(async move {
                     let mut raw = RawConn::from_stream(stream);
+                    if let RawBehaviour::AnswerEarly = behaviour {
+                        raw.answer_early(&st).await;
+                        return;
+                    }
                     if raw.read_head_bytes().await.is_none() {
                         return; // a readiness probe, or a client that gave up
                     }
@@ -165,6 +175,7 @@ impl Upstream {
                             tokio::time::sleep(Duration::from_millis(close_after_ms)).await;
                             drop(raw);
                         }
+                        RawBehaviour::AnswerEarly => {}
                     }
                 });
             }
@@ -189,6 +200,12 @@ impl Upstream {
     /// TCP connections accepted so far (readiness probes included).
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Raw upstreams: connections that ended in the middle of a request body.
+    #[allow(dead_code)]
+    pub fn cut_bodies(&self) -> usize {
+        self.state.cut_bodies.load(Ordering::SeqCst)
     }
 
     /// Requests received so far.
@@ -888,6 +905,42 @@ impl RawConn {
         }
     }
 
+    /// [`RawBehaviour::AnswerEarly`]'s side of one connection, until it closes.
+    async fn answer_early(&mut self, st: &UpstreamState) {
+        const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        while let Some(head) = self.read_head_bytes().await {
+            st.calls.fetch_add(1, Ordering::SeqCst);
+            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let early = head
+                .split(' ')
+                .nth(1)
+                .is_some_and(|path| path.starts_with("/early"));
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if early && self.stream.write_all(OK).await.is_err() {
+                return;
+            }
+            // The body, read and thrown away.
+            while self.buf.len() < len {
+                let mut chunk = [0u8; 4096];
+                match self.stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => {
+                        st.cut_bodies.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            self.buf.drain(..len);
+            if !early && self.stream.write_all(OK).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Reads one response: its head and, if it has a `Content-Length`, its body.
     pub async fn read_response(&mut self) -> RawResponse {
         let head = within(PATIENCE, "a response head", self.read_head_bytes())
@@ -935,6 +988,17 @@ impl RawConn {
         .await;
         let rest = self.buf.split_off(n);
         std::mem::replace(&mut self.buf, rest)
+    }
+
+    /// Whether the peer closes the connection (EOF or reset) within `limit` without sending
+    /// anything; `false` if it sends a byte or stays open.
+    #[allow(dead_code)]
+    pub async fn closed_without_a_byte(&mut self, limit: Duration) -> bool {
+        let mut chunk = [0u8; 1];
+        match tokio::time::timeout(limit, self.stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => self.buf.is_empty(),
+            Ok(Ok(_)) | Err(_) => false,
+        }
     }
 
     /// Whether the peer closes the connection (EOF or reset) within `limit`; whatever it sends
