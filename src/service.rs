@@ -367,11 +367,12 @@ impl Warden {
             };
         }
         let outgoing = Request::from_parts(parts, body);
-        // Keys are kept per client, so only authenticated requests use them; upgrades never.
+        // Keys are kept per credential (idempotency::namespace), so only authenticated requests
+        // use them; upgrades never.
         let (outgoing, run) = match identity {
             Some(id) if need != Need::Off && upgrade.is_none() => {
                 let idem = &self.idempotency;
-                let start = Box::pin(idem.start(outgoing, &id.client_id, need, digest_checked));
+                let start = Box::pin(idem.start(outgoing, id, need, digest_checked));
                 match start.await {
                     Ok(started) => started,
                     Err(answer) => return answer,

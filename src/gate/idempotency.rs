@@ -4,6 +4,7 @@
 //! Records live in the store (atomic reservation, leases, expiry); what is kept and for how long
 //! is decided here; refusals become responses in [`crate::problem`].
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,12 +23,15 @@ use sha2::{Digest, Sha256};
 use tokio::time::{Instant, Sleep};
 
 use crate::body::{Body, BoxError, full};
+use crate::cache::Identity;
 use crate::clock::Clock;
 use crate::coarse_timer::CoarseTimer;
 use crate::config::IdempotencySettings;
 use crate::problem::Problem;
 use crate::router::{Policy, SignatureMode};
-use crate::store::{Hash, IdempotencyState, Reservation, Store, StoreError, StoredResponse};
+use crate::store::{
+    Hash, IdempotencyState, Reservation, Store, StoreError, StoredResponse, TokenKind,
+};
 
 /// The longest key accepted (draft §2.2 leaves the format to the resource; 255 is Pipevest's).
 pub const MAX_KEY_LEN: usize = 255;
@@ -190,6 +194,24 @@ pub fn fingerprint(method: &Method, uri: &Uri, body: BodyDigest<'_>) -> Hash {
     h.finalize().into()
 }
 
+/// The namespace a proxied request's keys live in: whose requests a key can be a retry of.
+///
+/// An access token (from `/v1/auth` or `/v1/oauth/token`) is the client itself: anyone holding
+/// one could mint it with the client's secret, and it lasts an hour (`tokens.access_ttl`) where
+/// a record lasts a day, so its records are the client's (`client id`): a retry made with a
+/// refreshed token finds its record instead of running the request again. API keys and managed
+/// tokens are handed to different people or systems of one client, so their records are their
+/// own (`client id/token id`): another credential of the client neither gets their response nor
+/// learns from 409 or 422 that the key is in use. (`/` never appears in a client id.)
+pub fn namespace(identity: &Identity) -> Cow<'_, str> {
+    match identity.kind {
+        TokenKind::Access => Cow::Borrowed(&identity.client_id),
+        TokenKind::ApiKey | TokenKind::Managed => {
+            Cow::Owned(format!("{}/{}", identity.client_id, identity.token_id))
+        }
+    }
+}
+
 /// Idempotency for proxied routes and `/v1/auth`, shared by all connections.
 pub struct Idempotency {
     store: Arc<dyn Store>,
@@ -320,7 +342,8 @@ impl Idempotency {
         }
     }
 
-    /// Starts a proxied request of `client` under `need`. Without a key it goes on as it is
+    /// Starts a proxied request made with `identity`'s credential under `need`, its keys in that
+    /// credential's [`namespace`]. Without a key it goes on as it is
     /// (`None`); with one, the key is reserved and the request goes on with its [`Run`], to be
     /// handed back to [`Idempotency::finish`] with what the upstream answered. A retry is
     /// answered here (`Err`): the stored response, 409 or 422. `digest_checked` says the body is
@@ -330,10 +353,12 @@ impl Idempotency {
     pub async fn start(
         &self,
         req: Request<Body>,
-        client: &str,
+        identity: &Identity,
         need: Need,
         digest_checked: bool,
     ) -> Result<(Request<Body>, Option<Run>), Response<Body>> {
+        let namespace = namespace(identity);
+        let client = namespace.as_ref();
         let key = match self.key(req.headers(), need) {
             Err(problem) => return Err(problem.into_response()),
             Ok(None) => return Ok((req, None)),
@@ -540,6 +565,7 @@ impl TokenTicket {
 }
 
 /// A held reservation: `(client, key)` under the lease `lease_until`, which fences its writes.
+/// `client` is the key's namespace: the client id, or `client id/token id` (see [`namespace`]).
 struct Ticket {
     store: Arc<dyn Store>,
     client: String,
@@ -570,7 +596,7 @@ impl Ticket {
         match r {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
-                client_id = %self.client,
+                namespace = %self.client,
                 "idempotency reservation was taken over before its response was recorded"
             ),
             Err(e) => tracing::error!(error = %e, "store failed while recording a response"),
@@ -1140,6 +1166,33 @@ mod tests {
         ] {
             assert_ne!(base, other);
         }
+    }
+
+    #[test]
+    fn access_tokens_share_their_clients_namespace_and_other_credentials_have_their_own() {
+        let of = |kind: TokenKind, token_id: &str| Identity {
+            token_id: token_id.into(),
+            kind,
+            client_id: "acme".into(),
+            account: "acme".into(),
+            user: None,
+            audience: None,
+            scopes: vec![],
+            trusted_ips: vec![],
+            expires_at: None,
+            client_id_header: HeaderValue::from_static("acme"),
+            token_id_header: HeaderValue::from_static("t"),
+            scopes_header: HeaderValue::from_static(""),
+            audience_header: None,
+        };
+        assert_eq!(namespace(&of(TokenKind::Access, "at_1")), "acme");
+        assert_eq!(namespace(&of(TokenKind::Access, "at_2")), "acme");
+        assert_eq!(namespace(&of(TokenKind::ApiKey, "ak_1")), "acme/ak_1");
+        assert_eq!(namespace(&of(TokenKind::Managed, "mt_1")), "acme/mt_1");
+        assert_ne!(
+            namespace(&of(TokenKind::Managed, "mt_1")),
+            namespace(&of(TokenKind::Managed, "mt_2"))
+        );
     }
 
     #[test]
