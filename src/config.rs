@@ -180,6 +180,9 @@ pub struct RawStore {
     pub sweep_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub token_retention: Duration,
+    /// The secret that seals stored responses; "" (the default): `<database name>.seal-key`
+    /// beside the database, made on first start (see `store::seal_key`).
+    pub seal_key_file: String,
 }
 
 impl Default for RawStore {
@@ -189,6 +192,7 @@ impl Default for RawStore {
             durability: Durability::Normal,
             sweep_interval: Duration::from_secs(60),
             token_retention: Duration::from_secs(7 * 24 * 3600),
+            seal_key_file: String::new(),
         }
     }
 }
