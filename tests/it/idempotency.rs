@@ -865,6 +865,70 @@ async fn a_second_warden_on_the_same_store_sees_in_flight_keys_and_replays_compl
 }
 
 #[tokio::test]
+async fn stored_responses_are_sealed_at_rest_and_another_seal_key_refuses_rather_than_reruns() {
+    // Review finding 17: the store held upstream bodies and Set-Cookie in plaintext.
+    let Setup {
+        api,
+        proxy,
+        http,
+        alpha,
+        store,
+    } = Setup::start("").await;
+    let body = order(11);
+    let send = |proxy: &Proxy| post(&proxy.url("/api/orders"), &alpha, Some("k-seal"), &body);
+    let first = http.send(send(&proxy)).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(first.header("set-cookie"), Some("call=1"));
+    let again = http.send(send(&proxy)).await;
+    assert!(replayed(&again));
+    assert_eq!(again.body, first.body);
+    assert_eq!(
+        again.header("set-cookie"),
+        Some("call=1"),
+        "replayed with the response"
+    );
+
+    let db = rusqlite::Connection::open(store.db_path()).unwrap();
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = db
+        .prepare("SELECT status, headers, body FROM idempotency_responses")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let (status, headers, sealed) = &rows[0];
+    assert_eq!(*status, 201);
+    for blob in [headers, sealed] {
+        for plain in [
+            &b"call=1"[..],
+            b"\"order\":11",
+            b"xxxxxxxx",
+            b"application/json",
+        ] {
+            assert!(!blob.windows(plain.len()).any(|w| w == plain));
+        }
+    }
+    drop(db);
+    let key_file = store.dir().join("warden.seal-key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Another key (replaced, or lost): the record cannot be opened, so the retry is refused as
+    // not replayable; it is never run again.
+    proxy.stopped(PATIENCE).await;
+    std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
+    let proxy = Proxy::start(config(&api, "").store(&store)).await;
+    let after = http.send(send(&proxy)).await;
+    after.problem(422, "idempotency_response_not_replayable");
+    assert_eq!(api.calls(), 1);
+}
+
+#[tokio::test]
 async fn a_reservation_orphaned_by_kill_9_is_taken_over_when_its_lease_ends() {
     let api = Api::start().await;
     let dir = StoreDir::new();
