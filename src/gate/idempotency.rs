@@ -196,9 +196,9 @@ pub fn fingerprint(method: &Method, uri: &Uri, body: BodyDigest<'_>) -> Hash {
 
 /// The namespace a proxied request's keys live in: whose requests a key can be a retry of.
 ///
-/// An access token (from `/v1/auth` or `/v1/oauth/token`) is the client itself: anyone holding
-/// one could mint it with the client's secret, and it lasts an hour (`tokens.access_ttl`) where
-/// a record lasts a day, so its records are the client's (`client id`): a retry made with a
+/// An access token (from `/v1/auth` or `/v1/oauth/token`) is the client itself: whoever holds
+/// the client's secret mints as many as they like, and one lasts an hour (`tokens.access_ttl`)
+/// where a record lasts a day, so its records are the client's (`client id`): a retry made with a
 /// refreshed token finds its record instead of running the request again. API keys and managed
 /// tokens are handed to different people or systems of one client, so their records are their
 /// own (`client id/token id`): another credential of the client neither gets their response nor
