@@ -73,6 +73,8 @@ pub struct RawSignatures {
     pub clock_skew: Duration,
     pub nonce: NonceMode,
     pub nonce_cache_capacity: u64,
+    /// Most live nonces of one client; 0 (the default): a quarter of `nonce_cache_capacity`.
+    pub nonce_cache_per_client: u64,
     pub cover_if_present: Vec<String>,
     pub cover_always: Vec<String>,
     pub key_cache_capacity: u64,
@@ -89,6 +91,7 @@ impl Default for RawSignatures {
             clock_skew: Duration::from_secs(30),
             nonce: NonceMode::Optional,
             nonce_cache_capacity: 200_000,
+            nonce_cache_per_client: 0,
             cover_if_present: [
                 "authorization",
                 "x-client-id",
@@ -182,6 +185,9 @@ pub struct RawStore {
     pub sweep_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub token_retention: Duration,
+    /// The secret that seals stored responses; "" (the default): `<database name>.seal-key`
+    /// beside the database, made on first start (see `store::seal_key`).
+    pub seal_key_file: String,
 }
 
 impl Default for RawStore {
@@ -191,6 +197,7 @@ impl Default for RawStore {
             durability: Durability::Normal,
             sweep_interval: Duration::from_secs(60),
             token_retention: Duration::from_secs(7 * 24 * 3600),
+            seal_key_file: String::new(),
         }
     }
 }
@@ -563,6 +570,9 @@ pub struct SignatureSettings {
     pub nonce: NonceMode,
     /// `signatures.nonce_cache_capacity`, default 200000 nonces remembered.
     pub nonce_cache_capacity: u64,
+    /// `signatures.nonce_cache_per_client`, default a quarter of the capacity: most live
+    /// nonces of one client.
+    pub nonce_cache_per_client: u64,
     /// `signatures.cover_if_present`, default `authorization`, `x-client-id`,
     /// `x-idempotency-key`, `idempotency-key`: fields a signature must cover when the request has them.
     pub cover_if_present: Vec<http::HeaderName>,
@@ -1238,6 +1248,16 @@ fn validate_signatures(s: &RawSignatures) -> Result<SignatureSettings, ConfigErr
             "must be at least 1",
         ));
     }
+    if s.nonce_cache_per_client > s.nonce_cache_capacity {
+        return Err(invalid(
+            "signatures.nonce_cache_per_client",
+            "must not exceed signatures.nonce_cache_capacity (0: a quarter of it)",
+        ));
+    }
+    let nonce_cache_per_client = match s.nonce_cache_per_client {
+        0 => (s.nonce_cache_capacity / 4).max(1),
+        n => n,
+    };
     if s.verify_batch_max == 0 || s.verify_batch_max > 1024 {
         return Err(invalid(
             "signatures.verify_batch_max",
@@ -1271,6 +1291,7 @@ fn validate_signatures(s: &RawSignatures) -> Result<SignatureSettings, ConfigErr
         clock_skew: s.clock_skew,
         nonce: s.nonce,
         nonce_cache_capacity: s.nonce_cache_capacity,
+        nonce_cache_per_client,
         cover_if_present,
         cover_always: validate_components("signatures.cover_always", &s.cover_always)?,
         key_cache_capacity: s.key_cache_capacity,
@@ -1453,6 +1474,11 @@ mod tests {
         assert!(e.starts_with("signatures.cover_always[0]:"), "{e}");
         let e = err("[signatures]\nnonce = \"sometimes\"\n");
         assert!(e.contains("signatures.nonce"), "{e}");
+        assert_eq!(s.signatures.nonce_cache_per_client, 50_000, "a quarter");
+        let s = Settings::from_toml("[signatures]\nnonce_cache_capacity = 3\n").unwrap();
+        assert_eq!(s.signatures.nonce_cache_per_client, 1);
+        let e = err("[signatures]\nnonce_cache_capacity = 9\nnonce_cache_per_client = 10\n");
+        assert!(e.starts_with("signatures.nonce_cache_per_client:"), "{e}");
     }
 
     #[test]

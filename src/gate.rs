@@ -7,4 +7,5 @@ pub mod bearer;
 pub mod client_ip;
 pub mod digest;
 pub mod idempotency;
+pub mod nonce;
 pub mod signature;

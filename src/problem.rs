@@ -92,6 +92,12 @@ pub enum Problem {
     /// The request with this key ran, but its response was not kept (streamed, too large,
     /// cut short), so it can be neither replayed nor run again (422).
     IdempotencyResponseNotReplayable { reason: String },
+    /// A verified signature whose nonce cannot be remembered: the nonce cache holds
+    /// `signatures.nonce_cache_capacity` nonces still within their window (503).
+    NonceCacheFull { retry_after: u64 },
+    /// A verified signature whose nonce cannot be remembered: its client already holds
+    /// `limit` nonces still within their window (`signatures.nonce_cache_per_client`, 429).
+    NonceQuotaExceeded { limit: u64, retry_after: u64 },
 }
 
 /// Why a token-management request was refused.
@@ -439,6 +445,25 @@ impl Problem {
                      kept because {reason}; it will not run again with this key"
                 ),
             ),
+            Problem::NonceCacheFull { retry_after } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "nonce_cache_full",
+                "Nonce cache full",
+                format!(
+                    "Warden cannot remember another signature nonce until older ones leave their \
+                     window, and a nonce it cannot remember is not accepted; retry after \
+                     {retry_after} seconds"
+                ),
+            ),
+            Problem::NonceQuotaExceeded { limit, retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "nonce_quota_exceeded",
+                "Too many signature nonces",
+                format!(
+                    "this client already has {limit} signature nonces within the signature window \
+                     (signatures.nonce_cache_per_client); retry after {retry_after} seconds"
+                ),
+            ),
         }
     }
 
@@ -483,7 +508,10 @@ impl Problem {
             Problem::StoreUnavailable => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            Problem::IdempotencyKeyInUse { retry_after } | Problem::ServerBusy { retry_after } => {
+            Problem::IdempotencyKeyInUse { retry_after }
+            | Problem::ServerBusy { retry_after }
+            | Problem::NonceCacheFull { retry_after }
+            | Problem::NonceQuotaExceeded { retry_after, .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             Problem::Signature(p) => {

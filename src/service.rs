@@ -16,7 +16,7 @@ use crate::config::{Durability, Settings};
 use crate::digest::DigestVerifier;
 use crate::forward::{self, Forwarder, Origin};
 use crate::gate::allowlist::Allowlist;
-use crate::gate::idempotency::{Idempotency, Need};
+use crate::gate::idempotency::{Idempotency, Need, ResponseSeal};
 use crate::gate::signature::Verdict;
 use crate::gate::signature::{Endpoint, RequestParts, SignatureGate};
 use crate::gate::{client_ip, digest};
@@ -52,6 +52,8 @@ pub enum StartError {
     Tls(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("store.seal_key_file: {0}")]
+    SealKey(String),
 }
 
 /// Everything a request needs, built once at start-up and shared by all connections.
@@ -95,12 +97,17 @@ impl Warden {
             settings.server.allow_ips.clone(),
             settings.server.deny_ips.clone(),
         );
+        let secret = store::seal_key::load(&settings.store.url, &settings.store.seal_key_file)
+            .map_err(StartError::SealKey)?;
+        let seal = ResponseSeal::new(&secret)
+            .ok_or_else(|| StartError::SealKey("cannot derive the sealing key".into()))?;
         let idempotency = Idempotency::new(
             settings.idempotency.clone(),
             settings.upstream.timeout,
             issuer.store().clone(),
             issuer.clock().clone(),
             timer.clone(),
+            seal,
         );
         Ok(Arc::new(Self {
             settings,
@@ -368,11 +375,12 @@ impl Warden {
             };
         }
         let outgoing = Request::from_parts(parts, body);
-        // Keys are kept per client, so only authenticated requests use them; upgrades never.
+        // Keys are kept per credential (idempotency::namespace), so only authenticated requests
+        // use them; upgrades never.
         let (outgoing, run) = match identity {
             Some(id) if need != Need::Off && upgrade.is_none() => {
                 let idem = &self.idempotency;
-                let start = Box::pin(idem.start(outgoing, &id.client_id, need, digest_checked));
+                let start = Box::pin(idem.start(outgoing, id, need, digest_checked));
                 match start.await {
                     Ok(started) => started,
                     Err(answer) => return answer,

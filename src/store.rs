@@ -2,6 +2,7 @@
 //! It owns durability, schema and the atomicity of each operation; it decides no policy (what is
 //! expired, revoked or reused is the caller's call) and never reads the clock: `now` is passed in.
 
+pub mod seal_key;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -317,6 +318,12 @@ pub enum StoreError {
     EmptyPath,
     #[error("cannot create store directory {path}: {source}")]
     CreateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot prepare store file {path}: {source}")]
+    File {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,

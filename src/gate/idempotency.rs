@@ -4,6 +4,7 @@
 //! Records live in the store (atomic reservation, leases, expiry); what is kept and for how long
 //! is decided here; refusals become responses in [`crate::problem`].
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,12 +24,15 @@ use sha2::{Digest, Sha256};
 use tokio::time::{Instant, Sleep};
 
 use crate::body::{Body, BoxError, full};
+use crate::cache::Identity;
 use crate::clock::Clock;
 use crate::coarse_timer::CoarseTimer;
 use crate::config::IdempotencySettings;
 use crate::problem::Problem;
 use crate::router::{Policy, SignatureMode};
-use crate::store::{Hash, IdempotencyState, Reservation, Store, StoreError, StoredResponse};
+use crate::store::{
+    Hash, IdempotencyState, Reservation, Store, StoreError, StoredResponse, TokenKind,
+};
 
 /// The longest key accepted (draft §2.2 leaves the format to the resource; 255 is Pipevest's).
 pub const MAX_KEY_LEN: usize = 255;
@@ -191,6 +195,24 @@ pub fn fingerprint(method: &Method, uri: &Uri, body: BodyDigest<'_>) -> Hash {
     h.finalize().into()
 }
 
+/// The namespace a proxied request's keys live in: whose requests a key can be a retry of.
+///
+/// An access token (from `/v1/auth` or `/v1/oauth/token`) is the client itself: whoever holds
+/// the client's secret mints as many as they like, and one lasts an hour (`tokens.access_ttl`)
+/// where a record lasts a day, so its records are the client's (`client id`): a retry made with a
+/// refreshed token finds its record instead of running the request again. API keys and managed
+/// tokens are handed to different people or systems of one client, so their records are their
+/// own (`client id/token id`): another credential of the client neither gets their response nor
+/// learns from 409 or 422 that the key is in use. (`/` never appears in a client id.)
+pub fn namespace(identity: &Identity) -> Cow<'_, str> {
+    match identity.kind {
+        TokenKind::Access => Cow::Borrowed(&identity.client_id),
+        TokenKind::ApiKey | TokenKind::Managed => {
+            Cow::Owned(format!("{}/{}", identity.client_id, identity.token_id))
+        }
+    }
+}
+
 /// Idempotency for proxied routes and `/v1/auth`, shared by all connections.
 pub struct Idempotency {
     store: Arc<dyn Store>,
@@ -205,7 +227,11 @@ pub struct Idempotency {
     record_within: Duration,
     /// Bytes of keyed bodies held for their fingerprint (`idempotency.buffer_budget_bytes`).
     budget: Arc<Budget>,
+    /// Seals the proxied responses kept (`store.seal_key_file`).
+    seal: Arc<ResponseSeal>,
 }
+
+pub use seal::ResponseSeal;
 
 /// The outcome of a reservation.
 enum Begin {
@@ -222,10 +248,12 @@ impl Idempotency {
         store: Arc<dyn Store>,
         clock: Clock,
         timer: CoarseTimer,
+        seal: ResponseSeal,
     ) -> Self {
         let lease = upstream_timeout + settings.lease_margin;
         Self {
             timer,
+            seal: Arc::new(seal),
             lease_secs: secs_up(lease) + 1,
             record_within: upstream_timeout + settings.lease_margin / 2,
             budget: Arc::new(Budget {
@@ -327,7 +355,8 @@ impl Idempotency {
         }
     }
 
-    /// Starts a proxied request of `client` under `need`. Without a key it goes on as it is
+    /// Starts a proxied request made with `identity`'s credential under `need`, its keys in that
+    /// credential's [`namespace`]. Without a key it goes on as it is
     /// (`None`); with one, the key is reserved and the request goes on with its [`Run`], to be
     /// handed back to [`Idempotency::finish`] with what the upstream answered. A retry is
     /// answered here (`Err`): the stored response, 409 or 422. `digest_checked` says the body is
@@ -337,10 +366,12 @@ impl Idempotency {
     pub async fn start(
         &self,
         req: Request<Body>,
-        client: &str,
+        identity: &Identity,
         need: Need,
         digest_checked: bool,
     ) -> Result<(Request<Body>, Option<Run>), Response<Body>> {
+        let namespace = namespace(identity);
+        let client = namespace.as_ref();
         let key = match self.key(req.headers(), need) {
             Err(problem) => return Err(problem.into_response()),
             Ok(None) => return Ok((req, None)),
@@ -371,7 +402,16 @@ impl Idempotency {
                 if digest.is_some() {
                     discard(body).await.map_err(Problem::into_response)?;
                 }
-                return Err(replay(stored));
+                return Err(match self.seal.open(client, &key, stored) {
+                    Some(opened) => replay(opened),
+                    None => {
+                        tracing::warn!(
+                            namespace = %client,
+                            "stored response does not open (was store.seal_key_file replaced?)"
+                        );
+                        not_replayable(b"it could not be decrypted").into_response()
+                    }
+                });
             }
             Err(problem) => return Err(problem.into_response()),
         };
@@ -450,7 +490,8 @@ impl Idempotency {
         let recorder = Recorder {
             ticket,
             status: status.as_u16(),
-            headers: stored_headers(&parts.headers),
+            head: ResponseSeal::head(&parts.headers),
+            seal: self.seal.clone(),
             chunks: Vec::new(),
             seen: 0,
             max,
@@ -573,6 +614,7 @@ impl TokenTicket {
 }
 
 /// A held reservation: `(client, key)` under the lease `lease_until`, which fences its writes.
+/// `client` is the key's namespace: the client id, or `client id/token id` (see [`namespace`]).
 struct Ticket {
     store: Arc<dyn Store>,
     client: String,
@@ -603,7 +645,7 @@ impl Ticket {
         match r {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
-                client_id = %self.client,
+                namespace = %self.client,
                 "idempotency reservation was taken over before its response was recorded"
             ),
             Err(e) => tracing::error!(error = %e, "store failed while recording a response"),
@@ -932,7 +974,9 @@ impl http_body::Body for Prefixed {
 struct Recorder {
     ticket: Ticket,
     status: u16,
-    headers: Vec<(String, Vec<u8>)>,
+    /// The response's headers, encoded to be sealed with the body ([`ResponseSeal::head`]).
+    head: Vec<u8>,
+    seal: Arc<ResponseSeal>,
     chunks: Vec<Bytes>,
     seen: usize,
     max: usize,
@@ -951,16 +995,16 @@ impl Recorder {
     }
 
     async fn complete(self) {
-        let mut body = Vec::with_capacity(self.seen);
-        for chunk in &self.chunks {
-            body.extend_from_slice(chunk);
-        }
-        let response = StoredResponse {
-            status: self.status,
-            headers: self.headers,
-            body,
-        };
-        self.ticket.complete(response).await;
+        let Self {
+            ticket,
+            status,
+            head,
+            seal,
+            chunks,
+            ..
+        } = self;
+        let response = seal.seal(&ticket.client, &ticket.key, status, head, &chunks);
+        ticket.complete(response).await;
     }
 }
 
@@ -1104,10 +1148,17 @@ async fn drain(mut body: Body, mut recorder: Recorder, deadline: Instant) {
 }
 
 /// Token entities at rest: sealed (ChaCha20-Poly1305) with a key derived (HKDF-SHA256) from
-/// the client's secret, which the store never holds, and bound to `(client, key)`.
+/// the client's secret, which the store never holds, and bound to `(client, key)`. Proxied
+/// responses at rest: sealed with a key derived from `store.seal_key_file` ([`ResponseSeal`]).
 mod seal {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use bytes::Bytes;
+    use http::HeaderMap;
     use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
     use ring::hkdf::{HKDF_SHA256, Salt};
+
+    use crate::store::StoredResponse;
 
     const SALT: &[u8] = b"warden idempotency token entity v1";
 
@@ -1141,6 +1192,179 @@ mod seal {
         }
         out.extend_from_slice(&body);
         out
+    }
+
+    /// The header a sealed response is stored under, alone: a name no HTTP header can have,
+    /// so a response stored in plaintext (before sealing, or a marker) is never taken for one.
+    pub const SEALED: &str = ":sealed";
+    const RESPONSE_SALT: &[u8] = b"warden store seal v1";
+    const RESPONSE_INFO: &[u8] = b"idempotency responses";
+    const RESPONSE_FORMAT: u8 = 1;
+    const TAG_LEN: usize = 16;
+
+    /// Seals the upstream responses kept for idempotency keys: their headers (`Set-Cookie`
+    /// included) and body, ChaCha20-Poly1305 under a key derived (HKDF-SHA256) from the store's
+    /// seal key, bound to the record's namespace, key and status. The status stays in the
+    /// clear (a marker's 0 must be read without the key), and so do markers' reasons.
+    ///
+    /// Nonces never repeat under one key: each process counts its own from a random 64-bit
+    /// start (the counter's high half is folded into it), so two processes' nonces meet only if
+    /// their starts do (2^-64 a pair), where random 96-bit nonces would collide once in 2^32
+    /// records.
+    pub struct ResponseSeal {
+        key: LessSafeKey,
+        start: u64,
+        count: AtomicU64,
+    }
+
+    impl ResponseSeal {
+        /// The seal for the store's seal key `secret`.
+        pub fn new(secret: &[u8]) -> Option<Self> {
+            let prk = Salt::new(HKDF_SHA256, RESPONSE_SALT).extract(secret);
+            let okm = prk.expand(&[RESPONSE_INFO], &CHACHA20_POLY1305).ok()?;
+            Some(Self {
+                key: LessSafeKey::new(UnboundKey::from(okm)),
+                start: rand::random(),
+                count: AtomicU64::new(0),
+            })
+        }
+
+        fn nonce(&self) -> [u8; NONCE_LEN] {
+            let n = self.count.fetch_add(1, Ordering::Relaxed);
+            let mut nonce = [0; NONCE_LEN];
+            nonce[..8].copy_from_slice(&(self.start ^ (n >> 32)).to_be_bytes());
+            nonce[8..].copy_from_slice(&(n as u32).to_be_bytes());
+            nonce
+        }
+
+        /// The headers of a response to seal, in the form [`ResponseSeal::seal`] takes.
+        pub fn head(headers: &HeaderMap) -> Vec<u8> {
+            let mut out = Vec::with_capacity(64 + 48 * headers.len());
+            out.extend_from_slice(&[RESPONSE_FORMAT]);
+            out.extend_from_slice(&[0; NONCE_LEN]);
+            out.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+            for (name, value) in headers {
+                for part in [name.as_str().as_bytes(), value.as_bytes()] {
+                    out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+                    out.extend_from_slice(part);
+                }
+            }
+            out
+        }
+
+        /// The record of a response: `head` (from [`ResponseSeal::head`]) and `body`, sealed
+        /// in place: `format ‖ nonce ‖ ciphertext ‖ tag`.
+        pub fn seal(
+            &self,
+            namespace: &str,
+            idem_key: &str,
+            status: u16,
+            mut head: Vec<u8>,
+            body: &[Bytes],
+        ) -> StoredResponse {
+            let len: usize = body.iter().map(Bytes::len).sum();
+            head.reserve_exact(len + TAG_LEN);
+            for chunk in body {
+                head.extend_from_slice(chunk);
+            }
+            let nonce = self.nonce();
+            head[1..1 + NONCE_LEN].copy_from_slice(&nonce);
+            let sealed = self.key.seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(response_aad(namespace, idem_key, status)),
+                &mut head[1 + NONCE_LEN..],
+            );
+            match sealed {
+                Ok(tag) => head.extend_from_slice(tag.as_ref()),
+                // Only for a record past ChaCha20's 256 GiB: kept as one that does not open.
+                Err(_) => head.truncate(1),
+            }
+            StoredResponse {
+                status,
+                headers: vec![(SEALED.to_owned(), Vec::new())],
+                body: head,
+            }
+        }
+
+        /// The stored response as it was recorded, or `None` for another seal key or a
+        /// damaged record. A record that is not sealed is returned as it is.
+        pub fn open(
+            &self,
+            namespace: &str,
+            idem_key: &str,
+            stored: StoredResponse,
+        ) -> Option<StoredResponse> {
+            if !is_sealed(&stored) {
+                return Some(stored);
+            }
+            let StoredResponse {
+                status, mut body, ..
+            } = stored;
+            if body.len() < 1 + NONCE_LEN + TAG_LEN || body[0] != RESPONSE_FORMAT {
+                return None;
+            }
+            let nonce = Nonce::try_assume_unique_for_key(&body[1..1 + NONCE_LEN]).ok()?;
+            let aad = Aad::from(response_aad(namespace, idem_key, status));
+            let plain = self
+                .key
+                .open_in_place(nonce, aad, &mut body[1 + NONCE_LEN..])
+                .ok()?;
+            let (headers, used) = read_head(plain)?;
+            let start = 1 + NONCE_LEN + used;
+            let end = body.len() - TAG_LEN;
+            body.truncate(end);
+            body.drain(..start);
+            Some(StoredResponse {
+                status,
+                headers,
+                body,
+            })
+        }
+    }
+
+    /// Whether a stored response is sealed with the store's seal key.
+    pub fn is_sealed(stored: &StoredResponse) -> bool {
+        matches!(stored.headers.as_slice(), [(name, _)] if name == SEALED)
+    }
+
+    fn response_aad(namespace: &str, idem_key: &str, status: u16) -> Vec<u8> {
+        [
+            b"warden idempotency response\0".as_slice(),
+            namespace.as_bytes(),
+            b"\0",
+            idem_key.as_bytes(),
+            b"\0",
+            &status.to_be_bytes(),
+        ]
+        .concat()
+    }
+
+    /// Header names and raw values, as [`StoredResponse`] holds them.
+    type Headers = Vec<(String, Vec<u8>)>;
+
+    /// The headers at the start of an opened record, and how many bytes they took.
+    fn read_head(plain: &[u8]) -> Option<(Headers, usize)> {
+        fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (taken, left) = rest.split_at_checked(n)?;
+            *rest = left;
+            Some(taken)
+        }
+        fn len(rest: &mut &[u8]) -> Option<usize> {
+            let bytes: [u8; 4] = take(rest, 4)?.try_into().ok()?;
+            usize::try_from(u32::from_be_bytes(bytes)).ok()
+        }
+        let mut rest = plain;
+        let count = len(&mut rest)?;
+        // Each header takes at least 8 bytes: a count beyond that is damage, not a reason to
+        // reserve memory.
+        let mut headers = Vec::with_capacity(count.min(rest.len() / 8));
+        for _ in 0..count {
+            let n = len(&mut rest)?;
+            let name = String::from_utf8(take(&mut rest, n)?.to_vec()).ok()?;
+            let n = len(&mut rest)?;
+            headers.push((name, take(&mut rest, n)?.to_vec()));
+        }
+        Some((headers, plain.len() - rest.len()))
     }
 
     /// The plaintext, or `None` for another secret or a damaged record.
@@ -1273,6 +1497,34 @@ mod tests {
     }
 
     #[test]
+    fn access_tokens_share_their_clients_namespace_and_other_credentials_have_their_own() {
+        let of = |kind: TokenKind, token_id: &str| Identity {
+            token_id: token_id.into(),
+            kind,
+            client_id: "acme".into(),
+            account: "acme".into(),
+            user: None,
+            audience: None,
+            scopes: vec![],
+            trusted_ips: vec![],
+            client_trusted_ips: vec![],
+            expires_at: None,
+            client_id_header: HeaderValue::from_static("acme"),
+            token_id_header: HeaderValue::from_static("t"),
+            scopes_header: HeaderValue::from_static(""),
+            audience_header: None,
+        };
+        assert_eq!(namespace(&of(TokenKind::Access, "at_1")), "acme");
+        assert_eq!(namespace(&of(TokenKind::Access, "at_2")), "acme");
+        assert_eq!(namespace(&of(TokenKind::ApiKey, "ak_1")), "acme/ak_1");
+        assert_eq!(namespace(&of(TokenKind::Managed, "mt_1")), "acme/mt_1");
+        assert_ne!(
+            namespace(&of(TokenKind::Managed, "mt_1")),
+            namespace(&of(TokenKind::Managed, "mt_2"))
+        );
+    }
+
+    #[test]
     fn sealed_entities_open_only_with_the_same_secret_client_and_key() {
         let sealed = seal::seal("s3cret", "c1", "k1", b"{\"accessToken\":\"wdn_at_x\"}");
         assert!(!sealed.windows(8).any(|w| w == b"wdn_at_x"));
@@ -1284,6 +1536,71 @@ mod tests {
         assert_eq!(seal::open("s3cret", "c2", "k1", &sealed), None);
         assert_eq!(seal::open("s3cret", "c1", "k2", &sealed), None);
         assert_eq!(seal::open("s3cret", "c1", "k1", &sealed[..5]), None);
+    }
+
+    #[test]
+    fn stored_responses_are_sealed_and_open_only_under_their_record() {
+        let seal = ResponseSeal::new(&[7; 32]).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.append(
+            "set-cookie",
+            HeaderValue::from_static("session=s3cr3t-cookie"),
+        );
+        h.append("set-cookie", HeaderValue::from_static("b=2"));
+        let body = [
+            Bytes::from_static(b"{\"iban\":\"DE89"),
+            Bytes::from_static(b"370400440532013000\"}"),
+        ];
+        let sealed = seal.seal("acme/ak_1", "k1", 201, ResponseSeal::head(&h), &body);
+        assert_eq!(sealed.status, 201);
+        assert!(seal::is_sealed(&sealed));
+        for secret in [&b"s3cr3t-cookie"[..], b"DE89", b"set-cookie"] {
+            assert!(!sealed.body.windows(secret.len()).any(|w| w == secret));
+        }
+        let opened = seal.open("acme/ak_1", "k1", sealed.clone()).unwrap();
+        assert_eq!(opened.status, 201);
+        assert_eq!(
+            opened.headers,
+            [
+                ("content-type".to_owned(), b"application/json".to_vec()),
+                ("set-cookie".to_owned(), b"session=s3cr3t-cookie".to_vec()),
+                ("set-cookie".to_owned(), b"b=2".to_vec()),
+            ]
+        );
+        assert_eq!(opened.body, b"{\"iban\":\"DE89370400440532013000\"}");
+        // Bound to its namespace, key and status; another seal key opens nothing.
+        assert!(seal.open("acme/ak_2", "k1", sealed.clone()).is_none());
+        assert!(seal.open("acme/ak_1", "k2", sealed.clone()).is_none());
+        let mut other_status = sealed.clone();
+        other_status.status = 200;
+        assert!(seal.open("acme/ak_1", "k1", other_status).is_none());
+        let other_key = ResponseSeal::new(&[8; 32]).unwrap();
+        assert!(other_key.open("acme/ak_1", "k1", sealed.clone()).is_none());
+        for cut in [0, 1, 13, 29, sealed.body.len() - 1] {
+            let mut damaged = sealed.clone();
+            damaged.body.truncate(cut);
+            assert!(seal.open("acme/ak_1", "k1", damaged).is_none(), "{cut}");
+        }
+        // Two records never share a nonce.
+        let again = seal.seal("acme/ak_1", "k1", 201, ResponseSeal::head(&h), &body);
+        assert_ne!(again.body[..13], sealed.body[..13]);
+        // A record stored before sealing (or a marker) is returned as it is.
+        let plain = StoredResponse {
+            status: 201,
+            headers: vec![("x-call".into(), b"1".to_vec())],
+            body: b"{}".to_vec(),
+        };
+        assert_eq!(seal.open("acme", "k1", plain.clone()), Some(plain));
+        let empty = seal.seal(
+            "acme",
+            "k1",
+            204,
+            ResponseSeal::head(&HeaderMap::new()),
+            &[],
+        );
+        let opened = seal.open("acme", "k1", empty).unwrap();
+        assert!(opened.headers.is_empty() && opened.body.is_empty());
     }
 
     #[test]
@@ -1339,6 +1656,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn opening_any_record_never_panics(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let seal = ResponseSeal::new(&[7; 32]).unwrap();
+            let stored = StoredResponse {
+                status: 200,
+                headers: vec![(seal::SEALED.to_owned(), Vec::new())],
+                body,
+            };
+            prop_assert!(seal.open("c", "k", stored).is_none());
+        }
+
         #[test]
         fn key_parsing_never_panics(value in proptest::collection::vec(any::<u8>(), 0..300)) {
             if let Ok(key) = parse_key(&value) {

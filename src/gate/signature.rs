@@ -7,18 +7,17 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
-use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
-use sha2::{Digest as _, Sha256};
 
 use crate::config::{NonceMode, PublicUrl, Settings, SignatureSettings};
 use crate::forward::Origin;
+use crate::gate::nonce::{NonceCache, Seen};
 use crate::httpsig::batch::BatchVerifier;
 use crate::httpsig::{self, ParsedSignature, RequestView, SigError, StrongKey};
 use crate::problem::{Problem, SignatureProblem, SignatureRefusal};
@@ -149,7 +148,9 @@ pub struct SignatureGate {
     /// `clients[].signature` of config-declared clients; others are `auto`.
     client_modes: HashMap<String, SignatureMode>,
     keys: KeyCache,
-    nonces: Option<Cache<[u8; 32], ()>>,
+    nonces: Option<NonceCache>,
+    /// The second of the last warning about refused nonces (one a second at most).
+    nonce_warned: AtomicI64,
     challenge: HeaderValue,
     /// Verifies the signatures of concurrent requests together.
     batch: BatchVerifier,
@@ -159,15 +160,8 @@ impl SignatureGate {
     /// Builds the gate; `challenge` is the `WWW-Authenticate` value of its 401s.
     pub fn new(settings: &Settings, challenge: HeaderValue) -> Self {
         let cfg = settings.signatures.clone();
-        let nonces = (cfg.nonce != NonceMode::Off).then(|| {
-            // A signature stays acceptable for max_age after a `created` up to clock_skew ahead,
-            // so a nonce must be remembered that long. Oldest-first eviction keeps the newest.
-            Cache::builder()
-                .max_capacity(cfg.nonce_cache_capacity)
-                .time_to_live(cfg.max_age + cfg.clock_skew)
-                .eviction_policy(EvictionPolicy::lru())
-                .build()
-        });
+        let nonces = (cfg.nonce != NonceMode::Off)
+            .then(|| NonceCache::new(cfg.nonce_cache_capacity, cfg.nonce_cache_per_client));
         Self {
             client_modes: settings
                 .clients
@@ -176,6 +170,7 @@ impl SignatureGate {
                 .collect(),
             keys: KeyCache::new(cfg.key_cache_capacity, settings.tokens.cache_ttl),
             nonces,
+            nonce_warned: AtomicI64::new(i64::MIN),
             challenge,
             batch: BatchVerifier::new(cfg.verify_batch_max),
             cfg,
@@ -273,9 +268,10 @@ impl SignatureGate {
             };
             match self.verify_one(req, at, client_id, sig, key, now).await {
                 Ok(verdict) => return Ok(verdict),
-                Err((refusal, detail)) => {
+                Err(Failure::Refused(refusal, detail)) => {
                     first_refusal.get_or_insert((refusal, detail));
                 }
+                Err(Failure::Unavailable(problem)) => return Err(problem),
             }
         }
         let (refusal, detail) = first_refusal.unwrap_or_else(|| {
@@ -295,7 +291,7 @@ impl SignatureGate {
         sig: &ParsedSignature,
         key: &RegisteredKey,
         now: i64,
-    ) -> Result<Verdict, (SignatureRefusal, String)> {
+    ) -> Result<Verdict, Failure> {
         let params = sig.params();
         httpsig::check_times(
             params,
@@ -306,7 +302,7 @@ impl SignatureGate {
         )
         .map_err(|e| time_refusal(&e, self.cfg.max_age))?;
         if let Some(missing) = self.uncovered(sig, req, at) {
-            return Err((
+            return Err(Failure::Refused(
                 SignatureRefusal::ComponentNotCovered,
                 format!("the signature must also cover: {missing}"),
             ));
@@ -314,7 +310,7 @@ impl SignatureGate {
         if let Some(alg) = params.alg()
             && alg != key.alg
         {
-            return Err((
+            return Err(Failure::Refused(
                 SignatureRefusal::AlgorithmMismatch,
                 format!(
                     "alg \"{}\" does not match the key's algorithm ({})",
@@ -326,7 +322,7 @@ impl SignatureGate {
         let nonce = match (self.cfg.nonce, params.nonce()) {
             (NonceMode::Off, _) => None,
             (NonceMode::Required, None) => {
-                return Err((
+                return Err(Failure::Refused(
                     SignatureRefusal::NonceMissing,
                     "the signature must carry a nonce parameter, new for every request".into(),
                 ));
@@ -364,17 +360,17 @@ impl SignatureGate {
         {
             let e = SigError::InvalidSignature;
             log(&e);
-            return Err(verify_refusal(e));
+            return Err(verify_refusal(e).into());
         }
         // Only a verified signature may burn its nonce, else anyone could void others' nonces.
-        if let Some(nonce) = nonce
-            && self.replayed(client_id, &key.id, nonce)
-        {
-            return Err((
-                SignatureRefusal::Replayed,
-                "this signature's nonce was already used; sign the request again with a new nonce"
-                    .into(),
-            ));
+        if let Some(nonce) = nonce {
+            self.remember(
+                client_id,
+                &key.id,
+                nonce,
+                now,
+                self.last_second(params, now),
+            )?;
         }
         Ok(Verdict::Verified {
             digest_covered: sig.covers("content-digest"),
@@ -416,18 +412,69 @@ impl SignatureGate {
         (!missing.is_empty()).then(|| missing.join(", "))
     }
 
-    /// Records a nonce; true when it was already recorded within the window.
-    fn replayed(&self, client_id: &str, key_id: &str, nonce: &str) -> bool {
-        let Some(cache) = &self.nonces else {
-            return false;
+    /// The last second (unix, inclusive) in which a signature with `params` passes the time
+    /// checks at `now` or later: `created + max_age`, and `expires + clock_skew` when sooner
+    /// (whole seconds, as [`httpsig::check_times`] compares them).
+    fn last_second(&self, params: &httpsig::SignatureParams, now: i64) -> i64 {
+        let max_age = i64::try_from(self.cfg.max_age.as_secs()).unwrap_or(i64::MAX);
+        let skew = i64::try_from(self.cfg.clock_skew.as_secs()).unwrap_or(i64::MAX);
+        let by_age = match params.created() {
+            Some(created) => created.saturating_add(max_age),
+            None => now.saturating_add(skew).saturating_add(max_age),
         };
-        let mut h = Sha256::new();
-        for part in [client_id, key_id, nonce] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part.as_bytes());
+        match params.expires() {
+            Some(expires) => by_age.min(expires.saturating_add(skew)),
+            None => by_age,
         }
-        // Insert-if-absent is atomic: of two concurrent uses, exactly one is fresh.
-        !cache.entry(h.finalize().into()).or_insert(()).is_fresh()
+    }
+
+    /// Records the nonce of a verified signature, live through second `last`; refuses a nonce
+    /// already used, and one that cannot be remembered (the cache, or the client's share of
+    /// it, is full of live nonces: forgetting one would make its request replayable).
+    fn remember(
+        &self,
+        client_id: &str,
+        key_id: &str,
+        nonce: &str,
+        now: i64,
+        last: i64,
+    ) -> Result<(), Failure> {
+        let Some(cache) = &self.nonces else {
+            return Ok(());
+        };
+        match cache.check(client_id, key_id, nonce, now, last) {
+            Seen::Fresh => Ok(()),
+            Seen::Replayed => Err(Failure::Refused(
+                SignatureRefusal::Replayed,
+                "this signature's nonce was already used; sign the request again with a new nonce"
+                    .into(),
+            )),
+            Seen::ClientFull { retry_after } => {
+                // At most one line a second, however many are refused.
+                if self.nonce_warned.fetch_max(now, Ordering::Relaxed) < now {
+                    tracing::warn!(
+                        client_id,
+                        limit = self.cfg.nonce_cache_per_client,
+                        "signature nonces refused: a client holds its share of the nonce cache"
+                    );
+                }
+                Err(Failure::Unavailable(Problem::NonceQuotaExceeded {
+                    limit: self.cfg.nonce_cache_per_client,
+                    retry_after,
+                }))
+            }
+            Seen::Full { retry_after } => {
+                if self.nonce_warned.fetch_max(now, Ordering::Relaxed) < now {
+                    tracing::warn!(
+                        capacity = self.cfg.nonce_cache_capacity,
+                        "signature nonces refused: the nonce cache is full of live nonces"
+                    );
+                }
+                Err(Failure::Unavailable(Problem::NonceCacheFull {
+                    retry_after,
+                }))
+            }
+        }
     }
 
     /// `Accept-Signature` (RFC 9421 §5.1) naming what this request's signature must cover.
@@ -511,6 +558,20 @@ fn covers_target(sig: &ParsedSignature, has_query: bool) -> bool {
         || (sig.covers("@authority")
             && (sig.covers("@request-target")
                 || (sig.covers("@path") && (!has_query || sig.covers("@query")))))
+}
+
+/// Why one signature was not accepted.
+enum Failure {
+    /// Refused; another signature of the request may still verify.
+    Refused(SignatureRefusal, String),
+    /// Verified, but its nonce could not be remembered: the request gets this answer.
+    Unavailable(Problem),
+}
+
+impl From<(SignatureRefusal, String)> for Failure {
+    fn from((refusal, detail): (SignatureRefusal, String)) -> Self {
+        Failure::Refused(refusal, detail)
+    }
 }
 
 /// What a client is told when its signature does not verify.
@@ -743,6 +804,7 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
     use crate::httpsig::SigParam;
     use crate::store::{ClientSource, SigningKey as StoredKey};
     use ed25519_dalek::SigningKey;
@@ -1140,6 +1202,125 @@ mod tests {
                     .await
             ),
             "nonce_missing"
+        );
+    }
+
+    /// A GET signed by key `k1` (seed 1) with `nonce`, created at `created` (and `expires`).
+    fn nonced(nonce: &str, created: i64, expires: Option<i64>) -> Req {
+        let mut req = Req::new("GET", "/a", &[("host", "api.test")], false);
+        let mut p = vec![
+            SigParam::Created(created),
+            SigParam::KeyId("k1".into()),
+            SigParam::Nonce(nonce.into()),
+        ];
+        p.extend(expires.map(SigParam::Expires));
+        req.sign(&signing_key(1), &["@method", "@target-uri"], &p);
+        req
+    }
+
+    #[tokio::test]
+    async fn a_nonce_is_refused_through_the_last_second_its_signature_is_accepted() {
+        // Review finding 10: the nonce must outlive the signature's whole window, which
+        // `check_times` measures in whole seconds of the same clock.
+        let g = gate("[signatures]\nnonce = \"required\"\nmax_age = \"2s\"\nclock_skew = \"1s\"\n");
+        let keys = keys_of(1, "k1");
+        let clock = Clock::default();
+        clock.freeze();
+        let check = async |req: &Req| {
+            g.check(&req.parts(), &route(), "c1", &keys, clock.now(), true)
+                .await
+        };
+        let start = clock.now();
+        // Created now: accepted through second start + max_age.
+        let now_req = nonced("n-now", start, None);
+        // Created clock_skew ahead: accepted from now through second start + skew + max_age.
+        let ahead = nonced("n-ahead", start + 1, None);
+        assert!(check(&now_req).await.is_ok());
+        assert!(check(&ahead).await.is_ok());
+        assert_eq!(code(check(&now_req).await), "signature_replayed");
+        clock.advance(2);
+        assert_eq!(code(check(&now_req).await), "signature_replayed");
+        assert_eq!(code(check(&ahead).await), "signature_replayed");
+        clock.advance(1);
+        assert_eq!(code(check(&now_req).await), "signature_expired");
+        assert_eq!(code(check(&ahead).await), "signature_replayed");
+        clock.advance(1);
+        assert_eq!(code(check(&ahead).await), "signature_expired");
+        let cache = g.nonces.as_ref().unwrap();
+        assert!(check(&nonced("n-later", clock.now(), None)).await.is_ok());
+        assert_eq!(cache.len(), 1, "the lapsed nonces are forgotten");
+    }
+
+    #[tokio::test]
+    async fn an_expires_sooner_than_max_age_frees_the_nonce_sooner() {
+        let g = gate(
+            "[signatures]\nnonce = \"required\"\nmax_age = \"60s\"\nclock_skew = \"1s\"\n\
+             nonce_cache_capacity = 1\n",
+        );
+        let keys = keys_of(1, "k1");
+        let check = async |req: &Req, now: i64| {
+            g.check(&req.parts(), &route(), "c1", &keys, now, true)
+                .await
+        };
+        let short = nonced("n-short", NOW, Some(NOW + 2));
+        assert!(check(&short, NOW).await.is_ok());
+        // Accepted through expires + clock_skew, so remembered that long ...
+        assert_eq!(code(check(&short, NOW + 3).await), "signature_replayed");
+        let next = nonced("n-next", NOW + 3, None);
+        assert_eq!(code(check(&next, NOW + 3).await), "nonce_quota_exceeded");
+        // ... and no longer: its room is free long before created + max_age.
+        assert_eq!(code(check(&short, NOW + 4).await), "signature_expired");
+        assert!(check(&next, NOW + 4).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_nonces_never_makes_another_clients_request_replayable() {
+        // Review finding 11, with a small cache: the share of one client is a quarter of it.
+        let g = gate("[signatures]\nnonce = \"required\"\nnonce_cache_capacity = 8\n");
+        let keys = keys_of(1, "k1");
+        let victim = nonced("n-victim", NOW, None);
+        let as_client = async |client: &str, req: &Req| {
+            g.check(&req.parts(), &route(), client, &keys, NOW, true)
+                .await
+        };
+        assert!(as_client("victim", &victim).await.is_ok());
+        assert_eq!(
+            code(as_client("victim", &victim).await),
+            "signature_replayed"
+        );
+        let mut refused = Vec::new();
+        for i in 0..300 {
+            match as_client("flood", &nonced(&format!("n-{i}"), NOW, None)).await {
+                Ok(_) => {}
+                Err(p) => refused.push(p),
+            }
+        }
+        assert_eq!(refused.len(), 300 - 2, "the flood got its share only");
+        let resp = refused.pop().unwrap().into_response();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "301");
+        assert_eq!(
+            code(as_client("victim", &victim).await),
+            "signature_replayed"
+        );
+        // Other clients fill the rest; then the cache refuses new nonces (503), whoever sends
+        // them, and still forgets none.
+        for i in 0..5 {
+            let c = format!("c{i}");
+            assert!(
+                as_client(&c, &nonced("n-1", NOW, None)).await.is_ok(),
+                "{c}"
+            );
+        }
+        let Err(full) = as_client("victim", &nonced("n-new", NOW, None)).await else {
+            panic!("the cache is full")
+        };
+        let resp = full.into_response();
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()["retry-after"], "301");
+        assert_eq!(
+            code(as_client("victim", &victim).await),
+            "signature_replayed"
         );
     }
 

@@ -303,6 +303,7 @@ impl SqliteStore {
             }
             Location::File(path) => {
                 create_parent(path)?;
+                private_files(path)?;
                 let conn = Connection::open(path).map_err(db(OP))?;
                 configure(&conn, options, false)?;
                 // journal_mode is persistent and cannot change inside a transaction: set it first.
@@ -339,6 +340,8 @@ impl SqliteStore {
             }));
         }
         if let Location::File(path) = location {
+            // SQLite gives the -wal and -shm files the database's mode; make sure of it.
+            private_files(path)?;
             // Checkpoints run on a thread of their own, not inside whichever commit crosses
             // the threshold: that commit may be a group commit on the runtime.
             writer
@@ -797,16 +800,89 @@ where
         })?
 }
 
+/// Creates the database's missing parent directories, readable by their owner only (0700).
+/// Existing directories are left as they are: one may be the working directory, or shared.
 fn create_parent(path: &Path) -> Result<(), StoreError> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(|source| StoreError::CreateDir {
                 path: dir.to_path_buf(),
                 source,
             })
         }
         _ => Ok(()),
     }
+}
+
+/// The database file and the files SQLite keeps beside it.
+fn database_files(path: &Path) -> [PathBuf; 4] {
+    let with = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    [
+        path.to_path_buf(),
+        with("-wal"),
+        with("-shm"),
+        with("-journal"),
+    ]
+}
+
+/// Makes the database readable and writable by its owner only (0600): creates the file so
+/// when it does not exist yet (an empty file is an empty database to SQLite, which then
+/// gives its -wal and -shm files the same mode), and narrows an existing one, or one of its
+/// companions, that others may read (logged). The process umask is left alone: changing it
+/// would change it for every thread. A file Warden may not change (another owner) is logged
+/// and left as it is.
+fn private_files(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true).mode(0o600);
+        match options.open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(StoreError::File {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+        for file in database_files(path) {
+            let Ok(meta) = std::fs::metadata(&file) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 == 0 {
+                continue;
+            }
+            let narrowed = mode & 0o700;
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(narrowed)) {
+                Ok(()) => tracing::warn!(
+                    path = %file.display(),
+                    was = format!("{mode:o}"),
+                    now = format!("{narrowed:o}"),
+                    "store file was readable by others; narrowed to its owner"
+                ),
+                Err(e) => tracing::warn!(
+                    path = %file.display(),
+                    mode = format!("{mode:o}"),
+                    error = %e,
+                    "store file is readable by others and could not be narrowed"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn configure(conn: &Connection, options: &StoreOptions, reader: bool) -> Result<(), StoreError> {
@@ -2358,6 +2434,60 @@ mod tests {
         let reader = store.inner.reader();
         assert_eq!(pragma(&reader, "query_only"), "Integer(1)");
         assert_eq!(pragma(&reader, "synchronous"), "Integer(1)");
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_store_its_directories_and_files_are_its_owners_only() {
+        // Review finding 17: under the usual umask (022) they came out 0755 and 0644.
+        let (dir, _) = temp_file();
+        let path = dir.path().join("a").join("b").join("warden.db");
+        let store = SqliteStore::open_blocking(&Location::File(path.clone()), &Default::default())
+            .expect("open");
+        let [db, wal, shm, _] = database_files(&path);
+        assert!(wal.exists() && shm.exists());
+        for file in [&db, &wal, &shm] {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        for made in [dir.path().join("a"), dir.path().join("a").join("b")] {
+            assert_eq!(mode(&made), 0o700, "{}", made.display());
+        }
+        drop(store);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn existing_store_files_others_may_read_are_narrowed_at_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, path) = temp_file();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let store = SqliteStore::open_blocking(&Location::File(path.clone()), &Default::default())
+            .expect("open");
+        let files = database_files(&path);
+        for file in files.iter().filter(|f| f.exists()) {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o664)).unwrap();
+        }
+        let again = SqliteStore::open_blocking(&Location::File(path.clone()), &Default::default())
+            .expect("reopen");
+        for file in files.iter().filter(|f| f.exists()) {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        assert_eq!(
+            mode(dir.path()),
+            0o755,
+            "an existing directory is left alone"
+        );
+        drop((store, again));
     }
 
     #[test]

@@ -498,6 +498,114 @@ async fn keys_are_kept_per_client() {
     assert_eq!(s.api.calls(), 2);
 }
 
+/// Client `acme-admin` of account `acme`, allowed to manage the account's tokens.
+const ADMIN: (&str, &str) = ("acme-admin", "acme-admin-secret-2Qx");
+
+/// A managed token of `admin`'s client for `user`: (id, value).
+async fn managed(s: &Setup, admin: &str, user: &str) -> (String, String) {
+    let body = serde_json::json!({"name": user, "user": user, "scopes": "read write"});
+    let req = Request::post(s.url("/ws/accounts/acme/credentials/tokens"))
+        .header("authorization", format!("Bearer {admin}"))
+        .header("content-type", "application/json")
+        .body(Full::from(body.to_string()))
+        .unwrap();
+    let reply = s.http.send(req).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    let v = reply.json();
+    (
+        v["id"].as_str().unwrap().to_owned(),
+        v["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn keys_are_kept_per_credential_so_users_of_one_client_never_see_each_others_records() {
+    // Review finding 12: managed tokens alice and bob of one client, the same key.
+    let s = Setup::start_with("", |c| {
+        c.append(&format!(
+            "[[clients]]\nid = {:?}\naccount = \"acme\"\nsecret_sha256 = \"{}\"\n\
+             scopes = [\"level://admin\", \"read\", \"write\"]\n",
+            ADMIN.0,
+            hex::encode(warden::secret::hash(ADMIN.1))
+        ))
+    })
+    .await;
+    let admin = token(&s.http, &|p| s.url(p), ADMIN).await;
+    let (_, alice) = managed(&s, &admin, "alice").await;
+    let (_, bob) = managed(&s, &admin, "bob").await;
+    let send = async |who: &str, key: &str, body: &str| {
+        s.http
+            .send(post(&s.url("/api/orders"), who, Some(key), body))
+            .await
+    };
+    let a = send(&alice, "order-2024-0001", "{}").await;
+    assert_eq!(
+        (a.status, a.json()["call"].as_u64()),
+        (StatusCode::CREATED, Some(1))
+    );
+    // The same request: bob's own, run for him, not alice's response.
+    let b = send(&bob, "order-2024-0001", "{}").await;
+    assert_eq!(b.status, StatusCode::CREATED, "{}", b.text());
+    assert!(!replayed(&b), "bob got alice's stored response");
+    assert_eq!(b.json()["call"], 2);
+    // Another request: no 422 telling bob the key is in use.
+    let other = send(&bob, "order-2024-0002", "{}").await;
+    assert_eq!(other.json()["call"], 3);
+    let a2 = send(&alice, "order-2024-0002", "{\"x\":1}").await;
+    assert_eq!(a2.status, StatusCode::CREATED, "{}", a2.text());
+    assert_eq!(a2.json()["call"], 4);
+    // Nor a 409 while alice's request with the key is still running.
+    let slow = {
+        let req = post(&s.url("/api/slow?ms=600"), &alice, Some("order-slow"), "{}");
+        let http = Client::http1();
+        tokio::spawn(async move { http.send(req).await })
+    };
+    s.api.wait_for_calls(5).await;
+    let b_slow = s
+        .http
+        .send(post(
+            &s.url("/api/slow?ms=0"),
+            &bob,
+            Some("order-slow"),
+            "{}",
+        ))
+        .await;
+    assert_eq!(b_slow.status, StatusCode::CREATED, "{}", b_slow.text());
+    assert!(!replayed(&b_slow));
+    assert_eq!(slow.await.unwrap().status, StatusCode::CREATED);
+    // Each still gets their own replay.
+    let a_again = send(&alice, "order-2024-0001", "{}").await;
+    assert!(replayed(&a_again));
+    assert_eq!(a_again.body, a.body);
+    let b_again = send(&bob, "order-2024-0001", "{}").await;
+    assert!(replayed(&b_again));
+    assert_eq!(b_again.body, b.body);
+    assert_eq!(s.api.calls(), 6);
+}
+
+#[tokio::test]
+async fn a_retry_with_a_refreshed_access_token_finds_its_record() {
+    // Access tokens are the client itself (minted with its secret, an hour each): a retry
+    // after the token was refreshed must not run the request again.
+    let s = Setup::start("").await;
+    let first = s.post("/api/orders", Some("k-refresh"), &order(9)).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let refreshed = token(&s.http, &|p| s.url(p), ALPHA).await;
+    assert_ne!(refreshed, s.alpha);
+    let retry = s
+        .http
+        .send(post(
+            &s.url("/api/orders"),
+            &refreshed,
+            Some("k-refresh"),
+            &order(9),
+        ))
+        .await;
+    assert!(replayed(&retry));
+    assert_eq!(retry.body, first.body);
+    assert_eq!(s.api.calls(), 1);
+}
+
 // ------------------------------------------------------------------ failures and the 5xx policy
 
 #[tokio::test]
@@ -753,6 +861,70 @@ async fn a_second_warden_on_the_same_store_sees_in_flight_keys_and_replays_compl
         .await;
     assert!(replayed(&later));
     assert_eq!(later.body, first.body);
+    assert_eq!(api.calls(), 1);
+}
+
+#[tokio::test]
+async fn stored_responses_are_sealed_at_rest_and_another_seal_key_refuses_rather_than_reruns() {
+    // Review finding 17: the store held upstream bodies and Set-Cookie in plaintext.
+    let Setup {
+        api,
+        proxy,
+        http,
+        alpha,
+        store,
+    } = Setup::start("").await;
+    let body = order(11);
+    let send = |proxy: &Proxy| post(&proxy.url("/api/orders"), &alpha, Some("k-seal"), &body);
+    let first = http.send(send(&proxy)).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(first.header("set-cookie"), Some("call=1"));
+    let again = http.send(send(&proxy)).await;
+    assert!(replayed(&again));
+    assert_eq!(again.body, first.body);
+    assert_eq!(
+        again.header("set-cookie"),
+        Some("call=1"),
+        "replayed with the response"
+    );
+
+    let db = rusqlite::Connection::open(store.db_path()).unwrap();
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = db
+        .prepare("SELECT status, headers, body FROM idempotency_responses")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let (status, headers, sealed) = &rows[0];
+    assert_eq!(*status, 201);
+    for blob in [headers, sealed] {
+        for plain in [
+            &b"call=1"[..],
+            b"\"order\":11",
+            b"xxxxxxxx",
+            b"application/json",
+        ] {
+            assert!(!blob.windows(plain.len()).any(|w| w == plain));
+        }
+    }
+    drop(db);
+    let key_file = store.dir().join("warden.seal-key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Another key (replaced, or lost): the record cannot be opened, so the retry is refused as
+    // not replayable; it is never run again.
+    proxy.stopped(PATIENCE).await;
+    std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
+    let proxy = Proxy::start(config(&api, "").store(&store)).await;
+    let after = http.send(send(&proxy)).await;
+    after.problem(422, "idempotency_response_not_replayable");
     assert_eq!(api.calls(), 1);
 }
 

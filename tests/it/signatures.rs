@@ -495,6 +495,44 @@ async fn a_nonce_is_accepted_once_and_can_be_required() {
 }
 
 #[tokio::test]
+async fn another_clients_flood_of_nonces_never_makes_a_captured_request_replayable() {
+    // Review finding 11, as reproduced: a small cache, the victim's signed request, then
+    // 300 fresh nonces from another client. The flood gets its share (a quarter) and 429s.
+    let (up, proxy) =
+        start("[signatures]\nnonce = \"required\"\nnonce_cache_capacity = 100\n").await;
+    let victim = token(&proxy, SIGNER).await;
+    let flood = token(&proxy, OTHER).await;
+    let call =
+        order_call(&proxy, &victim).sign_as(&key(), KEY_ID, None, |o| o.nonce = Some("n-victim"));
+    assert_eq!(call.send().await.status, 200);
+    call.send().await.problem(401, "signature_replayed");
+    let (mut accepted, mut quota) = (0, 0);
+    for i in 0..300 {
+        // `SignOptions` borrows its nonce for any lifetime the signer picks.
+        let nonce: &'static str = Box::leak(format!("n-flood-{i}").into_boxed_str());
+        let reply = Call::new("GET", &proxy.url(&format!("/api/x?i={i}")))
+            .bearer(&flood)
+            .sign_as(&other_key(), "other-key", None, |o| o.nonce = Some(nonce))
+            .send()
+            .await;
+        if reply.status == 200 {
+            accepted += 1;
+        } else {
+            reply.problem(429, "nonce_quota_exceeded");
+            assert!(reply.header("retry-after").is_some());
+            quota += 1;
+        }
+    }
+    call.send().await.problem(401, "signature_replayed");
+    assert_eq!((accepted, quota), (25, 275));
+    let next = Call::new("GET", &proxy.url("/api/orders"))
+        .bearer(&victim)
+        .sign_as(&key(), KEY_ID, None, |o| o.nonce = Some("n-2"));
+    assert_eq!(next.send().await.status, 200, "the victim keeps its share");
+    assert_eq!(up.calls(), 1 + 25 + 1);
+}
+
+#[tokio::test]
 async fn x_client_id_must_name_the_tokens_client() {
     let (up, proxy) = start("").await;
     let token = token(&proxy, PLAIN).await;
