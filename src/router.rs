@@ -240,7 +240,7 @@ pub enum PathRefusal {
     CaseFoldsToAscii,
     /// A segment ending in a dot: Windows/IIS drop it, and Spring's suffix matching ignores it.
     TrailingDot,
-    /// A segment starting or ending with a space: some routers trim segments.
+    /// A segment starting or ending with white space (U+00A0 too): some routers trim segments.
     EdgeSpace,
 }
 
@@ -265,7 +265,7 @@ impl PathRefusal {
                 "hold U+0130, U+0131, U+017F or U+212A (case-insensitive servers read them as i, s or k)"
             }
             PathRefusal::TrailingDot => "hold a segment ending in a dot",
-            PathRefusal::EdgeSpace => "hold a segment starting or ending with a space",
+            PathRefusal::EdgeSpace => "hold a segment starting or ending with white space",
         }
     }
 
@@ -300,7 +300,7 @@ impl PathRefusal {
             }
             PathRefusal::TrailingDot => "send the path without segments that end in a dot",
             PathRefusal::EdgeSpace => {
-                "send the path without spaces at the start or end of a segment"
+                "send the path without white space at the start or end of a segment"
             }
         }
     }
@@ -429,7 +429,8 @@ fn check_decoded(decoded: &str) -> Result<(), PathRefusal> {
             return Err(PathRefusal::DotSegment);
         } else if segment.ends_with('.') {
             return Err(PathRefusal::TrailingDot);
-        } else if segment.starts_with(' ') || segment.ends_with(' ') {
+        } else if segment.starts_with(char::is_whitespace) || segment.ends_with(char::is_whitespace)
+        {
             return Err(PathRefusal::EdgeSpace);
         }
     }
@@ -696,6 +697,8 @@ mod tests {
             ("/a/...", TrailingDot),
             ("/admin%20/x", EdgeSpace),
             ("/%20admin", EdgeSpace),
+            ("/admin%C2%A0/x", EdgeSpace),
+            ("/admin%E3%80%80", EdgeSpace),
         ] {
             assert_eq!(refusal(bad), Some(why), "{bad}");
         }
