@@ -629,3 +629,140 @@ async fn under_a_base_path_the_upstream_receives_the_normal_form_too() {
     let reply = Client::http1().get(&proxy.url("/public/b?y=1")).await;
     assert_eq!(reply.echo().path, "/base/public/b");
 }
+
+// ------------------------------------------------------------------ header hygiene
+
+const TRUST_LOCALHOST: &str = "trusted_proxies = [\"127.0.0.1/32\"]";
+
+#[tokio::test]
+async fn underscore_spellings_of_identity_and_proxy_headers_never_reach_the_upstream() {
+    // CGI and WSGI servers (wsgiref, old gunicorn) read X_Warden_Client_Id as X-Warden-Client-Id.
+    for trust in ["", TRUST_LOCALHOST] {
+        let (_up, proxy) = echo_and_proxy(|c| c.server(trust)).await;
+        let req = Request::get(proxy.url("/public/x"))
+            .header("X_Warden_Client_Id", "acme-admin")
+            .header("X_Warden_Scopes", "level://admin")
+            .header("x-warden_token_id", "t")
+            .header("X_Forwarded_For", "10.9.9.9")
+            .header("X_Forwarded_Host", "evil.example")
+            .header("X_Real_IP", "10.9.9.9")
+            .header("True_Client_IP", "10.9.9.9")
+            .header("X_Client_Id", "acme-admin")
+            .header("Content_Digest", "sha-256=:AAAA:")
+            .header("X_Original_URL", "/admin")
+            .header("my_header", "kept")
+            .body(Full::default())
+            .unwrap();
+        let echo = Client::http1().send(req).await.echo();
+        let underscored: Vec<&String> = echo.headers.keys().filter(|k| k.contains('_')).collect();
+        assert_eq!(
+            underscored,
+            ["my_header"],
+            "trust {trust:?}: {:?}",
+            echo.headers
+        );
+        assert!(echo.header("x-warden-client-id").is_none());
+    }
+}
+
+#[tokio::test]
+async fn proxy_claims_from_untrusted_peers_never_reach_the_upstream() {
+    let claims = [
+        ("x-real-ip", "10.0.0.1"),
+        ("true-client-ip", "10.0.0.1"),
+        ("x-forwarded-port", "443"),
+        ("x-forwarded-prefix", "//evil.example"),
+        ("x-forwarded-server", "evil.example"),
+        ("x-forwarded-ssl", "on"),
+        ("x-original-forwarded-for", "10.0.0.1"),
+        ("cf-connecting-ip", "10.0.0.1"),
+        ("fastly-client-ip", "10.0.0.1"),
+        ("x-client-ip", "10.0.0.1"),
+        ("x-cluster-client-ip", "10.0.0.1"),
+        ("x-original-url", "/admin"),
+        ("x-rewrite-url", "/admin"),
+    ];
+    let request = |proxy: &Proxy| {
+        let mut req = Request::get(proxy.url("/public/x"));
+        for (k, v) in claims {
+            req = req.header(k, v);
+        }
+        req.body(Full::default()).unwrap()
+    };
+    let (_up, proxy) = echo_and_proxy(|c| c).await;
+    let echo = Client::http1().send(request(&proxy)).await.echo();
+    for (k, _) in claims {
+        assert!(echo.header(k).is_none(), "{k} from an untrusted peer");
+    }
+    assert_eq!(echo.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+
+    // From a trusted proxy they pass, but for those that would reroute the request upstream.
+    let (_up, proxy) = echo_and_proxy(|c| c.server(TRUST_LOCALHOST)).await;
+    let echo = Client::http1().send(request(&proxy)).await.echo();
+    for (k, v) in claims {
+        let routing = k == "x-original-url" || k == "x-rewrite-url";
+        let want = (!routing).then(|| v.to_owned());
+        assert_eq!(echo.header(k), want, "{k} from a trusted proxy");
+    }
+}
+
+// ------------------------------------------------------------------ Host and :authority
+
+#[tokio::test]
+async fn http2_host_disagreeing_with_authority_is_refused() {
+    let (up, proxy) = echo_and_proxy(|c| c).await;
+    let req = Request::get(proxy.url("/public/x"))
+        .header("host", "other.example")
+        .body(Full::default())
+        .unwrap();
+    let reply = Client::h2c().send(req).await;
+    assert_eq!(reply.version, http::Version::HTTP_2);
+    reply.problem(400, "host_mismatch");
+    // The same authority in another case, and no host at all, are fine.
+    let authority = proxy.addr().to_string();
+    for host in [Some(authority.to_uppercase()), None] {
+        let mut req = Request::get(proxy.url("/public/x"));
+        if let Some(h) = &host {
+            req = req.header("host", h.as_str());
+        }
+        let reply = Client::h2c().send(req.body(Full::default()).unwrap()).await;
+        assert_eq!(reply.status, 200, "{host:?}: {}", reply.text());
+    }
+    assert_eq!(up.calls(), 2);
+}
+
+#[tokio::test]
+async fn http1_host_must_be_single_and_agree_with_an_absolute_target() {
+    let (up, proxy) = echo_and_proxy(|c| c).await;
+    for (head, status) in [
+        (
+            "GET http://a.example/public/x HTTP/1.1\r\nHost: b.example\r\n",
+            400,
+        ),
+        (
+            "GET /public/x HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n",
+            400,
+        ),
+        (
+            "GET http://user@a.example/public/x HTTP/1.1\r\nHost: user@a.example\r\n",
+            400,
+        ),
+        (
+            "GET http://a.example/public/x HTTP/1.1\r\nHost: A.example\r\n",
+            200,
+        ),
+        (
+            "GET http://a.example:80/public/x HTTP/1.1\r\nHost: a.example\r\n",
+            200,
+        ),
+    ] {
+        let mut raw = RawConn::connect(proxy.addr()).await;
+        raw.send(format!("{head}\r\n").as_bytes()).await;
+        let resp = raw.read_response().await;
+        assert_eq!(resp.status, status, "{head}");
+        if status == 400 {
+            assert_problem(&resp.headers, &resp.body, "host_mismatch");
+        }
+    }
+    assert_eq!(up.calls(), 2);
+}
