@@ -468,7 +468,11 @@ pub struct Router {
     oauth_revoke: String,
     oauth_introspect: String,
     tokens: Option<crate::issuer::tokens_api::TokensBase>,
+    /// The token API's paths as a pattern (`{base}/**`), compared as routes are.
+    tokens_space: Option<PathPattern>,
     routes: Vec<Route>,
+    /// `router.case_insensitive`: own endpoints are recognised in any ASCII case too.
+    case_insensitive: bool,
 }
 
 impl Router {
@@ -480,34 +484,59 @@ impl Router {
             oauth_token: endpoints.oauth_token.clone(),
             oauth_revoke: endpoints.oauth_revoke.clone(),
             oauth_introspect: endpoints.oauth_introspect.clone(),
+            tokens_space: endpoints
+                .tokens
+                .as_ref()
+                .and_then(|t| PathPattern::parse(&format!("{}/**", t.pattern())).ok()),
             tokens: endpoints.tokens.clone(),
             routes,
+            case_insensitive: false,
         }
+    }
+
+    /// Recognises Warden's own endpoints without ASCII case (`router.case_insensitive`), as
+    /// routes are: no spelling of them is forwarded to an upstream that ignores case.
+    pub fn case_insensitive(mut self, yes: bool) -> Self {
+        self.case_insensitive = yes;
+        self.tokens_space = self.tokens_space.map(|p| p.case_insensitive(yes));
+        self
+    }
+
+    /// Whether `path` names the own endpoint `own`: one trailing slash aside, and without
+    /// ASCII case when the router ignores it.
+    fn is_own(&self, path: &str, own: &str) -> bool {
+        let path = match path.strip_suffix('/') {
+            Some(p) if !p.is_empty() => p,
+            _ => path,
+        };
+        path == own || (self.case_insensitive && path.eq_ignore_ascii_case(own))
     }
 
     /// Resolves a request by its decoded path ([`NormalPath::decoded`]). Warden's own endpoints
     /// win over routes, so they are never forwarded. A route that allows `GET` also takes
     /// `HEAD`, which upstreams answer with the GET handler.
     pub fn resolve(&self, method: &Method, path: &str) -> Target<'_> {
-        if path == self.healthz {
+        if self.is_own(path, &self.healthz) {
             return Target::Health;
         }
-        if path == self.readyz {
+        if self.is_own(path, &self.readyz) {
             return Target::Ready;
         }
-        if path == self.auth {
+        if self.is_own(path, &self.auth) {
             return Target::Auth;
         }
-        if path == self.oauth_token {
+        if self.is_own(path, &self.oauth_token) {
             return Target::OAuthToken;
         }
-        if path == self.oauth_revoke {
+        if self.is_own(path, &self.oauth_revoke) {
             return Target::OAuthRevoke;
         }
-        if path == self.oauth_introspect {
+        if self.is_own(path, &self.oauth_introspect) {
             return Target::OAuthIntrospect;
         }
-        if self.tokens.as_ref().is_some_and(|t| t.claims(path)) {
+        if self.tokens.as_ref().is_some_and(|t| t.claims(path))
+            || self.tokens_space.as_ref().is_some_and(|p| p.matches(path))
+        {
             return Target::Tokens;
         }
         let mut allow: Vec<&Method> = Vec::new();
@@ -792,6 +821,28 @@ mod tests {
         assert!(matches!(
             r.resolve(&Method::POST, "/v1/oauth/token"),
             Target::OAuthToken
+        ));
+        // Own endpoints are recognised in every spelling a route would be.
+        assert!(matches!(
+            r.resolve(&Method::GET, "/healthz/"),
+            Target::Health
+        ));
+        assert!(matches!(
+            r.resolve(&Method::POST, "/V1/Auth"),
+            Target::Proxy(_)
+        ));
+        let ci = r.clone().case_insensitive(true);
+        assert!(matches!(
+            ci.resolve(&Method::POST, "/V1/Auth"),
+            Target::Auth
+        ));
+        assert!(matches!(
+            ci.resolve(&Method::GET, "/WS/Accounts/acme/credentials/TOKENS/x/"),
+            Target::Tokens
+        ));
+        assert!(matches!(
+            r.resolve(&Method::GET, "/ws/accounts/acme/credentials/tokens/"),
+            Target::Tokens
         ));
         let empty = Router::new(&endpoints, vec![]);
         assert!(matches!(

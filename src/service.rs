@@ -82,7 +82,8 @@ impl Warden {
             Some(files) => Some(crate::server::tls_acceptor(files).map_err(StartError::Tls)?),
             None => None,
         };
-        let router = Router::new(&settings.endpoints, settings.routes.clone());
+        let router = Router::new(&settings.endpoints, settings.routes.clone())
+            .case_insensitive(settings.router.case_insensitive);
         let timer = CoarseTimer::start(coarse_timer::DEFAULT_TICK);
         let forwarder = Forwarder::new(settings.upstream.clone(), timer.clone());
         let store = open_store(&settings).await?;

@@ -766,3 +766,21 @@ async fn http1_host_must_be_single_and_agree_with_an_absolute_target() {
     }
     assert_eq!(up.calls(), 2);
 }
+
+#[tokio::test]
+async fn no_spelling_of_wardens_own_endpoints_is_forwarded() {
+    let (up, proxy) = echo_and_proxy(|c| c).await;
+    for path in [
+        "/HEALTHZ",
+        "/healthz/",
+        "/%68ealthz",
+        "/V1/OAuth/Token",
+        "/v1/auth/",
+        "/WS/accounts/acme/credentials/Tokens",
+        "/ws/accounts/acme/credentials/tokens/",
+    ] {
+        let reply = Client::http1().get(&proxy.url(path)).await;
+        assert_ne!(reply.header("x-upstream"), Some("echo"), "{path}");
+    }
+    assert_eq!(up.calls(), 0);
+}
