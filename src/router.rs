@@ -182,20 +182,34 @@ impl PathPattern {
         })
     }
 
+    /// Whether a decoded path segment is the literal `lit`.
+    fn same(&self, segment: &str, lit: &str) -> bool {
+        segment == lit || (self.case_insensitive && segment.eq_ignore_ascii_case(lit))
+    }
+
     /// Whether `path` matches: the decoded path of [`normalize_path`], without query. One
-    /// trailing slash is not significant (`/a/` is `/a`), as for most upstream routers.
+    /// trailing slash is not significant (`/a/` is `/a`), as for most upstream routers, and a
+    /// path ending in `name.ext` matches where one ending in `name` would.
     pub fn matches(&self, path: &str) -> bool {
         let Some(rest) = path.strip_prefix('/') else {
             return false;
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
-        let mut parts = rest.split('/');
-        for seg in &self.segments {
+        let mut parts = rest.split('/').peekable();
+        for (i, seg) in self.segments.iter().enumerate() {
             match seg {
                 Segment::Rest => return true,
                 Segment::Literal(lit) => match parts.next() {
-                    Some(p) if p == lit => {}
-                    Some(p) if self.case_insensitive && p.eq_ignore_ascii_case(lit) => {}
+                    Some(p) if self.same(p, lit) => {}
+                    // Rails' `(.:format)` and Spring's suffix match run the handler of `name`
+                    // for a last segment `name.json`: so does the policy.
+                    Some(p)
+                        if parts.peek().is_none()
+                            && self.segments[i + 1..].iter().all(|s| *s == Segment::Rest)
+                            && !lit.is_empty()
+                            && p.len() > lit.len() + 1
+                            && p.as_bytes()[lit.len()] == b'.'
+                            && p.get(..lit.len()).is_some_and(|stem| self.same(stem, lit)) => {}
                     _ => return false,
                 },
                 Segment::One => match parts.next() {
@@ -590,6 +604,27 @@ mod tests {
         assert!(m("/v1/orders/", "/v1/orders/"));
         assert!(!m("/v1/orders/{id}", "/v1/orders/"));
         assert!(m("/v1/orders/{id}", "/v1/orders/7/"));
+    }
+
+    #[test]
+    fn a_format_suffix_on_the_last_segment_takes_the_policy_of_its_stem() {
+        assert!(m("/api/admin/**", "/api/admin.json"));
+        assert!(m("/api/admin", "/api/admin.tar.gz/"));
+        assert!(m("/api/admin/users", "/api/admin/users.xml"));
+        assert!(
+            !m("/api/admin/users", "/api/admin.json/users"),
+            "only the last segment"
+        );
+        assert!(!m("/api/admin/{id}", "/api/admin.json"));
+        assert!(!m("/api/admin", "/api/administrator"));
+        assert!(!m("/api/admin", "/api/admin."), "no empty format");
+        assert!(!m("/", "/.json"));
+        assert!(
+            PathPattern::parse("/api/admin/**")
+                .unwrap()
+                .case_insensitive(true)
+                .matches("/API/Admin.JSON")
+        );
     }
 
     #[test]

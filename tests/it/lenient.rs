@@ -7,7 +7,8 @@
 //! and overlong UTF-8 included), cuts it at a decoded `?` or `#` or NUL, reads `\` as `/`, strips
 //! `;params` from each segment (Tomcat, Jetty), trims white space and trailing dots (Spring's
 //! `trimTokens`, .NET's `Trim`, Windows), folds case as ASP.NET's OrdinalIgnoreCase and Express do, merges
-//! `//` (Werkzeug) and resolves dot-segments. The method is upper-cased (Werkzeug), HEAD runs
+//! `//` (Werkzeug), resolves dot-segments and drops a format suffix from the last segment
+//! (`admin.json` is `admin` to Rails and to Spring's suffix match). The method is upper-cased (Werkzeug), HEAD runs
 //! GET (Flask, Express, Go), and a POST honours method-override headers in any spelling and a
 //! `_method` query parameter as PHP reads it. Headers are read as CGI does: `_` is `-`.
 
@@ -154,6 +155,12 @@ pub fn lenient_path(raw: &str) -> String {
             _ => out.push(folded),
         }
     }
+    // Rails' `(.:format)` and Spring's suffix match: `admin.json` runs `admin`'s handler.
+    if let Some(last) = out.last_mut() {
+        if let Some(dot) = last.find('.').filter(|&d| d > 0) {
+            last.truncate(dot);
+        }
+    }
     format!("/{}", out.join("/"))
 }
 
@@ -270,6 +277,8 @@ fn the_lenient_reading_finds_the_admin_path_in_every_known_spelling() {
         "/api/admin%2fusers",
         "/api/admin%3F/users",
         "/x/%C0%AE%C0%AE/api/admin/users",
+        "/api/admin.json",
+        "/api/ADMIN.json/",
     ] {
         assert!(
             lenient_path(spelling).starts_with("/api/admin"),

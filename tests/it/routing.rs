@@ -297,7 +297,12 @@ const PREFIXES: [&str; 16] = [
     "/public;/..",
 ];
 
-const SUFFIXES: [&str; 14] = [
+const SUFFIXES: [&str; 19] = [
+    ".json",
+    ".JSON/",
+    "%2ejson",
+    "/users.json",
+    ".json?x=1",
     "/users",
     "/users/",
     "",
@@ -526,6 +531,7 @@ async fn the_reviews_reproductions_are_refused_with_the_policy_of_the_path() {
         ("GET", "/api/%252e%252e/admin", reader, 400, "invalid_path"),
         ("GET", "/api/adm%C4%B1n/users", reader, 400, "invalid_path"),
         ("GET", "/api/admin./users", reader, 400, "invalid_path"),
+        ("GET", "/api/admin.json", reader, 403, "insufficient_scope"),
         ("get", "/api/admin/users", reader, 400, "invalid_method"),
         (
             "POST",
