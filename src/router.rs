@@ -516,14 +516,19 @@ impl Router {
         self
     }
 
-    /// Whether `path` names the own endpoint `own`: one trailing slash aside, and without
-    /// ASCII case when the router ignores it.
+    /// Whether `path` names the own endpoint `own` as a route pattern would: one trailing
+    /// slash or a format suffix (`.json`) aside, and without ASCII case when the router ignores it.
     fn is_own(&self, path: &str, own: &str) -> bool {
         let path = match path.strip_suffix('/') {
             Some(p) if !p.is_empty() => p,
             _ => path,
         };
-        path == own || (self.case_insensitive && path.eq_ignore_ascii_case(own))
+        let same = |p: &str| p == own || (self.case_insensitive && p.eq_ignore_ascii_case(own));
+        same(path)
+            || (path.len() > own.len() + 1
+                && path.as_bytes()[own.len()] == b'.'
+                && !path[own.len()..].contains('/')
+                && path.get(..own.len()).is_some_and(same))
     }
 
     /// Resolves a request by its decoded path ([`NormalPath::decoded`]). Warden's own endpoints
@@ -861,6 +866,14 @@ mod tests {
         assert!(matches!(
             r.resolve(&Method::GET, "/healthz/"),
             Target::Health
+        ));
+        assert!(matches!(
+            r.resolve(&Method::GET, "/healthz.json"),
+            Target::Health
+        ));
+        assert!(matches!(
+            r.resolve(&Method::POST, "/healthz.x/y"),
+            Target::Proxy(_)
         ));
         assert!(matches!(
             r.resolve(&Method::POST, "/V1/Auth"),

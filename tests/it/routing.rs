@@ -782,6 +782,7 @@ async fn no_spelling_of_wardens_own_endpoints_is_forwarded() {
         "/%68ealthz",
         "/V1/OAuth/Token",
         "/v1/auth/",
+        "/v1/oauth/token.json",
         "/WS/accounts/acme/credentials/Tokens",
         "/ws/accounts/acme/credentials/tokens/",
     ] {
