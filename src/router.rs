@@ -69,6 +69,27 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Whether every request this policy admits, `other` admits too: public is the weakest; a
+    /// bearer policy needs scopes and an audience that imply `other`'s, a signature mode at
+    /// least as strict (off < optional < auto < required) and every component it covers.
+    pub fn at_least_as_strict_as(&self, other: &Policy) -> bool {
+        let rank = |m: SignatureMode| match m {
+            SignatureMode::Off => 0,
+            SignatureMode::Optional => 1,
+            SignatureMode::Auto => 2,
+            SignatureMode::Required => 3,
+        };
+        match (other.auth, self.auth) {
+            (AuthMode::None, _) => true,
+            (AuthMode::Bearer, AuthMode::None) => false,
+            (AuthMode::Bearer, AuthMode::Bearer) => {
+                self.require.implies(&other.require)
+                    && rank(self.signature) >= rank(other.signature)
+                    && other.cover.iter().all(|c| self.cover.contains(c))
+            }
+        }
+    }
+
     /// A policy with no signature requirements.
     pub fn new(auth: AuthMode) -> Self {
         Self {
@@ -533,7 +554,9 @@ impl Router {
 
     /// Resolves a request by its decoded path ([`NormalPath::decoded`]). Warden's own endpoints
     /// win over routes, so they are never forwarded. A route that allows `GET` also takes
-    /// `HEAD`, which upstreams answer with the GET handler.
+    /// `HEAD`, which upstreams answer with the GET handler. A request whose path matched a
+    /// route for other methods goes on to a later route that lists its method, or to one for
+    /// any method at least as strict; else it gets 405.
     pub fn resolve(&self, method: &Method, path: &str) -> Target<'_> {
         if self.is_own(path, &self.healthz) {
             return Target::Health;
@@ -559,21 +582,30 @@ impl Router {
             return Target::Tokens;
         }
         let mut allow: Vec<&Method> = Vec::new();
-        let mut path_matched = false;
+        // Routes whose path matched but whose methods did not.
+        let mut passed: Vec<&Route> = Vec::new();
         for route in &self.routes {
             if !route.pattern.matches(path) {
                 continue;
             }
-            if route.methods.is_empty()
-                || route.methods.contains(method)
-                || (*method == Method::HEAD && route.methods.contains(&Method::GET))
-            {
+            let listed = route.methods.contains(method)
+                || (*method == Method::HEAD && route.methods.contains(&Method::GET));
+            // Past a route that took this path for other methods, a route for any method takes
+            // the request only if it is at least as strict: a catch-all must not hand PUT on a
+            // protected path to an upstream handler that runs for any method.
+            let fallback = route.methods.is_empty()
+                && passed
+                    .iter()
+                    .all(|p| route.policy.at_least_as_strict_as(&p.policy));
+            if listed || fallback {
                 return Target::Proxy(route);
             }
-            path_matched = true;
-            allow.extend(route.methods.iter());
+            if !route.methods.is_empty() {
+                passed.push(route);
+                allow.extend(route.methods.iter());
+            }
         }
-        if path_matched {
+        if !passed.is_empty() {
             let mut names: Vec<&str> = allow.iter().map(|m| m.as_str()).collect();
             names.sort_unstable();
             names.dedup();
@@ -897,6 +929,107 @@ mod tests {
             empty.resolve(&Method::GET, "/a"),
             Target::NotFound
         ));
+    }
+
+    #[test]
+    fn a_method_falls_through_only_to_a_route_listing_it_or_at_least_as_strict() {
+        let endpoints = crate::Settings::from_toml("").unwrap().endpoints;
+        let settings = |toml: &str| crate::Settings::from_toml(toml).unwrap();
+        let resolve = |toml: &str, method: Method, path: &str| -> Option<String> {
+            let s = settings(toml);
+            match Router::new(&endpoints, s.routes).resolve(&method, path) {
+                Target::Proxy(r) => Some(r.name.clone()),
+                Target::MethodNotAllowed(allow) => Some(format!("405 {allow}")),
+                _ => None,
+            }
+        };
+        // The review's catch-all: PUT on the bearer path must not become public.
+        let catch_all = r#"
+            [[routes]]
+            name = "api"
+            path = "/api/**"
+            auth = "bearer"
+            methods = ["GET", "POST"]
+            [[routes]]
+            name = "public"
+            path = "/**"
+            auth = "none"
+        "#;
+        assert_eq!(
+            resolve(catch_all, Method::PUT, "/api/admin").unwrap(),
+            "405 GET, POST"
+        );
+        assert_eq!(
+            resolve(catch_all, Method::HEAD, "/api/admin").unwrap(),
+            "api"
+        );
+        assert_eq!(resolve(catch_all, Method::PUT, "/other").unwrap(), "public");
+        // A public read, and everything else behind a token: stricter, so it takes the rest.
+        let public_read = r#"
+            [[routes]]
+            name = "list"
+            path = "/api/orders"
+            auth = "none"
+            methods = ["GET"]
+            [[routes]]
+            name = "api"
+            path = "/api/**"
+            auth = "bearer"
+        "#;
+        assert_eq!(
+            resolve(public_read, Method::POST, "/api/orders").unwrap(),
+            "api"
+        );
+        // A scope on GET only: other methods are not handed to a route without it.
+        let scoped = r#"
+            [[routes]]
+            name = "admin"
+            path = "/api/admin/**"
+            auth = "bearer"
+            methods = ["GET"]
+            scopes = ["level://admin"]
+            [[routes]]
+            name = "api"
+            path = "/api/**"
+            auth = "bearer"
+            [[routes]]
+            name = "any-admin"
+            path = "/api/**"
+            auth = "bearer"
+            scopes = ["level://**"]
+            [[routes]]
+            name = "open-put"
+            path = "/**"
+            auth = "none"
+            methods = ["PUT"]
+        "#;
+        assert_eq!(
+            resolve(scoped, Method::POST, "/api/admin/x").unwrap(),
+            "any-admin"
+        );
+        assert_eq!(
+            resolve(scoped, Method::PUT, "/api/admin/x").unwrap(),
+            "any-admin"
+        );
+        assert_eq!(resolve(scoped, Method::POST, "/api/x").unwrap(), "api");
+        // A route that lists the method takes it: the operator said so for that method.
+        let explicit = r#"
+            [[routes]]
+            name = "read"
+            path = "/a"
+            auth = "bearer"
+            methods = ["GET"]
+            [[routes]]
+            name = "write"
+            path = "/a"
+            auth = "none"
+            methods = ["POST"]
+        "#;
+        assert_eq!(resolve(explicit, Method::POST, "/a").unwrap(), "write");
+        assert_eq!(
+            resolve(explicit, Method::PUT, "/a").unwrap(),
+            "405 GET, POST"
+        );
     }
 
     #[test]

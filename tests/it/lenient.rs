@@ -24,8 +24,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// The lenient upstream on `127.0.0.1:0`. Every answer carries `x-handler` (`admin` for
-/// `/api/admin/**`, `api` for the rest of `/api/**`, `public` otherwise, `none` for a method no
-/// handler takes), `x-seen-path`, `x-seen-method`, and `x-seen-scopes` / `x-seen-client`: the
+/// `/api/admin/**`, `api` for the rest of `/api/**`, `public` otherwise; each runs for any
+/// method), `x-seen-path`, `x-seen-method`, and `x-seen-scopes` / `x-seen-client`: the
 /// identity it believes, read CGI-style.
 pub struct LenientUpstream {
     addr: SocketAddr,
@@ -74,22 +74,16 @@ async fn respond(req: Request<Incoming>) -> Response<Full<Bytes>> {
         .unwrap_or_else(|| parts.uri.path().to_owned());
     let path = lenient_path(&target);
     let method = lenient_method(parts.method.as_str(), headers, parts.uri.query());
-    let handler = if !matches!(method.as_str(), "GET" | "POST") {
-        "none"
-    } else if path == "/api/admin" || path.starts_with("/api/admin/") {
+    // Every handler runs for any method, as Django function views and Express's app.all do.
+    let handler = if path == "/api/admin" || path.starts_with("/api/admin/") {
         "admin"
     } else if path == "/api" || path.starts_with("/api/") {
         "api"
     } else {
         "public"
     };
-    let status = if handler == "none" {
-        StatusCode::METHOD_NOT_ALLOWED
-    } else {
-        StatusCode::OK
-    };
     let mut resp = Response::builder()
-        .status(status)
+        .status(StatusCode::OK)
         .header("x-handler", handler)
         .header("x-seen-path", header_safe(&path))
         .header("x-seen-raw-path", header_safe(parts.uri.path()))
