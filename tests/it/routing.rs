@@ -376,6 +376,7 @@ async fn sweep(
     let mut ran = std::collections::BTreeMap::new();
     for (label, who, answer) in &answers {
         let handler = judge(label, who, answer).unwrap_or_else(|| "-".into());
+        // ROUTING_SWEEP_SHOW=1 lists every answer, to see what reached which handler.
         if std::env::var_os("ROUTING_SWEEP_SHOW").is_some() {
             eprintln!(
                 "{} {label} as {} -> {handler} {:?}",
