@@ -52,8 +52,27 @@ pub struct RawConfig {
     pub signatures: RawSignatures,
     pub digest: RawDigest,
     pub idempotency: RawIdempotency,
+    pub router: RawRouter,
     pub routes: Vec<RawRoute>,
     pub clients: Vec<RawClient>,
+}
+
+/// `[router]`: how request paths are compared with route patterns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRouter {
+    /// `router.case_insensitive`, default true: literal segments of route patterns compare
+    /// ASCII-case-insensitively, so `/API/Admin` gets the policy of `/api/admin/**` (Express
+    /// and ASP.NET Core route without case). false: byte for byte, for case-sensitive upstreams.
+    pub case_insensitive: bool,
+}
+
+impl Default for RawRouter {
+    fn default() -> Self {
+        Self {
+            case_insensitive: true,
+        }
+    }
 }
 
 /// `[signatures]`: the RFC 9421 policy. Defaults are the strict ones: a client that registered
@@ -496,6 +515,7 @@ pub struct Settings {
     pub digest: RawDigest,
     pub idempotency: IdempotencySettings,
     pub clients: Vec<ClientSettings>,
+    pub router: RawRouter,
     pub routes: Vec<Route>,
 }
 
@@ -846,7 +866,15 @@ impl Settings {
         for (i, r) in raw.routes.iter().enumerate() {
             let key = format!("routes[{i}]");
             let pattern = PathPattern::parse(&r.path)
-                .map_err(|detail| invalid(format!("{key}.path"), detail))?;
+                .map_err(|detail| invalid(format!("{key}.path"), detail))?
+                .case_insensitive(raw.router.case_insensitive);
+            if raw.router.case_insensitive && !pattern.is_ascii() {
+                // Case-insensitive upstreams fold non-ASCII letters too, in ways that differ.
+                return Err(invalid(
+                    format!("{key}.path"),
+                    "non-ASCII text in a pattern needs router.case_insensitive = false",
+                ));
+            }
             let mut methods = Vec::with_capacity(r.methods.len());
             for m in &r.methods {
                 let upper = m.to_ascii_uppercase();
@@ -960,6 +988,7 @@ impl Settings {
             digest: raw.digest.clone(),
             idempotency: validate_idempotency(&raw.idempotency, u.timeout)?,
             clients: validate_clients(&raw.clients)?,
+            router: raw.router.clone(),
             routes,
         })
     }
@@ -1440,6 +1469,32 @@ mod tests {
         assert!(e.starts_with("routes[1].path:"), "{e}");
         let e = err("[[routes]]\npath = \"/a\"\nauth = \"magic\"\n");
         assert!(e.contains("auth"), "{e}");
+    }
+
+    #[test]
+    fn routes_ignore_ascii_case_unless_told_otherwise() {
+        let route = "[[routes]]\npath = \"/api/admin/**\"\nauth = \"none\"\n";
+        let s = Settings::from_toml(route).unwrap();
+        assert!(s.router.case_insensitive);
+        assert!(s.routes[0].pattern.matches("/API/Admin/x"));
+        let s =
+            Settings::from_toml(&format!("[router]\ncase_insensitive = false\n{route}")).unwrap();
+        assert!(!s.routes[0].pattern.matches("/API/Admin/x"));
+        assert!(s.routes[0].pattern.matches("/api/admin/x"));
+        let e = err("[[routes]]\npath = \"/café\"\nauth = \"none\"\n");
+        assert!(
+            e.starts_with("routes[0].path:") && e.contains("case_insensitive"),
+            "{e}"
+        );
+        Settings::from_toml(
+            "[router]\ncase_insensitive = false\n[[routes]]\npath = \"/café\"\nauth = \"none\"\n",
+        )
+        .unwrap();
+        let e = err("[[routes]]\npath = \"/public/..;/x\"\nauth = \"none\"\n");
+        assert!(
+            e.starts_with("routes[0].path:") && e.contains("never match"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -46,6 +46,105 @@ const X_WARDEN_AUDIENCE: HeaderName = HeaderName::from_static("x-warden-audience
 /// Identity headers are Warden's to set; whatever a client sends under this prefix is dropped.
 pub const IDENTITY_PREFIX: &str = "x-warden-";
 
+/// Fields that make an upstream route the request to another path than its target (IIS,
+/// Zend/Laminas, old Symfony). Warden routed by the target, so they are dropped from every
+/// peer, trusted or not.
+const ROUTING_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
+/// What a proxy says about the client or the URL it used, beyond `X-Forwarded-For/-Proto/-Host`
+/// (which [`set_forwarded`] handles) and `Forwarded`. From an untrusted peer they are lies
+/// and are dropped; from a trusted proxy they pass as the proxy sent them. Any `x-forwarded-*`,
+/// `x-ssl-*` and `cf-connecting-*` field counts as well.
+const PROXY_CLAIMS: [&str; 20] = [
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-original-forwarded-for",
+    "x-forwarded",
+    "forwarded-for",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-proxyuser-ip",
+    "x-original-host",
+    "x-host",
+    "x-original-uri",
+    "x-client-cert",
+    "ssl-client-cert",
+    "x-arr-clientcert",
+    "front-end-https",
+    "x-url-scheme",
+];
+
+/// Whether `name` (lower case, with dashes) is a proxy's claim about the connection.
+fn is_proxy_claim(name: &str) -> bool {
+    name.starts_with("x-forwarded-")
+        || name.starts_with("x-ssl-")
+        || name.starts_with("cf-connecting-")
+        || PROXY_CLAIMS.contains(&name)
+}
+
+/// Request fields Warden reads to decide, beyond the identity and proxy fields: their
+/// underscore spellings are dropped, and `Connection` cannot remove them.
+const CHECKED: [&str; 7] = [
+    "authorization",
+    "x-client-id",
+    "signature",
+    "signature-input",
+    "content-digest",
+    "idempotency-key",
+    "x-idempotency-key",
+];
+
+/// Headers with which Express's `method-override`, ASP.NET, Symfony, Rails and others make a
+/// POST run as another method.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-method-override",
+    "x-http-method",
+];
+
+/// `name` as CGI and WSGI servers read it: `_` and `-` are the same (`HTTP_X_WARDEN_SCOPES`).
+fn dash_spelling(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains('_') {
+        std::borrow::Cow::Owned(name.replace('_', "-"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+/// The method-override header or query parameter a request carries, if any, named as sent:
+/// `X-HTTP-Method-Override`, `X-Method-Override` or `X-HTTP-Method` in any spelling
+/// (underscores too), or a `_method` query parameter as PHP reads names (`.` and spaces
+/// become `_`). Upstreams that honour one would run another method than Warden routed.
+pub fn method_override(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    for name in headers.keys() {
+        let name = name.as_str();
+        if name.contains("method") && METHOD_OVERRIDES.contains(&&*dash_spelling(name)) {
+            return Some(name.to_owned());
+        }
+    }
+    let query = query?;
+    if !query.to_ascii_lowercase().contains("method") {
+        return None;
+    }
+    form_urlencoded::parse(query.as_bytes())
+        .any(|(key, _)| {
+            let key: String = key
+                .trim_start()
+                .chars()
+                .map(|c| match c {
+                    ' ' | '.' | '[' => '_',
+                    c => c.to_ascii_lowercase(),
+                })
+                .collect();
+            key == "_method"
+        })
+        .then(|| "the _method query parameter".to_owned())
+}
+
 /// What Warden knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin {
@@ -74,8 +173,12 @@ fn connection_tokens(v: &HeaderValue) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Removes hop-by-hop headers and those the `Connection` header names. When `keep_upgrade`
-/// is set, the `Upgrade` header survives and `Connection: upgrade` is restored.
+/// Removes hop-by-hop headers and those the `Connection` header names, except fields that
+/// must reach the upstream as Warden saw them: a field a signature on the message covers
+/// (`Signature-Input`), one Warden reads to decide ([`CHECKED`]) or sets (`X-Warden-*`,
+/// `X-Forwarded-*`, `Forwarded`). Otherwise `Connection: x-dry-run` would strip a signed
+/// field after its signature was verified. When `keep_upgrade` is set, the `Upgrade` header
+/// survives and `Connection: upgrade` is restored.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Most messages carry none of these, and removing an absent name still costs a hash
     // lookup each: one pass over the names present decides whether there is anything to do.
@@ -94,8 +197,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .flat_map(connection_tokens)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
+    let mut signed: Option<Covered> = None;
     for name in named {
         if keep_upgrade && name == header::UPGRADE {
+            continue;
+        }
+        if HOP_BY_HOP.contains(&name) || !headers.contains_key(&name) {
+            continue; // removed below, or absent
+        }
+        let end_to_end = name.as_str().starts_with(IDENTITY_PREFIX)
+            || name.as_str().starts_with("x-forwarded-")
+            || name == header::FORWARDED
+            || CHECKED.contains(&name.as_str());
+        if end_to_end
+            || signed
+                .get_or_insert_with(|| Covered::of(headers))
+                .covers(&name)
+        {
             continue;
         }
         headers.remove(&name);
@@ -110,11 +228,58 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Removes every `X-Warden-*` header a client sent.
+/// The fields the signatures on a message cover, as far as `Connection` is concerned.
+enum Covered {
+    Names(Vec<String>),
+    /// `Signature-Input` is there but unreadable: nothing named may go.
+    All,
+}
+
+impl Covered {
+    fn of(headers: &HeaderMap) -> Self {
+        if !headers.contains_key("signature-input") {
+            return Covered::Names(Vec::new());
+        }
+        match crate::httpsig::parse_signatures(headers) {
+            Ok(sigs) => Covered::Names(
+                sigs.iter()
+                    .flat_map(|s| s.components().iter().map(|c| c.name().to_owned()))
+                    .collect(),
+            ),
+            Err(_) => Covered::All,
+        }
+    }
+
+    fn covers(&self, name: &HeaderName) -> bool {
+        match self {
+            Covered::Names(names) => names.iter().any(|n| n == name.as_str()),
+            Covered::All => true,
+        }
+    }
+}
+
+/// Removes what a client may not say to the upstream, whoever the peer: every `X-Warden-*`
+/// header, also spelled with underscores (`X_Warden_Client_Id`, which CGI and WSGI servers
+/// read as `X-Warden-Client-Id`); the underscore spellings of every field Warden sets or
+/// checks (`X_Forwarded_For`, `X_Client_Id`, …); and `X-Original-URL` / `X-Rewrite-URL`.
 pub fn strip_identity(headers: &mut HeaderMap) {
     let spoofed: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with(IDENTITY_PREFIX))
+        .filter(|k| {
+            let name = k.as_str();
+            // Most names pass the first test; only underscores need a copy.
+            if !name.starts_with("x") && !name.contains('_') {
+                return false;
+            }
+            let dashed = dash_spelling(name);
+            let dashed = dashed.as_ref();
+            dashed.starts_with(IDENTITY_PREFIX)
+                || ROUTING_OVERRIDES.contains(&dashed)
+                || (name.contains('_')
+                    && (is_proxy_claim(dashed)
+                        || CHECKED.contains(&dashed)
+                        || METHOD_OVERRIDES.contains(&dashed)))
+        })
         .cloned()
         .collect();
     for name in spoofed {
@@ -167,8 +332,22 @@ pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin, authority: Option
         }
     }
     if !origin.peer_trusted {
-        // RFC 7239's Forwarded carries the same claims; from an untrusted peer it is a lie.
+        // RFC 7239's Forwarded carries the same claims; from an untrusted peer it is a lie,
+        // and so are X-Real-IP, X-Forwarded-Port/-Prefix and the others.
         headers.remove(header::FORWARDED);
+        let claims: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| {
+                *k != X_FORWARDED_FOR
+                    && *k != X_FORWARDED_PROTO
+                    && *k != X_FORWARDED_HOST
+                    && is_proxy_claim(k.as_str())
+            })
+            .cloned()
+            .collect();
+        for name in claims {
+            headers.remove(name);
+        }
     }
 }
 
@@ -279,17 +458,19 @@ impl Forwarder {
         let cannot = |_| Problem::BadRequest {
             detail: "the request target cannot be forwarded".into(),
         };
-        // Without a base path the original path and query are reused as they are (a cheap
+        let pq = original.path_and_query();
+        let (path, query) = pq.map_or(("/", None), |pq| (pq.path(), pq.query()));
+        // The path in its normal form (`/%61dmin` goes as `/admin`), the one Warden routed by.
+        let path = crate::router::normalize_path(path).map_err(|refusal| Problem::InvalidPath {
+            detail: refusal.detail(),
+        })?;
+        // A path already in normal form, without a base path, is reused as it is (a cheap
         // clone of shared bytes), never re-parsed.
-        let pq = match (
-            self.settings.base_path.is_empty(),
-            original.path_and_query(),
-        ) {
-            (true, Some(pq)) => pq.clone(),
-            (true, None) => http::uri::PathAndQuery::from_static("/"),
-            (false, pq) => {
-                let pq = pq.map(|p| p.as_str()).unwrap_or("/");
-                format!("{}{pq}", self.settings.base_path)
+        let pq = match (self.settings.base_path.is_empty(), &path.forwarded, pq) {
+            (true, std::borrow::Cow::Borrowed(_), Some(pq)) => pq.clone(),
+            (_, forwarded, _) => {
+                let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+                format!("{}{forwarded}{query}", self.settings.base_path)
                     .parse()
                     .map_err(|e: http::uri::InvalidUri| cannot(e.to_string()))?
             }
@@ -625,6 +806,138 @@ mod tests {
         ]);
         strip_identity(&mut h);
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn connection_cannot_remove_signed_or_checked_fields() {
+        let mut h = headers(&[
+            (
+                "connection",
+                "x-dry-run, x-unsigned, authorization, content-digest, x-warden-scopes, x-forwarded-for",
+            ),
+            (
+                "signature-input",
+                "sig1=(\"@method\" \"x-dry-run\");created=1;keyid=\"k\"",
+            ),
+            ("signature", "sig1=:AAAA:"),
+            ("x-dry-run", "true"),
+            ("x-unsigned", "1"),
+            ("authorization", "Bearer t"),
+            ("content-digest", "sha-256=:AAAA:"),
+            ("x-forwarded-for", "10.0.0.1"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h["x-dry-run"], "true", "covered by the signature");
+        assert!(
+            !h.contains_key("x-unsigned"),
+            "an ordinary hop-by-hop field goes"
+        );
+        for kept in [
+            "authorization",
+            "content-digest",
+            "x-forwarded-for",
+            "signature",
+        ] {
+            assert!(h.contains_key(kept), "{kept}");
+        }
+        // An unreadable Signature-Input protects every named field.
+        let mut h = headers(&[
+            ("connection", "x-dry-run"),
+            ("signature-input", "garbage((("),
+            ("x-dry-run", "true"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h["x-dry-run"], "true");
+    }
+
+    #[test]
+    fn underscore_spellings_of_warden_fields_are_dropped() {
+        let mut h = headers(&[
+            ("x_warden_client_id", "admin"),
+            ("X_Warden_Scopes", "level://admin"),
+            ("x-warden_token-id", "t"),
+            ("x_forwarded_for", "10.0.0.1"),
+            ("x_real_ip", "10.0.0.1"),
+            ("x_client_id", "other"),
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("x_rewrite_url", "/admin"),
+            ("my_header", "kept"),
+            ("x-other", "kept"),
+        ]);
+        strip_identity(&mut h);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["my_header", "x-other"]);
+    }
+
+    #[test]
+    fn proxy_claims_count_only_from_trusted_peers() {
+        let claims = [
+            ("x-real-ip", "10.0.0.1"),
+            ("true-client-ip", "10.0.0.1"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "//evil.example"),
+            ("x-forwarded-server", "evil"),
+            ("x-forwarded-ssl", "on"),
+            ("x-original-forwarded-for", "10.0.0.1"),
+            ("cf-connecting-ip", "10.0.0.1"),
+            ("fastly-client-ip", "10.0.0.1"),
+            ("x-client-ip", "10.0.0.1"),
+            ("x-cluster-client-ip", "10.0.0.1"),
+            ("x-ssl-client-verify", "SUCCESS"),
+            ("x-kept", "yes"),
+        ];
+        let origin = |trusted| Origin {
+            peer: "192.0.2.7".parse().unwrap(),
+            peer_trusted: trusted,
+            tls: false,
+        };
+        let mut h = headers(&claims);
+        set_forwarded(&mut h, &origin(false), None);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["x-forwarded-for", "x-forwarded-proto", "x-kept"]);
+        let mut h = headers(&claims);
+        set_forwarded(&mut h, &origin(true), None);
+        assert_eq!(h["x-real-ip"], "10.0.0.1");
+        assert_eq!(h["x-forwarded-prefix"], "//evil.example");
+    }
+
+    #[test]
+    fn method_overrides_are_found_in_any_spelling() {
+        for name in [
+            "x-http-method-override",
+            "X-HTTP-Method",
+            "x-method-override",
+            "X_HTTP_Method_Override",
+            "x_method-override",
+        ] {
+            assert!(
+                method_override(&headers(&[(name, "DELETE")]), None).is_some(),
+                "{name}"
+            );
+        }
+        for query in [
+            "_method=DELETE",
+            "a=1&_METHOD=PUT",
+            "%5Fmethod=x",
+            ".method=x",
+            "+_Method=x",
+            "_method",
+        ] {
+            assert!(
+                method_override(&HeaderMap::new(), Some(query)).is_some(),
+                "{query}"
+            );
+        }
+        assert!(
+            method_override(
+                &headers(&[("x-method", "a")]),
+                Some("method=get&x_method=1")
+            )
+            .is_none()
+        );
     }
 
     #[test]

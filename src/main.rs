@@ -673,6 +673,9 @@ fn sign_request(args: &SignArgs) -> Result<(), String> {
         .method
         .clone()
         .unwrap_or_else(|| if body.is_empty() { "GET" } else { "POST" }.to_owned());
+    if http::Method::from_bytes(method.as_bytes()).is_err() {
+        return Err(format!("-X {}: not an HTTP method", shell_quote(&method)));
+    }
     let url: http::Uri = args
         .url
         .parse()
@@ -733,24 +736,12 @@ fn sign_request(args: &SignArgs) -> Result<(), String> {
     }
     let added = ["content-digest", "signature-input", "signature"];
     if args.curl {
-        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-        let mut cmd = format!("curl -X {} {}", method, quote(&args.url));
-        for (name, value) in &headers {
-            let line = format!("{}: {}", name, String::from_utf8_lossy(value.as_bytes()));
-            cmd.push_str(&format!(" \\\n  -H {}", quote(&line)));
-        }
-        match &args.data_file {
-            Some(path) => {
-                let at = format!("@{}", path.display());
-                cmd.push_str(&format!(" \\\n  --data-binary {}", quote(&at)));
-            }
-            None if !body.is_empty() => cmd.push_str(&format!(
-                " \\\n  --data-binary {}",
-                quote(&String::from_utf8_lossy(&body))
-            )),
-            None => {}
-        }
-        println!("{cmd}");
+        let body = match &args.data_file {
+            Some(path) => CurlBody::File(path.display().to_string()),
+            None if !body.is_empty() => CurlBody::Text(String::from_utf8_lossy(&body).into_owned()),
+            None => CurlBody::None,
+        };
+        println!("{}", curl_command(&method, &args.url, &headers, &body));
     } else {
         for name in added {
             if let Some(value) = headers.get(name) {
@@ -764,4 +755,117 @@ fn sign_request(args: &SignArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What `warden sign --curl` sends as the body.
+enum CurlBody {
+    None,
+    /// `--data-file`: curl reads the file.
+    File(String),
+    /// `--data`: sent as it is (`--data-raw`, so a leading `@` is not a file name).
+    Text(String),
+}
+
+/// The curl command that sends a signed request. Every argument is one shell word whatever it
+/// holds (the README pipes this to `sh`), the URL goes through `--url` so it is never read as
+/// an option, and `--globoff` keeps curl from reading `[]{}` in it as patterns.
+fn curl_command(method: &str, url: &str, headers: &http::HeaderMap, body: &CurlBody) -> String {
+    let mut cmd = format!(
+        "curl -X {} --globoff --url {}",
+        shell_quote(method),
+        shell_quote(url)
+    );
+    for (name, value) in headers {
+        let line = format!("{}: {}", name, String::from_utf8_lossy(value.as_bytes()));
+        cmd.push_str(&format!(" \\\n  -H {}", shell_quote(&line)));
+    }
+    match body {
+        CurlBody::File(path) => cmd.push_str(&format!(
+            " \\\n  --data-binary {}",
+            shell_quote(&format!("@{path}"))
+        )),
+        CurlBody::Text(text) => {
+            cmd.push_str(&format!(" \\\n  --data-raw {}", shell_quote(text)));
+        }
+        CurlBody::None => {}
+    }
+    cmd
+}
+
+/// `s` as one POSIX shell word: as it is when it holds only characters no shell treats
+/// specially, else in single quotes, inside which only `'` needs care (`'\''`).
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'_' | b'@' | b'%' | b'+' | b'=' | b':' | b',' | b'.' | b'/' | b'-'
+                )
+        });
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_quote("GET"), "GET");
+        assert_eq!(
+            shell_quote("http://a.test:8080/x?y=1"),
+            "'http://a.test:8080/x?y=1'"
+        );
+        assert_eq!(shell_quote("GET;id"), "'GET;id'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    /// The command, run by `sh` with `curl` replaced by `printf`, gives curl exactly the
+    /// arguments meant, whatever the method, URL, headers and body hold.
+    #[cfg(unix)]
+    #[test]
+    fn every_curl_argument_reaches_curl_as_one_word() {
+        let nasty = "GET;id $(id) `id` \"$HOME\" 'q' \\ \n& | > *";
+        let url = "http://a.test/x?y=1&z=[1]{2}#'f'";
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-a", http::HeaderValue::from_static("it's $(id); `x`"));
+        let body = CurlBody::Text(format!("@/etc/passwd\n{nasty}"));
+        let cmd = curl_command(nasty, url, &headers, &body);
+        let script = cmd.replacen("curl", "printf '%s\\0'", 1);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let args: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .split_terminator('\0')
+            .map(str::to_owned)
+            .collect();
+        let want = [
+            "-X",
+            nasty,
+            "--globoff",
+            "--url",
+            url,
+            "-H",
+            "x-a: it's $(id); `x`",
+            "--data-raw",
+            &format!("@/etc/passwd\n{nasty}"),
+        ];
+        assert_eq!(args, want);
+        let file = curl_command("POST", url, &headers, &CurlBody::File("my file".into()));
+        assert!(file.ends_with("--data-binary '@my file'"), "{file}");
+    }
 }

@@ -25,8 +25,17 @@ pub enum Problem {
     PayloadTooLarge { limit: u64 },
     /// The request is malformed in a way the client can fix.
     BadRequest { detail: String },
-    /// A path with dot-segments, encoded slashes or empty segments (see `router::path_is_canonical`).
-    InvalidPath,
+    /// A path spelled so that an upstream could read it as another path (see
+    /// `router::PathRefusal`); `detail` says which rule it broke.
+    InvalidPath { detail: &'static str },
+    /// A method-override header or `_method` query parameter (400): upstreams that honour
+    /// it would run another method than the one Warden routed; `name` is what was sent.
+    MethodOverride { name: String },
+    /// A method with lower-case letters (400): some upstreams upper-case it, others do not.
+    MethodNotUpperCase,
+    /// `Host` disagrees with the request target's authority (`:authority` in HTTP/2), or is
+    /// sent more than once (400, RFC 9113 §8.3.1, RFC 9112 §3.2).
+    HostMismatch,
     /// The upstream refused the connection, reset it, or answered with garbage.
     UpstreamUnavailable,
     /// The upstream did not answer within `upstream.timeout`.
@@ -205,11 +214,33 @@ impl Problem {
                 "Bad request",
                 detail.clone(),
             ),
-            Problem::InvalidPath => (
+            Problem::InvalidPath { detail } => (
                 StatusCode::BAD_REQUEST,
                 "invalid_path",
                 "Path not canonical",
-                "send the path without . or .. segments, encoded slashes or backslashes, or empty segments".into(),
+                (*detail).into(),
+            ),
+            Problem::MethodOverride { name } => (
+                StatusCode::BAD_REQUEST,
+                "method_override_refused",
+                "Method override refused",
+                format!(
+                    "send the intended method as the request method; {name} is refused because \
+                     an upstream could run another method than the one Warden checked"
+                ),
+            ),
+            Problem::MethodNotUpperCase => (
+                StatusCode::BAD_REQUEST,
+                "invalid_method",
+                "Method not upper case",
+                "send the method in upper case (GET, POST, …): methods are case-sensitive".into(),
+            ),
+            Problem::HostMismatch => (
+                StatusCode::BAD_REQUEST,
+                "host_mismatch",
+                "Host mismatch",
+                "send one Host header, equal to the request's authority (:authority in HTTP/2)"
+                    .into(),
             ),
             Problem::UpstreamUnavailable => (
                 StatusCode::BAD_GATEWAY,

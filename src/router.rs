@@ -2,6 +2,8 @@
 //! route with its policy. Routes are compiled once at start-up and matched in declaration order;
 //! a path no route matches is denied.
 
+use std::borrow::Cow;
+
 use http::Method;
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +69,27 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Whether every request this policy admits, `other` admits too: public is the weakest; a
+    /// bearer policy needs scopes and an audience that imply `other`'s, a signature mode at
+    /// least as strict (off < optional < auto < required) and every component it covers.
+    pub fn at_least_as_strict_as(&self, other: &Policy) -> bool {
+        let rank = |m: SignatureMode| match m {
+            SignatureMode::Off => 0,
+            SignatureMode::Optional => 1,
+            SignatureMode::Auto => 2,
+            SignatureMode::Required => 3,
+        };
+        match (other.auth, self.auth) {
+            (AuthMode::None, _) => true,
+            (AuthMode::Bearer, AuthMode::None) => false,
+            (AuthMode::Bearer, AuthMode::Bearer) => {
+                self.require.implies(&other.require)
+                    && rank(self.signature) >= rank(other.signature)
+                    && other.cover.iter().all(|c| self.cover.contains(c))
+            }
+        }
+    }
+
     /// A policy with no signature requirements.
     pub fn new(auth: AuthMode) -> Self {
         Self {
@@ -97,6 +120,7 @@ pub struct Route {
 /// One segment of a path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
+    /// Text, percent-decoded, compared with a decoded request segment.
     Literal(String),
     /// `*` or `{name}`: exactly one non-empty segment.
     One,
@@ -108,10 +132,14 @@ enum Segment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathPattern {
     segments: Vec<Segment>,
+    /// `router.case_insensitive`: literal segments compare ASCII-case-insensitively.
+    case_insensitive: bool,
 }
 
 impl PathPattern {
-    /// Parses a pattern; the error says what is wrong with it.
+    /// Parses a pattern; the error says what is wrong with it. Literal segments are
+    /// percent-decoded (`%40` and `@` are the same pattern) and compare case-sensitively until
+    /// [`PathPattern::case_insensitive`] says otherwise. A trailing slash is not significant.
     pub fn parse(pattern: &str) -> Result<Self, String> {
         if !pattern.starts_with('/') {
             return Err(format!("pattern '{pattern}' must start with /"));
@@ -119,7 +147,20 @@ impl PathPattern {
         if pattern.contains('?') || pattern.contains('#') {
             return Err(format!("pattern '{pattern}' must not contain ? or #"));
         }
-        let parts: Vec<&str> = pattern[1..].split('/').collect();
+        // A pattern no accepted request could match is a mistake in the config.
+        if let Err(refusal) = normalize_path(pattern) {
+            return Err(format!(
+                "pattern '{pattern}' could never match: requests are refused when they {}",
+                refusal.rule()
+            ));
+        }
+        let body = &pattern[1..];
+        let body = if body.len() > 1 {
+            body.strip_suffix('/').unwrap_or(body)
+        } else {
+            body
+        };
+        let parts: Vec<&str> = body.split('/').collect();
         let mut segments = Vec::with_capacity(parts.len());
         for (i, part) in parts.iter().enumerate() {
             let last = i + 1 == parts.len();
@@ -133,24 +174,63 @@ impl PathPattern {
                         "in '{pattern}', segment '{p}' mixes text with a wildcard"
                     ));
                 }
-                p => Segment::Literal(p.to_string()),
+                p => Segment::Literal(
+                    percent_encoding::percent_decode_str(p)
+                        .decode_utf8()
+                        .map_err(|_| format!("in '{pattern}', segment '{p}' is not UTF-8"))?
+                        .into_owned(),
+                ),
             };
             segments.push(seg);
         }
-        Ok(Self { segments })
+        Ok(Self {
+            segments,
+            case_insensitive: false,
+        })
     }
 
-    /// Whether `path` (without query) matches. Segments compare byte for byte, undecoded.
+    /// Sets whether literal segments compare ASCII-case-insensitively (`router.case_insensitive`).
+    pub fn case_insensitive(mut self, yes: bool) -> Self {
+        self.case_insensitive = yes;
+        self
+    }
+
+    /// Whether every literal segment is ASCII (only ASCII letters are compared without case).
+    pub fn is_ascii(&self) -> bool {
+        self.segments.iter().all(|s| match s {
+            Segment::Literal(l) => l.is_ascii(),
+            Segment::One | Segment::Rest => true,
+        })
+    }
+
+    /// Whether a decoded path segment is the literal `lit`.
+    fn same(&self, segment: &str, lit: &str) -> bool {
+        segment == lit || (self.case_insensitive && segment.eq_ignore_ascii_case(lit))
+    }
+
+    /// Whether `path` matches: the decoded path of [`normalize_path`], without query. One
+    /// trailing slash is not significant (`/a/` is `/a`), as for most upstream routers, and a
+    /// path ending in `name.ext` matches where one ending in `name` would.
     pub fn matches(&self, path: &str) -> bool {
         let Some(rest) = path.strip_prefix('/') else {
             return false;
         };
-        let mut parts = rest.split('/');
-        for seg in &self.segments {
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let mut parts = rest.split('/').peekable();
+        for (i, seg) in self.segments.iter().enumerate() {
             match seg {
                 Segment::Rest => return true,
                 Segment::Literal(lit) => match parts.next() {
-                    Some(p) if p == lit => {}
+                    Some(p) if self.same(p, lit) => {}
+                    // Rails' `(.:format)` and Spring's suffix match run the handler of `name`
+                    // for a last segment `name.json`: so does the policy.
+                    Some(p)
+                        if parts.peek().is_none()
+                            && self.segments[i + 1..].iter().all(|s| *s == Segment::Rest)
+                            && !lit.is_empty()
+                            && p.len() > lit.len() + 1
+                            && p.as_bytes()[lit.len()] == b'.'
+                            && p.get(..lit.len()).is_some_and(|stem| self.same(stem, lit)) => {}
                     _ => return false,
                 },
                 Segment::One => match parts.next() {
@@ -163,56 +243,233 @@ impl PathPattern {
     }
 }
 
-/// Whether a request path is in the one form every upstream reads the same way: absolute, no
-/// dot-segments (`.`/`..`, also percent-encoded), no encoded slash or backslash, no empty
-/// segment. Anything else could match one route here and mean another path upstream (where
-/// `/public/../admin` becomes `/admin`), so it is refused rather than normalised.
-pub fn path_is_canonical(path: &str) -> bool {
-    let Some(rest) = path.strip_prefix('/') else {
-        return false;
-    };
-    let bytes = path.as_bytes();
-    if bytes.contains(&b'\\') {
-        return false;
-    }
-    let encoded_separator = bytes.windows(3).any(|w| {
-        w[0] == b'%'
-            && matches!(
-                [w[1], w[2].to_ascii_lowercase()],
-                [b'2', b'f'] | [b'5', b'c'] | [b'0', b'0']
-            )
-    });
-    if encoded_separator {
-        return false;
-    }
-    let mut segments = rest.split('/').peekable();
-    while let Some(segment) = segments.next() {
-        // A trailing slash (an empty last segment) is ordinary; `//` inside is not.
-        if segment.is_empty() && segments.peek().is_some() || is_dot_segment(segment) {
-            return false;
-        }
-    }
-    true
+/// Why a request path is refused (400 `invalid_path`, before routing, never forwarded). Each is
+/// a spelling that some upstream reads as another path than Warden's router would, so that it
+/// could reach a handler under the policy of another route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathRefusal {
+    /// Not an absolute path (`*`, authority-form).
+    NotAbsolute,
+    /// `.` or `..`, also percent-encoded: upstreams resolve them.
+    DotSegment,
+    /// `//` inside the path: upstreams merge them.
+    EmptySegment,
+    /// `%2F` or `%5C`: upstreams that decode before splitting see another path.
+    EncodedSeparator,
+    /// `\`: some servers read it as `/`.
+    Backslash,
+    /// `;` (or `%3B`): Tomcat, Jetty and Spring drop `;params` from segments (`/..;/`).
+    PathParameter,
+    /// `%3F` or `%23`: a server that decodes and re-parses sees a query or fragment.
+    EncodedDelimiter,
+    /// `%` without two hex digits after it (IIS reads `%u002e`).
+    MalformedEscape,
+    /// `%25` followed by an escape: double-decoding servers see another character.
+    DoubleEncoding,
+    /// A control character (`%00`-`%1F`, `%7F`, U+0080-U+009F), e.g. `%00` truncating a path.
+    ControlCharacter,
+    /// Escapes that are not UTF-8, such as overlong `%C0%AE` (old decoders read `.`).
+    NotUtf8,
+    /// `İ ı ſ K`: their simple case mapping is an ASCII letter, so case-insensitive routers
+    /// (ASP.NET's OrdinalIgnoreCase) match them to `i`, `s`, `k`.
+    CaseFoldsToAscii,
+    /// A segment ending in a dot: Windows/IIS drop it, and Spring's suffix matching ignores it.
+    TrailingDot,
+    /// A segment starting or ending with white space (U+00A0 too): some routers trim segments.
+    EdgeSpace,
 }
 
-/// `.` or `..`, with any dot possibly written `%2e`.
-fn is_dot_segment(segment: &str) -> bool {
-    let mut s = segment.as_bytes();
-    let mut dots = 0;
-    while !s.is_empty() {
-        if s[0] == b'.' {
-            s = &s[1..];
-        } else if s.len() >= 3 && s[0] == b'%' && s[1] == b'2' && s[2].eq_ignore_ascii_case(&b'e') {
-            s = &s[3..];
-        } else {
-            return false;
-        }
-        dots += 1;
-        if dots > 2 {
-            return false;
+impl PathRefusal {
+    /// What the path must not do, completing "requests are refused when they …".
+    pub fn rule(self) -> &'static str {
+        match self {
+            PathRefusal::NotAbsolute => "do not start with /",
+            PathRefusal::DotSegment => "hold . or .. segments (also percent-encoded)",
+            PathRefusal::EmptySegment => "hold empty segments (//)",
+            PathRefusal::EncodedSeparator => "hold an encoded slash or backslash (%2F, %5C)",
+            PathRefusal::Backslash => "hold a backslash",
+            PathRefusal::PathParameter => "hold ; (path parameters, also %3B)",
+            PathRefusal::EncodedDelimiter => "hold an encoded ? or # (%3F, %23)",
+            PathRefusal::MalformedEscape => "hold a % not followed by two hex digits",
+            PathRefusal::DoubleEncoding => "are percent-encoded twice (%25 followed by an escape)",
+            PathRefusal::ControlCharacter => {
+                "hold a control character (%00-%1F, %7F, U+0080-U+009F)"
+            }
+            PathRefusal::NotUtf8 => "hold escapes that do not decode to UTF-8",
+            PathRefusal::CaseFoldsToAscii => {
+                "hold U+0130, U+0131, U+017F or U+212A (case-insensitive servers read them as i, s or k)"
+            }
+            PathRefusal::TrailingDot => "hold a segment ending in a dot",
+            PathRefusal::EdgeSpace => "hold a segment starting or ending with white space",
         }
     }
-    dots > 0
+
+    /// The `detail` of the 400 `invalid_path` problem.
+    pub fn detail(self) -> &'static str {
+        match self {
+            PathRefusal::NotAbsolute => "send an absolute path starting with /",
+            PathRefusal::DotSegment => {
+                "send the path without . or .. segments (also when percent-encoded); resolve them first"
+            }
+            PathRefusal::EmptySegment => "send the path without empty segments (//)",
+            PathRefusal::EncodedSeparator => {
+                "send the path without encoded slashes or backslashes (%2F, %5C)"
+            }
+            PathRefusal::Backslash => "send the path without backslashes",
+            PathRefusal::PathParameter => {
+                "send the path without ; (path parameters such as ;jsessionid are refused, also as %3B)"
+            }
+            PathRefusal::EncodedDelimiter => "send the path without encoded ? or # (%3F, %23)",
+            PathRefusal::MalformedEscape => {
+                "every % in the path must start an escape of two hex digits (%XX)"
+            }
+            PathRefusal::DoubleEncoding => {
+                "send the path percent-encoded once: %25 followed by an escape is refused"
+            }
+            PathRefusal::ControlCharacter => {
+                "send the path without control characters (%00-%1F, %7F, U+0080-U+009F)"
+            }
+            PathRefusal::NotUtf8 => "percent-escapes in the path must decode to UTF-8",
+            PathRefusal::CaseFoldsToAscii => {
+                "send the path without U+0130, U+0131, U+017F or U+212A: case-insensitive servers read them as ASCII letters"
+            }
+            PathRefusal::TrailingDot => "send the path without segments that end in a dot",
+            PathRefusal::EdgeSpace => {
+                "send the path without white space at the start or end of a segment"
+            }
+        }
+    }
+}
+
+/// A request path in the two forms Warden uses: `decoded` for routing, `forwarded` for the
+/// upstream. Both borrow the request's path when it has nothing to normalise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalPath<'a> {
+    /// Every escape decoded (UTF-8): what route patterns match.
+    pub decoded: Cow<'a, str>,
+    /// RFC 3986 §6.2.2 normal form: escapes of unreserved characters decoded, other escapes
+    /// kept with upper-case hex, raw non-ASCII bytes percent-encoded. Case is kept.
+    pub forwarded: Cow<'a, str>,
+}
+
+/// Checks a request path and computes its [`NormalPath`], or says why it is refused. Routing
+/// on the decoded form and forwarding the normal form means a spelling (`/%61dmin`) reaches
+/// the upstream under the policy of the path the upstream will read; every spelling that
+/// upstreams read in different ways (dot-segments, `;`, double encoding, …) is refused.
+pub fn normalize_path(path: &str) -> Result<NormalPath<'_>, PathRefusal> {
+    if !path.starts_with('/') {
+        return Err(PathRefusal::NotAbsolute);
+    }
+    let bytes = path.as_bytes();
+    let (decoded, forwarded) = if !bytes.iter().any(|&b| b == b'%' || b >= 0x80) {
+        (Cow::Borrowed(path), Cow::Borrowed(path))
+    } else {
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut forwarded = String::with_capacity(bytes.len() + 8);
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b == b'%' {
+                let (Some(hi), Some(lo)) = (
+                    bytes.get(i + 1).copied().and_then(hex_value),
+                    bytes.get(i + 2).copied().and_then(hex_value),
+                ) else {
+                    return Err(PathRefusal::MalformedEscape);
+                };
+                let c = hi << 4 | lo;
+                match c {
+                    b'/' | b'\\' => return Err(PathRefusal::EncodedSeparator),
+                    b'?' | b'#' => return Err(PathRefusal::EncodedDelimiter),
+                    _ => {}
+                }
+                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                    forwarded.push(char::from(c));
+                } else {
+                    push_escape(&mut forwarded, c);
+                }
+                decoded.push(c);
+                i += 3;
+            } else {
+                if b >= 0x80 {
+                    push_escape(&mut forwarded, b);
+                } else {
+                    forwarded.push(char::from(b));
+                }
+                decoded.push(b);
+                i += 1;
+            }
+        }
+        let decoded = String::from_utf8(decoded).map_err(|_| PathRefusal::NotUtf8)?;
+        let forwarded = if forwarded == path {
+            Cow::Borrowed(path)
+        } else {
+            Cow::Owned(forwarded)
+        };
+        (Cow::Owned(decoded), forwarded)
+    };
+    check_decoded(&decoded)?;
+    Ok(NormalPath { decoded, forwarded })
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn push_escape(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(char::from(HEX[usize::from(b >> 4)]));
+    out.push(char::from(HEX[usize::from(b & 0xf)]));
+}
+
+/// The checks on the decoded path (see [`PathRefusal`]).
+fn check_decoded(decoded: &str) -> Result<(), PathRefusal> {
+    let mut chars = decoded.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => return Err(PathRefusal::Backslash),
+            ';' => return Err(PathRefusal::PathParameter),
+            // The only characters whose simple case mapping is ASCII (a unit test checks it).
+            '\u{130}' | '\u{131}' | '\u{17f}' | '\u{212a}' => {
+                return Err(PathRefusal::CaseFoldsToAscii);
+            }
+            '%' => {
+                // Decoded once, this is still an escape: `%2e` or IIS's `%u002e`.
+                let rest = chars.clone();
+                let hex2 = rest.clone().take(2).filter(char::is_ascii_hexdigit).count() == 2;
+                let mut u = rest;
+                let iis = matches!(u.next(), Some('u' | 'U'))
+                    && u.take(4).filter(char::is_ascii_hexdigit).count() == 4;
+                if hex2 || iis {
+                    return Err(PathRefusal::DoubleEncoding);
+                }
+            }
+            c if c.is_control() => return Err(PathRefusal::ControlCharacter),
+            _ => {}
+        }
+    }
+    let mut segments = decoded[1..].split('/').peekable();
+    while let Some(segment) = segments.next() {
+        if segment.is_empty() {
+            // A trailing slash (an empty last segment) is ordinary; `//` inside is not.
+            if segments.peek().is_some() {
+                return Err(PathRefusal::EmptySegment);
+            }
+        } else if segment == "." || segment == ".." {
+            return Err(PathRefusal::DotSegment);
+        } else if segment.ends_with('.') {
+            return Err(PathRefusal::TrailingDot);
+        } else if segment.starts_with(char::is_whitespace) || segment.ends_with(char::is_whitespace)
+        {
+            return Err(PathRefusal::EdgeSpace);
+        }
+    }
+    Ok(())
 }
 
 /// Where a request goes.
@@ -246,7 +503,11 @@ pub struct Router {
     oauth_revoke: String,
     oauth_introspect: String,
     tokens: Option<crate::issuer::tokens_api::TokensBase>,
+    /// The token API's paths as a pattern (`{base}/**`), compared as routes are.
+    tokens_space: Option<PathPattern>,
     routes: Vec<Route>,
+    /// `router.case_insensitive`: own endpoints are recognised in any ASCII case too.
+    case_insensitive: bool,
 }
 
 impl Router {
@@ -258,47 +519,93 @@ impl Router {
             oauth_token: endpoints.oauth_token.clone(),
             oauth_revoke: endpoints.oauth_revoke.clone(),
             oauth_introspect: endpoints.oauth_introspect.clone(),
+            tokens_space: endpoints
+                .tokens
+                .as_ref()
+                .and_then(|t| PathPattern::parse(&format!("{}/**", t.pattern())).ok()),
             tokens: endpoints.tokens.clone(),
             routes,
+            case_insensitive: false,
         }
     }
 
-    /// Resolves a request. Warden's own endpoints win over routes, so they are never forwarded.
+    /// Recognises Warden's own endpoints without ASCII case (`router.case_insensitive`), as
+    /// routes are: no spelling of them is forwarded to an upstream that ignores case.
+    pub fn case_insensitive(mut self, yes: bool) -> Self {
+        self.case_insensitive = yes;
+        self.tokens_space = self.tokens_space.map(|p| p.case_insensitive(yes));
+        self
+    }
+
+    /// Whether `path` names the own endpoint `own` as a route pattern would: one trailing
+    /// slash or a format suffix (`.json`) aside, and without ASCII case when the router ignores it.
+    fn is_own(&self, path: &str, own: &str) -> bool {
+        let path = match path.strip_suffix('/') {
+            Some(p) if !p.is_empty() => p,
+            _ => path,
+        };
+        let same = |p: &str| p == own || (self.case_insensitive && p.eq_ignore_ascii_case(own));
+        same(path)
+            || (path.len() > own.len() + 1
+                && path.as_bytes()[own.len()] == b'.'
+                && !path[own.len()..].contains('/')
+                && path.get(..own.len()).is_some_and(same))
+    }
+
+    /// Resolves a request by its decoded path ([`NormalPath::decoded`]). Warden's own endpoints
+    /// win over routes, so they are never forwarded. A route that allows `GET` also takes
+    /// `HEAD`, which upstreams answer with the GET handler. A request whose path matched a
+    /// route for other methods goes on to a later route that lists its method, or to one for
+    /// any method at least as strict; else it gets 405.
     pub fn resolve(&self, method: &Method, path: &str) -> Target<'_> {
-        if path == self.healthz {
+        if self.is_own(path, &self.healthz) {
             return Target::Health;
         }
-        if path == self.readyz {
+        if self.is_own(path, &self.readyz) {
             return Target::Ready;
         }
-        if path == self.auth {
+        if self.is_own(path, &self.auth) {
             return Target::Auth;
         }
-        if path == self.oauth_token {
+        if self.is_own(path, &self.oauth_token) {
             return Target::OAuthToken;
         }
-        if path == self.oauth_revoke {
+        if self.is_own(path, &self.oauth_revoke) {
             return Target::OAuthRevoke;
         }
-        if path == self.oauth_introspect {
+        if self.is_own(path, &self.oauth_introspect) {
             return Target::OAuthIntrospect;
         }
-        if self.tokens.as_ref().is_some_and(|t| t.claims(path)) {
+        if self.tokens.as_ref().is_some_and(|t| t.claims(path))
+            || self.tokens_space.as_ref().is_some_and(|p| p.matches(path))
+        {
             return Target::Tokens;
         }
         let mut allow: Vec<&Method> = Vec::new();
-        let mut path_matched = false;
+        // Routes whose path matched but whose methods did not.
+        let mut passed: Vec<&Route> = Vec::new();
         for route in &self.routes {
             if !route.pattern.matches(path) {
                 continue;
             }
-            if route.methods.is_empty() || route.methods.contains(method) {
+            let listed = route.methods.contains(method)
+                || (*method == Method::HEAD && route.methods.contains(&Method::GET));
+            // Past a route that took this path for other methods, a route for any method takes
+            // the request only if it is at least as strict: a catch-all must not hand PUT on a
+            // protected path to an upstream handler that runs for any method.
+            let fallback = route.methods.is_empty()
+                && passed
+                    .iter()
+                    .all(|p| route.policy.at_least_as_strict_as(&p.policy));
+            if listed || fallback {
                 return Target::Proxy(route);
             }
-            path_matched = true;
-            allow.extend(route.methods.iter());
+            if !route.methods.is_empty() {
+                passed.push(route);
+                allow.extend(route.methods.iter());
+            }
         }
-        if path_matched {
+        if !passed.is_empty() {
             let mut names: Vec<&str> = allow.iter().map(|m| m.as_str()).collect();
             names.sort_unstable();
             names.dedup();
@@ -319,11 +626,60 @@ mod tests {
     #[test]
     fn literal_patterns_match_exactly() {
         assert!(m("/v1/orders", "/v1/orders"));
-        assert!(!m("/v1/orders", "/v1/orders/"));
         assert!(!m("/v1/orders", "/v1/orders/1"));
         assert!(!m("/v1/orders", "/v1/ordersX"));
+        assert!(!m("/v1/orders", "/V1/Orders"), "case-sensitive unless told");
         assert!(m("/", "/"));
         assert!(!m("/", "/a"));
+    }
+
+    #[test]
+    fn a_trailing_slash_is_not_significant() {
+        // Express (strict: false) and Spring (trailing slash match) run /a's handler for /a/.
+        assert!(m("/v1/orders", "/v1/orders/"));
+        assert!(m("/v1/orders/", "/v1/orders"));
+        assert!(m("/v1/orders/", "/v1/orders/"));
+        assert!(!m("/v1/orders/{id}", "/v1/orders/"));
+        assert!(m("/v1/orders/{id}", "/v1/orders/7/"));
+    }
+
+    #[test]
+    fn a_format_suffix_on_the_last_segment_takes_the_policy_of_its_stem() {
+        assert!(m("/api/admin/**", "/api/admin.json"));
+        assert!(m("/api/admin", "/api/admin.tar.gz/"));
+        assert!(m("/api/admin/users", "/api/admin/users.xml"));
+        assert!(
+            !m("/api/admin/users", "/api/admin.json/users"),
+            "only the last segment"
+        );
+        assert!(!m("/api/admin/{id}", "/api/admin.json"));
+        assert!(!m("/api/admin", "/api/administrator"));
+        assert!(!m("/api/admin", "/api/admin."), "no empty format");
+        assert!(!m("/", "/.json"));
+        assert!(
+            PathPattern::parse("/api/admin/**")
+                .unwrap()
+                .case_insensitive(true)
+                .matches("/API/Admin.JSON")
+        );
+    }
+
+    #[test]
+    fn literals_match_the_decoded_segment_and_may_ignore_ascii_case() {
+        assert!(m("/a@b/x", "/a@b/x"));
+        assert!(m("/a%40b/x", "/a@b/x"), "patterns are decoded too");
+        let ci = |p: &str, path: &str| {
+            PathPattern::parse(p)
+                .unwrap()
+                .case_insensitive(true)
+                .matches(path)
+        };
+        assert!(ci("/api/admin/**", "/API/Admin/users"));
+        assert!(ci("/api/admin", "/api/ADMIN/"));
+        assert!(!ci("/api/admin", "/api/admins"));
+        assert!(!ci("/café", "/CAFÉ"), "only ASCII letters fold");
+        assert!(PathPattern::parse("/api/x").unwrap().is_ascii());
+        assert!(!PathPattern::parse("/café/**").unwrap().is_ascii());
     }
 
     #[test]
@@ -343,8 +699,12 @@ mod tests {
         assert!(!m("/static/**", "/staticx"));
     }
 
+    fn refusal(path: &str) -> Option<PathRefusal> {
+        normalize_path(path).err()
+    }
+
     #[test]
-    fn only_canonical_paths_are_accepted() {
+    fn ordinary_paths_are_accepted_as_they_are() {
         for ok in [
             "/",
             "/a",
@@ -353,33 +713,136 @@ mod tests {
             "/a/..b",
             "/a/.well-known",
             "/a%20b",
+            "/a%40b",
+            "/50%25",
+            "/%25zz",
+            "/caf%C3%A9",
+            "/a+b",
+            "/a:b@c!$&'()*,=",
+            "/{\"json\":1}",
         ] {
-            assert!(path_is_canonical(ok), "{ok}");
+            let n = normalize_path(ok).unwrap_or_else(|r| panic!("{ok}: {r:?}"));
+            assert!(matches!(n.forwarded, Cow::Borrowed(_)), "{ok}");
         }
-        for bad in [
-            "",
-            "a",
-            "/a/../b",
-            "/..",
-            "/a/.",
-            "/a/./b",
-            "/a/%2e%2E/b",
-            "/a/.%2e",
-            "//a",
-            "/a//b",
-            "/a%2fb",
-            "/a%5Cb",
-            "/a\\b",
-            "/a%00",
+        let plain = normalize_path("/v1/orders/42").unwrap();
+        assert!(
+            matches!(plain.decoded, Cow::Borrowed(_)),
+            "no copy for plain paths"
+        );
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded_and_others_upper_cased() {
+        let n = normalize_path("/api/%61dmin/%7euser/%2d%2E%5f/a%40b%3a/caf%c3%a9/%41").unwrap();
+        assert_eq!(n.decoded, "/api/admin/~user/-._/a@b:/café/A");
+        assert_eq!(n.forwarded, "/api/admin/~user/-._/a%40b%3A/caf%C3%A9/A");
+        // Raw UTF-8 is forwarded percent-encoded, and routed as the character.
+        let n = normalize_path("/café").unwrap();
+        assert_eq!((&*n.decoded, &*n.forwarded), ("/café", "/caf%C3%A9"));
+        // Case is the client's: only the routing comparison may ignore it.
+        assert_eq!(
+            normalize_path("/API/Admin").unwrap().forwarded,
+            "/API/Admin"
+        );
+    }
+
+    #[test]
+    fn every_spelling_an_upstream_could_read_differently_is_refused() {
+        use PathRefusal::*;
+        for (bad, why) in [
+            ("", NotAbsolute),
+            ("a", NotAbsolute),
+            ("*", NotAbsolute),
+            ("/a/../b", DotSegment),
+            ("/..", DotSegment),
+            ("/a/.", DotSegment),
+            ("/a/./b", DotSegment),
+            ("/a/%2e%2E/b", DotSegment),
+            ("/a/.%2e", DotSegment),
+            ("/a/%2e/b", DotSegment),
+            ("//a", EmptySegment),
+            ("/a//b", EmptySegment),
+            ("/a%2fb", EncodedSeparator),
+            ("/a%5Cb", EncodedSeparator),
+            ("/a\\b", Backslash),
+            ("/a%00", ControlCharacter),
+            ("/a%0a", ControlCharacter),
+            ("/a%09b", ControlCharacter),
+            ("/a%7F", ControlCharacter),
+            ("/a%C2%85", ControlCharacter),
+            ("/public/..;/admin", PathParameter),
+            ("/admin;x/users", PathParameter),
+            ("/admin;/users", PathParameter),
+            ("/admin%3bx/users", PathParameter),
+            ("/a;jsessionid=1", PathParameter),
+            ("/admin%3F/x", EncodedDelimiter),
+            ("/admin%23/x", EncodedDelimiter),
+            ("/a%", MalformedEscape),
+            ("/a%2", MalformedEscape),
+            ("/a%zz", MalformedEscape),
+            ("/a%u002e", MalformedEscape),
+            ("/%%32%65", MalformedEscape),
+            ("/a/%252e%252e/b", DoubleEncoding),
+            ("/%2561dmin", DoubleEncoding),
+            ("/a%25%32%65", DoubleEncoding),
+            ("/a%25u002e", DoubleEncoding),
+            ("/a%C0%AE", NotUtf8),
+            ("/a%C0%AF", NotUtf8),
+            ("/a%FF", NotUtf8),
+            ("/adm%C4%B1n", CaseFoldsToAscii),
+            ("/%C5%BFecret", CaseFoldsToAscii),
+            ("/\u{212a}ey", CaseFoldsToAscii),
+            ("/\u{130}d", CaseFoldsToAscii),
+            ("/admin./x", TrailingDot),
+            ("/admin%2e/x", TrailingDot),
+            ("/a/...", TrailingDot),
+            ("/admin%20/x", EdgeSpace),
+            ("/%20admin", EdgeSpace),
+            ("/admin%C2%A0/x", EdgeSpace),
+            ("/admin%E3%80%80", EdgeSpace),
         ] {
-            assert!(!path_is_canonical(bad), "{bad}");
+            assert_eq!(refusal(bad), Some(why), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_case_folding_list_is_complete() {
+        // Every non-ASCII character whose simple (one-character) case mapping is ASCII, plus
+        // U+0130, whose simple lower case is `i` (Rust gives its full mapping, `i̇`).
+        let mut found = vec!['\u{130}'];
+        for c in (0x80..=0x10FFFF).filter_map(char::from_u32) {
+            let single_ascii = |m: String| m.len() == 1 && m.is_ascii();
+            if single_ascii(c.to_lowercase().collect()) || single_ascii(c.to_uppercase().collect())
+            {
+                found.push(c);
+            }
+        }
+        found.sort_unstable();
+        assert_eq!(found, ['\u{130}', '\u{131}', '\u{17f}', '\u{212a}']);
+        for c in found {
+            assert_eq!(
+                refusal(&format!("/{c}")),
+                Some(PathRefusal::CaseFoldsToAscii)
+            );
         }
     }
 
     proptest::proptest! {
         #[test]
-        fn canonical_check_never_panics(s in "\\PC{0,40}") {
-            let _ = path_is_canonical(&s);
+        fn normalizing_never_panics(s in "\\PC{0,40}") {
+            let _ = normalize_path(&s);
+        }
+
+        /// The normal form is a fixed point that routes the same, and what is accepted once
+        /// is accepted again: forwarding it cannot change the decision upstream of a second
+        /// Warden.
+        #[test]
+        fn the_normal_form_is_stable(s in "/[a-zA-Z0-9%._~@:!;/-]{0,30}") {
+            if let Ok(n) = normalize_path(&s) {
+                let again = normalize_path(&n.forwarded).unwrap();
+                proptest::prop_assert_eq!(&again.forwarded, &n.forwarded);
+                proptest::prop_assert_eq!(&again.decoded, &n.decoded);
+            }
         }
     }
 
@@ -389,6 +852,9 @@ mod tests {
         assert!(PathPattern::parse("/**/x").is_err());
         assert!(PathPattern::parse("/a*").is_err());
         assert!(PathPattern::parse("/a?b").is_err());
+        assert!(PathPattern::parse("/public/..;/x").is_err());
+        assert!(PathPattern::parse("/a/../b").is_err());
+        assert!(PathPattern::parse("/a%2Fb").is_err());
     }
 
     #[test]
@@ -420,15 +886,150 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(r.resolve(&Method::POST, "/zzz"), Target::Proxy(_)));
+        // HEAD is GET without a body: frameworks run the GET handler for it.
+        assert!(
+            matches!(r.resolve(&Method::HEAD, "/a"), Target::Proxy(rt) if rt.methods == [Method::GET])
+        );
         assert!(matches!(
             r.resolve(&Method::POST, "/v1/oauth/token"),
             Target::OAuthToken
+        ));
+        // Own endpoints are recognised in every spelling a route would be.
+        assert!(matches!(
+            r.resolve(&Method::GET, "/healthz/"),
+            Target::Health
+        ));
+        assert!(matches!(
+            r.resolve(&Method::GET, "/healthz.json"),
+            Target::Health
+        ));
+        assert!(matches!(
+            r.resolve(&Method::POST, "/healthz.x/y"),
+            Target::Proxy(_)
+        ));
+        assert!(matches!(
+            r.resolve(&Method::POST, "/V1/Auth"),
+            Target::Proxy(_)
+        ));
+        let ci = r.clone().case_insensitive(true);
+        assert!(matches!(
+            ci.resolve(&Method::POST, "/V1/Auth"),
+            Target::Auth
+        ));
+        assert!(matches!(
+            ci.resolve(&Method::GET, "/WS/Accounts/acme/credentials/TOKENS/x/"),
+            Target::Tokens
+        ));
+        assert!(matches!(
+            r.resolve(&Method::GET, "/ws/accounts/acme/credentials/tokens/"),
+            Target::Tokens
         ));
         let empty = Router::new(&endpoints, vec![]);
         assert!(matches!(
             empty.resolve(&Method::GET, "/a"),
             Target::NotFound
         ));
+    }
+
+    #[test]
+    fn a_method_falls_through_only_to_a_route_listing_it_or_at_least_as_strict() {
+        let endpoints = crate::Settings::from_toml("").unwrap().endpoints;
+        let settings = |toml: &str| crate::Settings::from_toml(toml).unwrap();
+        let resolve = |toml: &str, method: Method, path: &str| -> Option<String> {
+            let s = settings(toml);
+            match Router::new(&endpoints, s.routes).resolve(&method, path) {
+                Target::Proxy(r) => Some(r.name.clone()),
+                Target::MethodNotAllowed(allow) => Some(format!("405 {allow}")),
+                _ => None,
+            }
+        };
+        // The review's catch-all: PUT on the bearer path must not become public.
+        let catch_all = r#"
+            [[routes]]
+            name = "api"
+            path = "/api/**"
+            auth = "bearer"
+            methods = ["GET", "POST"]
+            [[routes]]
+            name = "public"
+            path = "/**"
+            auth = "none"
+        "#;
+        assert_eq!(
+            resolve(catch_all, Method::PUT, "/api/admin").unwrap(),
+            "405 GET, POST"
+        );
+        assert_eq!(
+            resolve(catch_all, Method::HEAD, "/api/admin").unwrap(),
+            "api"
+        );
+        assert_eq!(resolve(catch_all, Method::PUT, "/other").unwrap(), "public");
+        // A public read, and everything else behind a token: stricter, so it takes the rest.
+        let public_read = r#"
+            [[routes]]
+            name = "list"
+            path = "/api/orders"
+            auth = "none"
+            methods = ["GET"]
+            [[routes]]
+            name = "api"
+            path = "/api/**"
+            auth = "bearer"
+        "#;
+        assert_eq!(
+            resolve(public_read, Method::POST, "/api/orders").unwrap(),
+            "api"
+        );
+        // A scope on GET only: other methods are not handed to a route without it.
+        let scoped = r#"
+            [[routes]]
+            name = "admin"
+            path = "/api/admin/**"
+            auth = "bearer"
+            methods = ["GET"]
+            scopes = ["level://admin"]
+            [[routes]]
+            name = "api"
+            path = "/api/**"
+            auth = "bearer"
+            [[routes]]
+            name = "any-admin"
+            path = "/api/**"
+            auth = "bearer"
+            scopes = ["level://**"]
+            [[routes]]
+            name = "open-put"
+            path = "/**"
+            auth = "none"
+            methods = ["PUT"]
+        "#;
+        assert_eq!(
+            resolve(scoped, Method::POST, "/api/admin/x").unwrap(),
+            "any-admin"
+        );
+        assert_eq!(
+            resolve(scoped, Method::PUT, "/api/admin/x").unwrap(),
+            "any-admin"
+        );
+        assert_eq!(resolve(scoped, Method::POST, "/api/x").unwrap(), "api");
+        // A route that lists the method takes it: the operator said so for that method.
+        let explicit = r#"
+            [[routes]]
+            name = "read"
+            path = "/a"
+            auth = "bearer"
+            methods = ["GET"]
+            [[routes]]
+            name = "write"
+            path = "/a"
+            auth = "none"
+            methods = ["POST"]
+        "#;
+        assert_eq!(resolve(explicit, Method::POST, "/a").unwrap(), "write");
+        assert_eq!(
+            resolve(explicit, Method::PUT, "/a").unwrap(),
+            "405 GET, POST"
+        );
     }
 
     #[test]

@@ -135,6 +135,16 @@ impl Requirement {
         }
     }
 
+    /// Whether every credential this requirement admits is admitted by `other` too: the same
+    /// audience when `other` names one, and a scope granting each of `other`'s.
+    pub fn implies(&self, other: &Requirement) -> bool {
+        other
+            .audience
+            .as_ref()
+            .is_none_or(|want| self.audience.as_ref() == Some(want))
+            && other.scopes.iter().all(|want| granted(want, &self.scopes))
+    }
+
     /// Whether nothing is required beyond a valid credential.
     pub fn is_empty(&self) -> bool {
         self.scopes.is_empty() && self.audience.is_none()

@@ -22,7 +22,7 @@ use crate::gate::signature::{Endpoint, RequestParts, SignatureGate};
 use crate::gate::{client_ip, digest};
 use crate::issuer::{Issuer, auth, oauth, tokens_api};
 use crate::problem::{OAuthError, Problem};
-use crate::router::{AuthMode, Route, Router, SignatureMode, Target};
+use crate::router::{AuthMode, NormalPath, Route, Router, SignatureMode, Target, normalize_path};
 use crate::store::{self, StoreError, StoreOptions};
 use http_body::Body as _;
 
@@ -84,7 +84,8 @@ impl Warden {
             Some(files) => Some(crate::server::tls_acceptor(files).map_err(StartError::Tls)?),
             None => None,
         };
-        let router = Router::new(&settings.endpoints, settings.routes.clone());
+        let router = Router::new(&settings.endpoints, settings.routes.clone())
+            .case_insensitive(settings.router.case_insensitive);
         let timer = CoarseTimer::start(coarse_timer::DEFAULT_TICK);
         let forwarder = Forwarder::new(settings.upstream.clone(), timer.clone());
         let store = open_store(&settings).await?;
@@ -169,21 +170,23 @@ impl Warden {
         // Kept for the access event; a Uri clone shares its bytes.
         let uri = self.settings.log.access.then(|| req.uri().clone());
 
-        let target = self.router.resolve(&method, req.uri().path());
-        let (route_name, resp) = if let Err(problem) = request_shape(&req) {
-            // A path or framing that could mean something else upstream is refused before
-            // anything else looks at it.
-            ("-", problem.into_response())
-        } else if !matches!(target, Target::Health | Target::Ready)
-            && !self.allowlist.permits(client_ip)
-        {
-            // The network policy comes first: nothing is looked up or read for a refused
-            // address. Health probes come from the platform, not from clients, and reveal
-            // nothing.
-            tracing::info!(client_ip = %client_ip, "address refused by server.allow_ips/deny_ips");
-            ("-", blocked(&target))
-        } else {
-            match target {
+        // Routed by the decoded path; the upstream gets its normal form (forward.rs).
+        let target = request_shape(&req).map(|path| self.router.resolve(&method, &path.decoded));
+        let (route_name, resp) = match target {
+            // A path, method or authority that could mean something else upstream is refused
+            // before anything else looks at it.
+            Err(problem) => ("-", problem.into_response()),
+            Ok(target)
+                if !matches!(target, Target::Health | Target::Ready)
+                    && !self.allowlist.permits(client_ip) =>
+            {
+                // The network policy comes first: nothing is looked up or read for a refused
+                // address. Health probes come from the platform, not from clients, and reveal
+                // nothing.
+                tracing::info!(client_ip = %client_ip, "address refused by server.allow_ips/deny_ips");
+                ("-", blocked(&target))
+            }
+            Ok(target) => match target {
                 Target::Health => ("healthz", health()),
                 Target::NotFound => ("-", Problem::RouteNotFound.into_response()),
                 Target::MethodNotAllowed(allow) => {
@@ -197,7 +200,7 @@ impl Warden {
                     let (name, fut) = self.own_endpoint(own, req, &origin, client_ip);
                     (name, fut.await)
                 }
-            }
+            },
         };
 
         if let Some(uri) = uri {
@@ -450,14 +453,55 @@ fn blocked(target: &Target<'_>) -> Response<Body> {
     }
 }
 
-/// Refuses requests whose path an upstream could read differently from Warden. (Framing is
-/// hyper's: it refuses duplicate Content-Length and drops Content-Length beside
-/// Transfer-Encoding, RFC 9112 §6.1.)
-fn request_shape(req: &Request<Incoming>) -> Result<(), Problem> {
-    if !crate::router::path_is_canonical(req.uri().path()) {
-        return Err(Problem::InvalidPath);
+/// Refuses requests that an upstream could read differently from Warden (path, method,
+/// authority), and returns the path to route by. (Framing is hyper's: it refuses duplicate
+/// Content-Length and drops Content-Length beside Transfer-Encoding, RFC 9112 §6.1.)
+fn request_shape(req: &Request<Incoming>) -> Result<NormalPath<'_>, Problem> {
+    let path = normalize_path(req.uri().path()).map_err(|refusal| Problem::InvalidPath {
+        detail: refusal.detail(),
+    })?;
+    // Werkzeug upper-cases the method and ASP.NET compares it without case; others do not.
+    if req
+        .method()
+        .as_str()
+        .bytes()
+        .any(|b| b.is_ascii_lowercase())
+    {
+        return Err(Problem::MethodNotUpperCase);
     }
-    Ok(())
+    if let Some(name) = forward::method_override(req.headers(), req.uri().query()) {
+        return Err(Problem::MethodOverride { name });
+    }
+    if !host_agrees(req.uri(), req.headers()) {
+        return Err(Problem::HostMismatch);
+    }
+    Ok(path)
+}
+
+/// At most one `Host`, equal (without case, default port aside) to the target's authority when
+/// the target has one: HTTP/2's `:authority`, or an HTTP/1.1 absolute-form target. Warden
+/// signs with one and forwards the other, so they must name the same host.
+fn host_agrees(uri: &http::Uri, headers: &http::HeaderMap) -> bool {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return false;
+    }
+    let (Some(authority), Some(host)) = (uri.authority(), host) else {
+        return true;
+    };
+    if authority.as_str().contains('@') {
+        return false; // userinfo: RFC 9113 §8.3.1 forbids it in :authority
+    }
+    let default_port = match uri.scheme_str() {
+        Some("https") => ":443",
+        _ => ":80",
+    };
+    let bare = |s: &[u8]| -> Vec<u8> {
+        let s = s.strip_suffix(default_port.as_bytes()).unwrap_or(s);
+        s.to_ascii_lowercase()
+    };
+    bare(authority.as_str().as_bytes()) == bare(host.as_bytes())
 }
 
 fn health() -> Response<Body> {

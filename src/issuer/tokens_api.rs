@@ -128,6 +128,11 @@ impl TokensBase {
         Some(TokensPath { account, rest })
     }
 
+    /// The base path as configured, `{account}` included.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
     /// The path of one token of `account`, for `Location`.
     pub fn token_path(&self, account: &str, id: &str) -> String {
         format!("{}/{id}", self.pattern.replace("{account}", account))

@@ -5,5 +5,7 @@ mod foundation;
 mod harness;
 mod idempotency;
 mod issuer;
+mod lenient;
+mod routing;
 mod signatures;
 mod tokens;

@@ -552,6 +552,30 @@ async fn x_client_id_must_name_the_tokens_client() {
 }
 
 #[tokio::test]
+async fn connection_cannot_strip_a_header_the_signature_covers() {
+    let (up, proxy) = start("").await;
+    let token = token(&proxy, SIGNER).await;
+    let components = ["@method", "@target-uri", "authorization", "x-dry-run"];
+    let signed = Call::new("GET", &proxy.url("/api/orders"))
+        .bearer(&token)
+        .header("x-dry-run", "true")
+        .header("x-hop", "1")
+        .sign_as(&key(), KEY_ID, None, |o| {
+            o.components = Some(components.iter().map(|c| c.to_string()).collect());
+        });
+    // Anyone holding the request can add Connection: it is not covered.
+    let reply = signed.header("connection", "x-dry-run, x-hop").send().await;
+    let echo = reply.echo();
+    assert_eq!(echo.header("x-dry-run").as_deref(), Some("true"));
+    assert_eq!(
+        echo.header("x-hop"),
+        None,
+        "an unsigned field named in Connection still goes"
+    );
+    assert_eq!(up.calls(), 1);
+}
+
+#[tokio::test]
 async fn routes_can_turn_signatures_off_or_require_them() {
     let (up, proxy) = start("").await;
     let signer = token(&proxy, SIGNER).await;
