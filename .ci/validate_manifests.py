@@ -248,6 +248,8 @@ def check_variant(where, objs, warden_bin, workdir):
         ]
         if not pdbs:
             fail(where, "several replicas need a PodDisruptionBudget selecting them")
+        if any("persistentVolumeClaim" in v for v in volumes.values()):
+            fail(where, "replicas of a Deployment cannot share a ReadWriteOnce volume")
     else:
         url = config.get("store", {}).get("url", "sqlite://data/warden.db")
         db = url.split("://", 1)[1].split("?", 1)[0] if "://" in url else url
@@ -260,6 +262,13 @@ def check_variant(where, objs, warden_bin, workdir):
                         "with the pod, and the tokens and idempotency records with it)")
         if replicas != 1 or dep["spec"].get("strategy", {}).get("type") != "Recreate":
             fail(where, "the embedded store allows one replica, rolled with Recreate")
+
+    # Nothing left over that no pod uses (a volume claim an overlay forgot to remove).
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in volumes.values()
+              if "persistentVolumeClaim" in v}
+    for pvc in by_kind.get("PersistentVolumeClaim", []):
+        if pvc["metadata"]["name"] not in claims:
+            fail(where, f"{name_of(pvc)} is not used by the Deployment")
 
     # warden check-config on that file, with the container's environment.
     run_check_config(where, text, env, files, warden_bin, workdir)
