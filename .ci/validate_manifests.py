@@ -174,6 +174,14 @@ def check_variant(where, objs, warden_bin, workdir):
     tls = server.get("tls")
     endpoints = config.get("endpoints", {})
 
+    # One Tokio worker per core of the CPU limit at most.
+    workers = server.get("worker_threads", 0)
+    cpu = str(warden.get("resources", {}).get("limits", {}).get("cpu", ""))
+    if workers and cpu:
+        cores = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+        if workers > max(1, -(-cores // 1)):
+            fail(where, f"server.worker_threads = {workers} is more than the CPU limit {cpu}")
+
     # Probes: startup and liveness on /healthz, readiness on /readyz, on Warden's port.
     listen_port = int(server.get("listen", "127.0.0.1:8080").rsplit(":", 1)[1])
     ports = {p.get("name"): p["containerPort"] for p in warden.get("ports", [])}
