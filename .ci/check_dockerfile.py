@@ -100,9 +100,10 @@ def context_files(repo, patterns):
 
 CARGO_SHIM = """#!/bin/sh
 # cargo, for the dry run: `cargo build ...` plans the build (--unit-graph) without compiling.
+# --unit-graph is unstable; RUSTC_BOOTSTRAP=1 lets the stable cargo take it, for this only.
 if [ "$1" = build ]; then
   n=$(ls "$SHIM_LOG_DIR" | wc -l)
-  RUSTC_BOOTSTRAP=1 exec "$REAL_CARGO" "$@" --offline -Z unstable-options --unit-graph \
+  RUSTC_BOOTSTRAP=1 exec "$REAL_CARGO" "$@" -Z unstable-options --unit-graph \
     >"$SHIM_LOG_DIR/build-$n.json"
 fi
 exec "$REAL_CARGO" "$@"
