@@ -48,8 +48,9 @@ use self::rows::db;
 pub use self::schema::schema_version;
 use self::schema::{configure, migrate};
 use super::{
-    Change, ClientRecord, Durability, Hash, NewEvent, Reservation, SecretHash, Store, StoreError,
-    StoreOptions, StoredResponse, TokenKind, TokenRecord, WebhookEvent,
+    Change, ChangeFeedSource, ClientRecord, ClientStore, Durability, Hash, Health,
+    IdempotencyStore, NewEvent, Outbox, Reservation, SecretHash, StoreError, StoreOptions,
+    StoredResponse, TokenKind, TokenRecord, TokenStore, WebhookEvent,
 };
 
 /// Where the database lives.
@@ -313,11 +314,12 @@ where
         })?
 }
 
-/// The table of contents: each operation is an inherent method of the same name in the file
-/// named above its group (an inherent method is found before the trait's, so each line calls
-/// the file's method, not itself).
+// The table of contents: one impl per concern of `Store`, each operation an inherent method of
+// the same name in the file named above its impl (an inherent method is found before the
+// trait's, so each line calls the file's method, not itself).
+
 #[async_trait]
-impl Store for SqliteStore {
+impl Health for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         const OP: &str = "ping";
         self.read(OP, |conn| {
@@ -327,9 +329,11 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    // --- change feed: `changes.rs` ---
-
+/// In `changes.rs`.
+#[async_trait]
+impl ChangeFeedSource for SqliteStore {
     fn change_marker(&self) -> Result<u64, StoreError> {
         self.change_marker()
     }
@@ -342,9 +346,11 @@ impl Store for SqliteStore {
     async fn prune_changes(&self, older_than_secs: i64) -> Result<u64, StoreError> {
         self.prune_changes(older_than_secs).await
     }
+}
 
-    // --- clients: `clients.rs` ---
-
+/// In `clients.rs`.
+#[async_trait]
+impl ClientStore for SqliteStore {
     async fn upsert_client(&self, client: ClientRecord) -> Result<(), StoreError> {
         self.upsert_client(client).await
     }
@@ -375,9 +381,11 @@ impl Store for SqliteStore {
     async fn prune_expired_secrets(&self, now: i64) -> Result<u64, StoreError> {
         self.prune_expired_secrets(now).await
     }
+}
 
-    // --- tokens: `tokens.rs` ---
-
+/// In `tokens.rs`.
+#[async_trait]
+impl TokenStore for SqliteStore {
     async fn insert_token(
         &self,
         token: TokenRecord,
@@ -433,9 +441,11 @@ impl Store for SqliteStore {
     async fn purge_expired_tokens(&self, before: i64) -> Result<u64, StoreError> {
         self.purge_expired_tokens(before).await
     }
+}
 
-    // --- idempotency: `idempotency.rs`, over the index in `idem_index.rs` ---
-
+/// In `idempotency.rs`, over the index in `idem_index.rs`.
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
     async fn reserve_idempotency(
         &self,
         client_id: &str,
@@ -469,9 +479,11 @@ impl Store for SqliteStore {
     async fn sweep_idempotency(&self, now: i64, limit: u32) -> Result<u64, StoreError> {
         self.sweep_idempotency(now, limit).await
     }
+}
 
-    // --- webhook outbox: `outbox.rs` ---
-
+/// In `outbox.rs`.
+#[async_trait]
+impl Outbox for SqliteStore {
     async fn pending_events(&self, now: i64, limit: u32) -> Result<Vec<WebhookEvent>, StoreError> {
         self.pending_events(now, limit).await
     }
