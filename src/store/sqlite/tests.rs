@@ -1,6 +1,6 @@
 //! SQLite-specific tests: the files on disk, WAL mode, migrations, group commit, checkpoints,
-//! two stores on one file, and the in-process idempotency index. What every backend must do is
-//! in `store/tests.rs`.
+//! two stores on one file, and the in-process idempotency index; and the contract suite every
+//! backend keeps (`store/tests.rs`), run here on SQLite files.
 
 use std::path::Path;
 use std::time::Instant;
@@ -15,7 +15,36 @@ use super::idem_index::{DELETED_KEPT_SECS, KeyMap, Slot, idem_index, idem_slot};
 use super::rows::{decode_headers, encode_headers};
 use super::schema::MIGRATIONS;
 use super::*;
-use crate::store::IdempotencyState;
+use crate::store::tests::{Backend, Db, T0, response, sha, token};
+use crate::store::{IdempotencyState, Store, open};
+
+/// The contract suite's backend: a database file in a temporary directory of its own.
+struct SqliteFile {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Backend for SqliteFile {
+    async fn empty() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A nested path: open must create the parent directories.
+        let path = dir.path().join("nested").join("warden.db");
+        Self { _dir: dir, path }
+    }
+
+    async fn connect(&self) -> Arc<dyn Store> {
+        open(
+            &format!("sqlite://{}", self.path.display()),
+            StoreOptions::default(),
+        )
+        .await
+        .expect("open")
+    }
+}
+
+mod contract {
+    crate::store::tests::contract_suite!(super::SqliteFile);
+}
 
 fn temp_file() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -624,6 +653,181 @@ proptest! {
     ) {
         prop_assert_eq!(decode_headers(&encode_headers(&headers)), Some(headers));
     }
+}
+
+/// Two stores on one file stand for two Wardens (a rolling restart): each finds records through
+/// its own in-process index, so each must follow the other's appends, releases and takeovers.
+#[tokio::test]
+async fn two_processes_on_one_file_see_each_others_keys() {
+    let db = Db::<SqliteFile>::new().await;
+    let a = db.store.as_ref();
+    let other = db.other().await;
+    let b = other.as_ref();
+    let fp = sha("req");
+    // B loads its index before A appends anything, so what follows comes from the tail.
+    assert_eq!(
+        b.reserve_idempotency("c1", "warm", fp, T0, T0 + 30, T0 + 86_400)
+            .await
+            .expect("reserve"),
+        Reservation::Reserved
+    );
+    for (i, key) in ["k1", "k2", "k3"].iter().enumerate() {
+        let r = a
+            .reserve_idempotency("c1", key, fp, T0, T0 + 30, T0 + 86_400)
+            .await;
+        assert_eq!(r.expect("reserve"), Reservation::Reserved, "{i}");
+    }
+    let r = b
+        .reserve_idempotency("c1", "k2", fp, T0 + 1, T0 + 31, T0 + 86_400)
+        .await;
+    assert_eq!(
+        r.expect("reserve"),
+        Reservation::InFlight {
+            lease_until: T0 + 30
+        }
+    );
+    // A releases k2: B's index still points at the deleted row, which must read as free.
+    assert!(
+        a.release_idempotency("c1", "k2", T0 + 30)
+            .await
+            .expect("release")
+    );
+    let r = b
+        .reserve_idempotency("c1", "k2", fp, T0 + 2, T0 + 32, T0 + 86_400)
+        .await;
+    assert_eq!(r.expect("reserve"), Reservation::Reserved);
+    // ...and A, whose index dropped k2, must now find B's new row rather than append another.
+    let r = a
+        .reserve_idempotency("c1", "k2", fp, T0 + 3, T0 + 33, T0 + 86_400)
+        .await;
+    assert_eq!(
+        r.expect("reserve"),
+        Reservation::InFlight {
+            lease_until: T0 + 32
+        }
+    );
+    // B completes k2; A replays it.
+    assert!(
+        b.complete_idempotency("c1", "k2", T0 + 32, response(201))
+            .await
+            .expect("complete")
+    );
+    let r = a
+        .reserve_idempotency("c1", "k2", fp, T0 + 5, T0 + 35, T0 + 86_400)
+        .await;
+    assert!(matches!(r.expect("reserve"), Reservation::Done(_)));
+    // A's k1 lease runs out; B takes it over (a new row), and A's late completion is refused.
+    let r = b
+        .reserve_idempotency("c1", "k1", fp, T0 + 40, T0 + 70, T0 + 86_400)
+        .await;
+    assert_eq!(r.expect("reserve"), Reservation::Reserved);
+    let late = a
+        .complete_idempotency("c1", "k1", T0 + 30, response(200))
+        .await;
+    assert!(!late.expect("complete"));
+    // A sweep in B removes what A's index points at (warm, k3 and k2; k1's row, the highest
+    // since B took it over by appending, stays); A then reserves k3 afresh.
+    assert_eq!(
+        b.sweep_idempotency(T0 + 86_400, 100).await.expect("sweep"),
+        3
+    );
+    let r = a
+        .reserve_idempotency("c1", "k3", fp, T0 + 86_401, T0 + 86_431, T0 + 172_800)
+        .await;
+    assert_eq!(r.expect("reserve"), Reservation::Reserved);
+    let r = b
+        .reserve_idempotency("c1", "k3", fp, T0 + 86_402, T0 + 86_432, T0 + 172_800)
+        .await;
+    assert_eq!(
+        r.expect("reserve"),
+        Reservation::InFlight {
+            lease_until: T0 + 86_431
+        }
+    );
+}
+
+#[tokio::test]
+async fn in_memory_store_serves_reads_from_its_only_connection() {
+    let store = open("sqlite::memory:", StoreOptions::default())
+        .await
+        .expect("open");
+    let t = token("t1", TokenKind::Access);
+    store.insert_token(t.clone(), None).await.expect("insert");
+    assert_eq!(store.token_by_hash(&t.hash).await.expect("get"), Some(t));
+    store.ping().await.expect("ping");
+}
+
+/// Group commits run on the runtime, or on the blocking pool when they must wait: with
+/// `durability = "full"` (fsync per commit), when the writer is busy in this process, and when
+/// another connection holds the database's write lock. Every path commits.
+#[tokio::test]
+async fn group_commits_land_whether_they_run_on_the_runtime_or_must_wait() {
+    use crate::store::Durability;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("warden.db");
+    let url = format!("sqlite://{}", path.display());
+    let full = StoreOptions {
+        durability: Durability::Full,
+        ..StoreOptions::default()
+    };
+    let store = open(&url, full).await.expect("open");
+    let fp = sha("body");
+    let r = store
+        .reserve_idempotency("c1", "full", fp, T0, T0 + 30, T0 + 86_400)
+        .await;
+    assert_eq!(
+        r.expect("reserve under full durability"),
+        Reservation::Reserved
+    );
+    drop(store);
+
+    let store = open(&url, StoreOptions::default()).await.expect("open");
+    // Another connection (an admin command, say) holds the write lock for a moment: the batch
+    // does not wait on the runtime, it waits on the blocking pool and then commits.
+    let other = rusqlite::Connection::open(&path).expect("second connection");
+    other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let reserving = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .reserve_idempotency("c1", "locked", fp, T0, T0 + 30, T0 + 86_400)
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The runtime was free all along: this task ran while the batch waited.
+    assert!(!reserving.is_finished(), "the batch waits for the lock");
+    other.execute_batch("COMMIT").expect("unlock");
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), reserving)
+        .await
+        .expect("answered once the lock is free")
+        .expect("task");
+    assert_eq!(r.expect("reserve after waiting"), Reservation::Reserved);
+}
+
+/// The writer never checkpoints inside a commit (`wal_autocheckpoint = 0`): the checkpointer
+/// thread moves committed pages into the database file on its own.
+#[tokio::test]
+async fn committed_pages_reach_the_database_file_without_a_checkpoint_in_any_commit() {
+    let db = Db::<SqliteFile>::new().await;
+    let size = || std::fs::metadata(&db.backend.path).expect("db file").len();
+    let before = size();
+    for i in 0..2000 {
+        let key = format!("k{i}");
+        let r = db
+            .store
+            .reserve_idempotency("c1", &key, sha(&key), T0, T0 + 30, T0 + 86_400)
+            .await;
+        assert_eq!(r.expect("reserve"), Reservation::Reserved);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while size() <= before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        size() > before,
+        "the database file grew: the WAL was checkpointed"
+    );
 }
 
 /// Issuance throughput: `cargo test --release --lib store::sqlite::tests::insert_rate --
