@@ -1,5 +1,5 @@
-//! The SQLite backend of [`Store`]: schema, migrations, and one transaction per call.
-//! Blocking calls run on tokio's blocking pool; it knows nothing of HTTP or of policy.
+//! The SQLite backend of [`Store`](super::Store): schema, migrations, and one transaction per
+//! call. Blocking calls run on tokio's blocking pool; it knows nothing of HTTP or of policy.
 //!
 //! Durability: WAL with `synchronous=NORMAL` ([`Durability::Normal`]) by default. A call returns
 //! only after its transaction committed to the WAL, so it survives `kill -9` of the process; a power

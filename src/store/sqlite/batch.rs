@@ -273,7 +273,8 @@ impl Batch<'_, '_> {
 }
 
 pub(super) trait Job: Send {
-    /// Runs in the batch's transaction (no savepoint of its own: see [`SqliteStore::batched`]).
+    /// Runs in the batch's transaction (no savepoint of its own: see
+    /// [`SqliteStore::batched`](super::SqliteStore::batched)).
     fn run(&mut self, batch: &Batch<'_, '_>);
     /// Answers once the batch committed, or failed to (`failed`); a job that did not run
     /// answers that the batch could not start.

@@ -209,7 +209,6 @@ impl SqliteStore {
     }
 }
 
-/// The record `id`, if it exists and is the one of `(client_id, key)`.
 /// Appends a reservation's row and returns its id.
 fn append_key(
     batch: &Batch<'_, '_>,
@@ -229,6 +228,7 @@ fn append_key(
     Ok(batch.last_insert_rowid())
 }
 
+/// The record `id`, if it exists and is the one of `(client_id, key)`.
 fn select_idempotency(
     conn: &Connection,
     id: i64,
