@@ -69,7 +69,9 @@ fn insert_rate(c: &mut Criterion) {
                     let started = Instant::now();
                     for _ in 0..iters {
                         let event = NewEvent {
+                            id: format!("evt_{issued:032x}"),
                             event_type: "AUTH.CREATED".to_owned(),
+                            account: "acme".to_owned(),
                             payload: format!(r#"{{"accessTokenId":"tok_{issued:08}"}}"#),
                             created_at: 1_700_000_000,
                         };

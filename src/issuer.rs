@@ -23,6 +23,7 @@ use crate::store::{
     ClientRecord, ClientSource, Hash, SecretHash, SigningKey, Store, StoreError, TokenKind,
     TokenRecord,
 };
+use crate::webhooks::events::{self, Gone};
 use throttle::{Attempt, FailureLimiter};
 
 /// Why a client could not authenticate. The variants stay internal detail: callers answer
@@ -366,8 +367,10 @@ impl Issuer {
             created_at: now,
             expires_at: None,
         };
+        let old_expire_at = now + overlap.as_secs() as i64;
+        let event = events::client_secret_rotated(&client, old_expire_at, now);
         self.store
-            .add_client_secret(id, new, Some(now + overlap.as_secs() as i64), now)
+            .add_client_secret(id, new, Some(old_expire_at), now, Some(event))
             .await?;
         Ok(minted.value)
     }
@@ -544,7 +547,8 @@ impl Issuer {
             hash: minted.hash,
             ..record
         };
-        self.store.insert_token(record.clone(), None).await?;
+        let event = events::token_created(&record, now);
+        self.store.insert_token(record.clone(), Some(event)).await?;
         Ok(Issued {
             record,
             value: minted.value,
@@ -577,9 +581,13 @@ impl Issuer {
                 now,
             )
         };
+        let events = vec![
+            events::token_deleted(&old, Gone::Replaced(&record.id), now),
+            events::token_created(&record, now),
+        ];
         if !self
             .store
-            .replace_api_key(old_id, record.clone(), now, None)
+            .replace_api_key(old_id, record.clone(), now, events)
             .await?
         {
             return Ok(None);
@@ -594,7 +602,8 @@ impl Issuer {
     /// Revokes a token; the very next request with it is refused. `false` if unknown.
     pub async fn revoke(&self, token: &TokenRecord) -> Result<bool, StoreError> {
         let now = self.clock.now();
-        let found = self.store.revoke_token(&token.id, now, None).await?;
+        let event = events::token_deleted(token, Gone::Revoked, now);
+        let found = self.store.revoke_token(&token.id, now, Some(event)).await?;
         self.cache.invalidate(&token.hash);
         Ok(found)
     }

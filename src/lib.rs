@@ -11,6 +11,7 @@
 //! - [`problem`]: the one place where refusals become `application/problem+json` responses.
 //! - [`body`]: the boxed body type shared by all of the above.
 //! - [`telemetry`]: log set-up and header redaction.
+//! - [`webhooks`]: events about credentials, signed and delivered to subscribers at least once.
 
 pub mod body;
 pub mod cache;
@@ -30,6 +31,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use config::Settings;
 pub use server::run;

@@ -24,6 +24,7 @@ use crate::problem::{Problem, TokenRefusal};
 use crate::scope;
 use crate::secret::{self, SecretKind};
 use crate::store::{ClientRecord, StoreError, TokenKind, TokenRecord};
+use crate::webhooks::events::{self, Gone};
 
 /// The most scopes one managed token may hold.
 pub const MAX_SCOPES: usize = 64;
@@ -326,7 +327,8 @@ impl Issuer {
                 now,
             )
         };
-        self.store.insert_token(record.clone(), None).await?;
+        let event = events::token_created(&record, now);
+        self.store.insert_token(record.clone(), Some(event)).await?;
         Ok(Issued {
             record,
             value: minted.value,
@@ -343,9 +345,10 @@ impl Issuer {
         reason: Option<String>,
     ) -> Result<Option<TokenRecord>, StoreError> {
         let now = self.clock.now();
+        let event = events::token_enabled(token, enabled, reason.as_deref(), now);
         let found = self
             .store
-            .set_token_enabled(&token.id, enabled, reason, now)
+            .set_token_enabled(&token.id, enabled, reason, now, Some(event))
             .await?;
         self.cache.invalidate(&token.hash);
         if !found {
@@ -361,7 +364,11 @@ impl Issuer {
         name: String,
     ) -> Result<Option<TokenRecord>, StoreError> {
         let now = self.clock.now();
-        let found = self.store.rename_token(&token.id, name, now).await?;
+        let event = events::token_renamed(token, &name, now);
+        let found = self
+            .store
+            .rename_token(&token.id, name, now, Some(event))
+            .await?;
         self.cache.invalidate(&token.hash);
         if !found {
             return Ok(None);
@@ -371,7 +378,8 @@ impl Issuer {
 
     /// Deletes a managed token for good; the very next request with it is refused.
     pub async fn delete_managed_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
-        let found = self.store.delete_token(&token.id, None).await?;
+        let event = events::token_deleted(token, Gone::Deleted, self.clock.now());
+        let found = self.store.delete_token(&token.id, Some(event)).await?;
         self.cache.invalidate(&token.hash);
         Ok(found)
     }

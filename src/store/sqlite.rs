@@ -13,8 +13,8 @@
 //! - `batch.rs`: the batch writer (group commit) and the WAL checkpointer;
 //! - `files.rs`: the database's directories and files, private to their owner;
 //! - `rows.rs`: error mapping, statement helpers and row codecs;
-//! - `changes.rs`, `clients.rs`, `tokens.rs`, `outbox.rs`, `idempotency.rs`: the operations,
-//!   one concern each;
+//! - `changes.rs`, `clients.rs`, `tokens.rs`, `outbox.rs` (webhook subscriptions, events and
+//!   deliveries), `idempotency.rs`: the operations, one concern each;
 //! - `idem_index.rs`: the in-process index that finds idempotency records;
 //! - `tests.rs`: what only this backend does (the contract every backend keeps is in
 //!   `store/tests.rs`).
@@ -47,10 +47,11 @@ use self::idem_index::IdemIndex;
 use self::rows::db;
 pub use self::schema::schema_version;
 use self::schema::{configure, migrate};
+use super::{AttemptOutcome, ClaimedDelivery, Delivery, DeliveryFilter, WebhookSubscription};
 use super::{
     Change, ChangeFeedSource, ClientRecord, ClientStore, Durability, Hash, Health,
     IdempotencyStore, NewEvent, Outbox, Reservation, SecretHash, StoreError, StoreOptions,
-    StoredResponse, TokenKind, TokenRecord, TokenStore, WebhookEvent,
+    StoredResponse, TokenKind, TokenRecord, TokenStore,
 };
 
 /// Where the database lives.
@@ -374,8 +375,9 @@ impl ClientStore for SqliteStore {
         secret: SecretHash,
         old_secrets_expire_at: Option<i64>,
         now: i64,
+        event: Option<NewEvent>,
     ) -> Result<bool, StoreError> {
-        self.add_client_secret(id, secret, old_secrets_expire_at, now)
+        self.add_client_secret(id, secret, old_secrets_expire_at, now, event)
             .await
     }
     async fn prune_expired_secrets(&self, now: i64) -> Result<u64, StoreError> {
@@ -420,11 +422,19 @@ impl TokenStore for SqliteStore {
         enabled: bool,
         reason: Option<String>,
         now: i64,
+        event: Option<NewEvent>,
     ) -> Result<bool, StoreError> {
-        self.set_token_enabled(id, enabled, reason, now).await
+        self.set_token_enabled(id, enabled, reason, now, event)
+            .await
     }
-    async fn rename_token(&self, id: &str, name: String, now: i64) -> Result<bool, StoreError> {
-        self.rename_token(id, name, now).await
+    async fn rename_token(
+        &self,
+        id: &str,
+        name: String,
+        now: i64,
+        event: Option<NewEvent>,
+    ) -> Result<bool, StoreError> {
+        self.rename_token(id, name, now, event).await
     }
     async fn delete_token(&self, id: &str, event: Option<NewEvent>) -> Result<bool, StoreError> {
         self.delete_token(id, event).await
@@ -434,9 +444,9 @@ impl TokenStore for SqliteStore {
         old_id: &str,
         new: TokenRecord,
         now: i64,
-        event: Option<NewEvent>,
+        events: Vec<NewEvent>,
     ) -> Result<bool, StoreError> {
-        self.replace_api_key(old_id, new, now, event).await
+        self.replace_api_key(old_id, new, now, events).await
     }
     async fn purge_expired_tokens(&self, before: i64) -> Result<u64, StoreError> {
         self.purge_expired_tokens(before).await
@@ -484,16 +494,88 @@ impl IdempotencyStore for SqliteStore {
 /// In `outbox.rs`.
 #[async_trait]
 impl Outbox for SqliteStore {
-    async fn pending_events(&self, now: i64, limit: u32) -> Result<Vec<WebhookEvent>, StoreError> {
-        self.pending_events(now, limit).await
+    async fn insert_subscription(
+        &self,
+        subscription: WebhookSubscription,
+        max_per_account: u32,
+    ) -> Result<bool, StoreError> {
+        self.insert_subscription(subscription, max_per_account)
+            .await
     }
-    async fn mark_event_delivered(&self, id: i64, now: i64) -> Result<bool, StoreError> {
-        self.mark_event_delivered(id, now).await
+    async fn put_config_subscription(
+        &self,
+        subscription: WebhookSubscription,
+    ) -> Result<bool, StoreError> {
+        self.put_config_subscription(subscription).await
     }
-    async fn mark_event_failed(&self, id: i64, next_attempt_at: i64) -> Result<bool, StoreError> {
-        self.mark_event_failed(id, next_attempt_at).await
+    async fn get_subscription(&self, id: &str) -> Result<Option<WebhookSubscription>, StoreError> {
+        self.get_subscription(id).await
     }
-    async fn purge_delivered_events(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
-        self.purge_delivered_events(before, limit).await
+    async fn list_subscriptions(
+        &self,
+        account: Option<&str>,
+    ) -> Result<Vec<WebhookSubscription>, StoreError> {
+        self.list_subscriptions(account).await
+    }
+    async fn set_subscription_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        reason: Option<String>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.set_subscription_enabled(id, enabled, reason, now)
+            .await
+    }
+    async fn set_subscription_secrets(
+        &self,
+        id: &str,
+        sealed_secrets: Vec<u8>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.set_subscription_secrets(id, sealed_secrets, now).await
+    }
+    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+        self.delete_subscription(id).await
+    }
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.claim_deliveries(owner, now, lease_until, limit).await
+    }
+    async fn finish_attempt(
+        &self,
+        id: i64,
+        owner: &str,
+        lease_until: i64,
+        outcome: AttemptOutcome,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.finish_attempt(id, owner, lease_until, outcome, now)
+            .await
+    }
+    async fn get_delivery(&self, id: i64) -> Result<Option<Delivery>, StoreError> {
+        self.get_delivery(id).await
+    }
+    async fn list_deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
+        self.list_deliveries(filter).await
+    }
+    async fn replay_delivery(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        self.replay_delivery(id, now).await
+    }
+    async fn replay_dead_deliveries(
+        &self,
+        since: i64,
+        subscription: Option<&str>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        self.replay_dead_deliveries(since, subscription, now).await
+    }
+    async fn purge_webhooks(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        self.purge_webhooks(before, limit).await
     }
 }

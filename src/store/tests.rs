@@ -27,8 +27,9 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::{
-    ClientRecord, ClientSource, Hash, IdempotencyState, NewEvent, Reservation, SecretHash,
-    SigningKey, Store, StoreError, StoredResponse, TokenKind, TokenRecord,
+    AttemptOutcome, ClientRecord, ClientSource, DeliveryFilter, DeliveryState, Hash,
+    IdempotencyState, NewEvent, Reservation, SecretHash, SigningKey, Store, StoreError,
+    StoredResponse, TokenKind, TokenRecord, WebhookSubscription,
 };
 
 /// A backend under test: an empty store of its own for each test, and more handles on it.
@@ -130,12 +131,51 @@ pub(super) fn token(id: &str, kind: TokenKind) -> TokenRecord {
     }
 }
 
+/// An event of `acme`.
 fn event(event_type: &str, at: i64) -> Option<NewEvent> {
-    Some(NewEvent {
+    Some(event_of("acme", event_type, at))
+}
+
+fn event_of(account: &str, event_type: &str, at: i64) -> NewEvent {
+    let id = crate::secret::new_id("evt_");
+    NewEvent {
+        payload: format!(r#"{{"id":"{id}","type":"{event_type}"}}"#),
+        id,
         event_type: event_type.to_owned(),
-        payload: format!(r#"{{"type":"{event_type}"}}"#),
+        account: account.to_owned(),
         created_at: at,
-    })
+    }
+}
+
+/// A subscription of `account` (`None`: the operator's) to `patterns`.
+fn subscription(id: &str, account: Option<&str>, patterns: &[&str]) -> WebhookSubscription {
+    WebhookSubscription {
+        id: id.to_owned(),
+        account: account.map(str::to_owned),
+        url: format!("https://hooks.example/{id}"),
+        events: patterns.iter().map(|p| (*p).to_owned()).collect(),
+        description: Some(format!("{id} description")),
+        sealed_secrets: vec![1, 2, 3, id.len() as u8],
+        enabled: true,
+        disabled_reason: None,
+        source: if account.is_some() {
+            ClientSource::Managed
+        } else {
+            ClientSource::Config
+        },
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+/// Subscribes `acme` to every event, so that events are kept.
+async fn subscribe_all(store: &dyn Store) {
+    assert!(
+        store
+            .insert_subscription(subscription("wh_all", Some("acme"), &["*"]), 100)
+            .await
+            .expect("subscribe")
+    );
 }
 
 pub(super) fn response(status: u16) -> StoredResponse {
@@ -151,14 +191,15 @@ pub(super) fn response(status: u16) -> StoredResponse {
     }
 }
 
+/// The types of the events delivered to anyone, oldest first.
 async fn event_types(store: &dyn Store) -> Vec<String> {
-    store
-        .pending_events(i64::MAX, 1000)
-        .await
-        .expect("pending")
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect()
+    let filter = DeliveryFilter {
+        limit: 1000,
+        ..DeliveryFilter::default()
+    };
+    let mut all = store.list_deliveries(filter).await.expect("deliveries");
+    all.reverse();
+    all.into_iter().map(|d| d.event_type).collect()
 }
 
 pub(super) async fn ping_answers_on_a_fresh_store<B: Backend>() {
@@ -260,7 +301,7 @@ pub(super) async fn secret_rotation_keeps_the_old_secret_until_the_overlap_ends<
     };
     let added = db
         .store
-        .add_client_secret("c1", new.clone(), Some(T0 + 100), T0 + 10)
+        .add_client_secret("c1", new.clone(), Some(T0 + 100), T0 + 10, None)
         .await
         .expect("rotate");
     assert!(added);
@@ -283,7 +324,7 @@ pub(super) async fn secret_rotation_keeps_the_old_secret_until_the_overlap_ends<
         expires_at: None,
     };
     db.store
-        .add_client_secret("c1", newer.clone(), Some(T0 + 200), T0 + 200)
+        .add_client_secret("c1", newer.clone(), Some(T0 + 200), T0 + 200, None)
         .await
         .expect("rotate again");
     let got = db
@@ -300,12 +341,12 @@ pub(super) async fn secret_rotation_keeps_the_old_secret_until_the_overlap_ends<
 
     let dup = db
         .store
-        .add_client_secret("c1", newer, None, T0 + 300)
+        .add_client_secret("c1", newer, None, T0 + 300, None)
         .await;
     assert!(matches!(dup, Err(StoreError::Conflict { .. })), "{dup:?}");
     let unknown = db
         .store
-        .add_client_secret("nobody", new, None, T0)
+        .add_client_secret("nobody", new, None, T0, event("CLIENT.SECRET_ROTATED", T0))
         .await
         .expect("unknown");
     assert!(!unknown);
@@ -380,17 +421,25 @@ pub(super) async fn token_with_no_optional_fields_round_trips<B: Backend>() {
 
 pub(super) async fn outbox_event_is_written_with_the_token_and_not_without_it<B: Backend>() {
     let db = Db::<B>::new().await;
+    subscribe_all(db.store.as_ref()).await;
     let t = token("t1", TokenKind::Access);
+    let created = event("AUTH.CREATED", T0).expect("event");
     db.store
-        .insert_token(t.clone(), event("AUTH.CREATED", T0))
+        .insert_token(t.clone(), Some(created.clone()))
         .await
         .expect("insert");
-    let pending = db.store.pending_events(T0, 10).await.expect("pending");
-    assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].event_type, "AUTH.CREATED");
-    assert_eq!(pending[0].payload, r#"{"type":"AUTH.CREATED"}"#);
-    assert_eq!((pending[0].attempts, pending[0].delivered_at), (0, None));
-    assert_eq!(pending[0].next_attempt_at, T0);
+    let claimed = db
+        .store
+        .claim_deliveries("w1", T0, T0 + 60, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].event.id, created.id);
+    assert_eq!(claimed[0].event.event_type, "AUTH.CREATED");
+    assert_eq!(claimed[0].event.account, "acme");
+    assert_eq!(claimed[0].event.payload, created.payload);
+    assert_eq!(claimed[0].event.created_at, T0);
+    assert_eq!(claimed[0].attempt, 1);
 
     // The same hash again conflicts, and its event rolls back with it.
     let mut dup = token("t2", TokenKind::Access);
@@ -435,6 +484,7 @@ pub(super) async fn list_tokens_filters_by_account_and_kind_oldest_first<B: Back
 
 pub(super) async fn revoke_token_is_idempotent_and_writes_one_event<B: Backend>() {
     let db = Db::<B>::new().await;
+    subscribe_all(db.store.as_ref()).await;
     db.store
         .insert_token(token("t1", TokenKind::Access), None)
         .await
@@ -476,6 +526,7 @@ pub(super) async fn revoke_token_is_idempotent_and_writes_one_event<B: Backend>(
 
 pub(super) async fn disabling_a_token_records_the_reason_and_enabling_clears_it<B: Backend>() {
     let db = Db::<B>::new().await;
+    subscribe_all(db.store.as_ref()).await;
     db.store
         .insert_token(token("t1", TokenKind::Managed), None)
         .await
@@ -483,9 +534,28 @@ pub(super) async fn disabling_a_token_records_the_reason_and_enabling_clears_it<
     let reason = Some("leaked".to_owned());
     assert!(
         db.store
-            .set_token_enabled("t1", false, reason.clone(), T0 + 1)
+            .set_token_enabled(
+                "t1",
+                false,
+                reason.clone(),
+                T0 + 1,
+                event("TOKEN.DISABLED", T0 + 1)
+            )
             .await
             .expect("off")
+    );
+    // Disabled again: no change, so no second event.
+    assert!(
+        db.store
+            .set_token_enabled(
+                "t1",
+                false,
+                reason.clone(),
+                T0 + 1,
+                event("TOKEN.DISABLED", T0 + 1)
+            )
+            .await
+            .expect("off again")
     );
     let got = db
         .store
@@ -499,7 +569,13 @@ pub(super) async fn disabling_a_token_records_the_reason_and_enabling_clears_it<
     );
     assert!(
         db.store
-            .set_token_enabled("t1", true, Some("x".to_owned()), T0 + 2)
+            .set_token_enabled(
+                "t1",
+                true,
+                Some("x".to_owned()),
+                T0 + 2,
+                event("TOKEN.ENABLED", T0 + 2)
+            )
             .await
             .expect("on")
     );
@@ -515,14 +591,19 @@ pub(super) async fn disabling_a_token_records_the_reason_and_enabling_clears_it<
     );
     assert!(
         !db.store
-            .set_token_enabled("nope", true, None, T0)
+            .set_token_enabled("nope", true, None, T0, event("TOKEN.ENABLED", T0))
             .await
             .expect("unknown")
+    );
+    assert_eq!(
+        event_types(db.store.as_ref()).await,
+        ["TOKEN.DISABLED", "TOKEN.ENABLED"]
     );
 }
 
 pub(super) async fn rename_token_changes_only_the_name<B: Backend>() {
     let db = Db::<B>::new().await;
+    subscribe_all(db.store.as_ref()).await;
     let t = token("t1", TokenKind::Managed);
     db.store
         .insert_token(t.clone(), None)
@@ -530,7 +611,24 @@ pub(super) async fn rename_token_changes_only_the_name<B: Backend>() {
         .expect("insert");
     assert!(
         db.store
-            .rename_token("t1", "new name".to_owned(), T0 + 3)
+            .rename_token(
+                "t1",
+                "new name".to_owned(),
+                T0 + 3,
+                event("TOKEN.RENAMED", T0 + 3)
+            )
+            .await
+            .expect("rename")
+    );
+    // The same name again: no change, no event.
+    assert!(
+        db.store
+            .rename_token(
+                "t1",
+                "new name".to_owned(),
+                T0 + 3,
+                event("TOKEN.RENAMED", T0 + 3)
+            )
             .await
             .expect("rename")
     );
@@ -550,14 +648,16 @@ pub(super) async fn rename_token_changes_only_the_name<B: Backend>() {
     );
     assert!(
         !db.store
-            .rename_token("nope", "x".to_owned(), T0)
+            .rename_token("nope", "x".to_owned(), T0, event("TOKEN.RENAMED", T0))
             .await
             .expect("unknown")
     );
+    assert_eq!(event_types(db.store.as_ref()).await, ["TOKEN.RENAMED"]);
 }
 
 pub(super) async fn delete_token_removes_the_row_and_writes_its_event_once<B: Backend>() {
     let db = Db::<B>::new().await;
+    subscribe_all(db.store.as_ref()).await;
     let t = token("t1", TokenKind::Managed);
     db.store
         .insert_token(t.clone(), None)
@@ -565,7 +665,7 @@ pub(super) async fn delete_token_removes_the_row_and_writes_its_event_once<B: Ba
         .expect("insert");
     assert!(
         db.store
-            .delete_token("t1", event("TOKEN.DELETED", T0))
+            .delete_token("t1", event("AUTH.DELETED", T0))
             .await
             .expect("delete")
     );
@@ -575,17 +675,18 @@ pub(super) async fn delete_token_removes_the_row_and_writes_its_event_once<B: Ba
     );
     assert!(
         !db.store
-            .delete_token("t1", event("TOKEN.DELETED", T0))
+            .delete_token("t1", event("AUTH.DELETED", T0))
             .await
             .expect("again")
     );
-    assert_eq!(event_types(db.store.as_ref()).await, ["TOKEN.DELETED"]);
+    assert_eq!(event_types(db.store.as_ref()).await, ["AUTH.DELETED"]);
 }
 
 pub(super) async fn replace_api_key_revokes_the_old_key_and_inserts_the_new_one_atomically<
     B: Backend,
 >() {
     let db = Db::<B>::new().await;
+    subscribe_all(db.store.as_ref()).await;
     let old = token("k1", TokenKind::ApiKey);
     db.store
         .insert_token(old.clone(), None)
@@ -594,7 +695,15 @@ pub(super) async fn replace_api_key_revokes_the_old_key_and_inserts_the_new_one_
     let new = token("k2", TokenKind::ApiKey);
     let replaced = db
         .store
-        .replace_api_key("k1", new.clone(), T0 + 7, event("KEY.REPLACED", T0 + 7))
+        .replace_api_key(
+            "k1",
+            new.clone(),
+            T0 + 7,
+            vec![
+                event_of("acme", "AUTH.DELETED", T0 + 7),
+                event_of("acme", "AUTH.CREATED", T0 + 7),
+            ],
+        )
         .await
         .expect("replace");
     assert!(replaced);
@@ -614,22 +723,31 @@ pub(super) async fn replace_api_key_revokes_the_old_key_and_inserts_the_new_one_
     // The old key is revoked now: it cannot be replaced a second time.
     let again = db
         .store
-        .replace_api_key("k1", token("k3", TokenKind::ApiKey), T0 + 8, None)
+        .replace_api_key(
+            "k1",
+            token("k3", TokenKind::ApiKey),
+            T0 + 8,
+            vec![event_of("acme", "AUTH.CREATED", T0 + 8)],
+        )
         .await
         .expect("replace again");
     assert!(!again);
     assert_eq!(db.store.get_token("k3").await.expect("get"), None);
     assert!(
         !db.store
-            .replace_api_key("nope", token("k4", TokenKind::ApiKey), T0, None)
+            .replace_api_key("nope", token("k4", TokenKind::ApiKey), T0, Vec::new())
             .await
             .expect("unknown")
     );
-    assert_eq!(event_types(db.store.as_ref()).await, ["KEY.REPLACED"]);
+    assert_eq!(
+        event_types(db.store.as_ref()).await,
+        ["AUTH.DELETED", "AUTH.CREATED"]
+    );
 }
 
 pub(super) async fn failed_replacement_leaves_the_old_key_unrevoked<B: Backend>() {
     let db = Db::<B>::new().await;
+    subscribe_all(db.store.as_ref()).await;
     db.store
         .insert_token(token("k1", TokenKind::ApiKey), None)
         .await
@@ -641,7 +759,12 @@ pub(super) async fn failed_replacement_leaves_the_old_key_unrevoked<B: Backend>(
     let clash = token("taken", TokenKind::ApiKey);
     let err = db
         .store
-        .replace_api_key("k1", clash, T0 + 1, event("KEY.REPLACED", T0 + 1))
+        .replace_api_key(
+            "k1",
+            clash,
+            T0 + 1,
+            vec![event_of("acme", "AUTH.DELETED", T0 + 1)],
+        )
         .await;
     assert!(matches!(err, Err(StoreError::Conflict { .. })), "{err:?}");
     let old = db
@@ -954,62 +1077,588 @@ pub(super) async fn sweep_deletes_expired_records_in_bounded_batches<B: Backend>
     );
 }
 
-pub(super) async fn outbox_events_are_delivered_retried_and_purged<B: Backend>() {
+/// The ids of the deliveries of `subscription`, oldest first.
+async fn deliveries_of(store: &dyn Store, subscription: &str) -> Vec<(String, DeliveryState)> {
+    let filter = DeliveryFilter {
+        subscription: Some(subscription.to_owned()),
+        limit: 100,
+        ..DeliveryFilter::default()
+    };
+    let mut all = store.list_deliveries(filter).await.expect("deliveries");
+    all.reverse();
+    all.into_iter().map(|d| (d.event_type, d.state)).collect()
+}
+
+pub(super) async fn events_fan_out_to_the_subscriptions_that_want_them<B: Backend>() {
     let db = Db::<B>::new().await;
     let s = db.store.as_ref();
-    for (i, at) in [(1, T0 + 10), (2, T0), (3, T0 + 1000)] {
+    let mut off = subscription("wh_off", Some("acme"), &["*"]);
+    off.enabled = false;
+    for sub in [
+        subscription("wh_auth", Some("acme"), &["AUTH.*"]),
+        subscription(
+            "wh_disabled",
+            Some("acme"),
+            &["TOKEN.DISABLED", "AUTH.DELETED"],
+        ),
+        subscription("wh_other", Some("globex"), &["*"]),
+        off,
+    ] {
+        assert!(s.insert_subscription(sub, 10).await.expect("subscribe"));
+    }
+    assert!(
+        s.put_config_subscription(subscription("ops", None, &["AUTH.CREATED"]))
+            .await
+            .expect("operator")
+    );
+    s.insert_token(token("t1", TokenKind::Access), event("AUTH.CREATED", T0))
+        .await
+        .expect("insert");
+    s.revoke_token("t1", T0 + 1, event("AUTH.DELETED", T0 + 1))
+        .await
+        .expect("revoke");
+    // Nobody wants TOKEN.RENAMED: the event is not kept.
+    s.rename_token("t1", "n".to_owned(), T0 + 2, event("TOKEN.RENAMED", T0 + 2))
+        .await
+        .expect("rename");
+    let created = |t: &str| (t.to_owned(), DeliveryState::Pending);
+    assert_eq!(
+        deliveries_of(s, "wh_auth").await,
+        [created("AUTH.CREATED"), created("AUTH.DELETED")]
+    );
+    assert_eq!(
+        deliveries_of(s, "wh_disabled").await,
+        [created("AUTH.DELETED")]
+    );
+    assert_eq!(deliveries_of(s, "ops").await, [created("AUTH.CREATED")]);
+    assert!(
+        deliveries_of(s, "wh_other").await.is_empty(),
+        "another account"
+    );
+    assert!(deliveries_of(s, "wh_off").await.is_empty(), "disabled");
+    assert_eq!(event_types(s).await.len(), 4);
+
+    // One event id for all its deliveries, so receivers see the same webhook-id.
+    let claimed = s
+        .claim_deliveries("w1", T0 + 5, T0 + 60, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 4);
+    let ids: std::collections::BTreeSet<&str> = claimed
+        .iter()
+        .filter(|c| c.event.event_type == "AUTH.CREATED")
+        .map(|c| c.event.id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 1);
+    let ops = claimed
+        .iter()
+        .find(|c| c.subscription.id == "ops")
+        .expect("operator delivery");
+    assert_eq!(
+        ops.subscription,
+        subscription("ops", None, &["AUTH.CREATED"])
+    );
+}
+
+pub(super) async fn deliveries_are_leased_retried_declared_dead_and_replayed<B: Backend>() {
+    let db = Db::<B>::new().await;
+    let s = db.store.as_ref();
+    subscribe_all(s).await;
+    s.insert_token(token("t1", TokenKind::Access), event("AUTH.CREATED", T0))
+        .await
+        .expect("insert");
+    assert!(
+        s.claim_deliveries("w1", T0 - 1, T0 + 60, 10)
+            .await
+            .expect("early")
+            .is_empty(),
+        "not due before the event"
+    );
+    let c = s
+        .claim_deliveries("w1", T0, T0 + 60, 10)
+        .await
+        .expect("claim")
+        .pop()
+        .expect("one");
+    assert_eq!((c.attempt, c.lease_until), (1, T0 + 60));
+    // Leased: nobody else gets it, not even after it falls due again.
+    assert!(
+        s.claim_deliveries("w2", T0 + 59, T0 + 120, 10)
+            .await
+            .expect("leased")
+            .is_empty()
+    );
+    let retry = AttemptOutcome::Failed {
+        status: Some(500),
+        error: "HTTP 500".to_owned(),
+        retry_at: Some(T0 + 100),
+        disable_subscription: None,
+    };
+    assert!(
+        !s.finish_attempt(c.id, "w2", T0 + 60, retry.clone(), T0 + 1)
+            .await
+            .expect("wrong owner"),
+        "only the holder records its attempt"
+    );
+    assert!(
+        !s.finish_attempt(c.id, "w1", T0 + 61, retry.clone(), T0 + 1)
+            .await
+            .expect("wrong lease")
+    );
+    assert!(
+        s.finish_attempt(c.id, "w1", T0 + 60, retry.clone(), T0 + 1)
+            .await
+            .expect("retry")
+    );
+    let d = s.get_delivery(c.id).await.expect("get").expect("exists");
+    assert_eq!(
+        (d.state, d.attempts, d.next_attempt_at, d.last_status),
+        (DeliveryState::Pending, 1, T0 + 100, Some(500))
+    );
+    assert_eq!(d.last_error.as_deref(), Some("HTTP 500"));
+    assert!(
+        s.claim_deliveries("w2", T0 + 99, T0 + 200, 10)
+            .await
+            .expect("not yet")
+            .is_empty()
+    );
+    let c2 = s
+        .claim_deliveries("w2", T0 + 100, T0 + 200, 10)
+        .await
+        .expect("claim")
+        .pop()
+        .expect("due again");
+    assert_eq!((c2.id, c2.attempt), (c.id, 2));
+    let dead = AttemptOutcome::Failed {
+        status: None,
+        error: "connect: refused".to_owned(),
+        retry_at: None,
+        disable_subscription: None,
+    };
+    assert!(
+        s.finish_attempt(c.id, "w2", T0 + 200, dead, T0 + 150)
+            .await
+            .expect("dead")
+    );
+    let d = s.get_delivery(c.id).await.expect("get").expect("exists");
+    assert_eq!(
+        (d.state, d.finished_at, d.last_status),
+        (DeliveryState::Dead, Some(T0 + 150), None)
+    );
+    assert!(
+        s.claim_deliveries("w1", i64::MAX / 2, i64::MAX / 2 + 1, 10)
+            .await
+            .expect("dead stays")
+            .is_empty()
+    );
+    let dead_only = DeliveryFilter {
+        state: Some(DeliveryState::Dead),
+        limit: 10,
+        ..DeliveryFilter::default()
+    };
+    assert_eq!(
+        s.list_deliveries(dead_only.clone())
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+
+    // Replayed: all of it since a time, then one by id.
+    assert_eq!(
+        s.replay_dead_deliveries(T0 + 151, None, T0 + 300)
+            .await
+            .expect("none so late"),
+        0
+    );
+    assert_eq!(
+        s.replay_dead_deliveries(T0 + 150, Some("wh_all"), T0 + 300)
+            .await
+            .expect("replay"),
+        1
+    );
+    assert!(s.list_deliveries(dead_only).await.expect("list").is_empty());
+    let c3 = s
+        .claim_deliveries("w3", T0 + 300, T0 + 360, 10)
+        .await
+        .expect("claim")
+        .pop()
+        .expect("replayed");
+    assert_eq!(c3.attempt, 1, "a replay starts the count again");
+    assert!(
+        !s.replay_delivery(c.id, T0 + 301).await.expect("leased"),
+        "a delivery being sent is not replayed under its sender"
+    );
+    assert!(
+        s.finish_attempt(
+            c.id,
+            "w3",
+            T0 + 360,
+            AttemptOutcome::Delivered { status: 204 },
+            T0 + 301
+        )
+        .await
+        .expect("delivered")
+    );
+    let d = s.get_delivery(c.id).await.expect("get").expect("exists");
+    assert_eq!(
+        (d.state, d.last_status, d.last_error, d.finished_at),
+        (DeliveryState::Delivered, Some(204), None, Some(T0 + 301))
+    );
+    assert!(
+        !s.finish_attempt(
+            c.id,
+            "w3",
+            T0 + 360,
+            AttemptOutcome::Delivered { status: 200 },
+            T0 + 302
+        )
+        .await
+        .expect("twice")
+    );
+    assert!(s.replay_delivery(c.id, T0 + 400).await.expect("replay"));
+    assert!(!s.replay_delivery(999_999, T0).await.expect("unknown"));
+    let again = s
+        .claim_deliveries("w1", T0 + 400, T0 + 460, 10)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1);
+}
+
+pub(super) async fn a_lapsed_lease_is_claimed_again_and_fences_its_first_holder<B: Backend>() {
+    let db = Db::<B>::new().await;
+    let s = db.store.as_ref();
+    subscribe_all(s).await;
+    s.insert_token(token("t1", TokenKind::Access), event("AUTH.CREATED", T0))
+        .await
+        .expect("insert");
+    let first = s
+        .claim_deliveries("crashed", T0, T0 + 30, 10)
+        .await
+        .expect("claim")
+        .pop()
+        .expect("one");
+    // The holder died: at the end of its lease the delivery goes to the next claimant.
+    let other = db.other().await;
+    let second = other
+        .claim_deliveries("w2", T0 + 30, T0 + 90, 10)
+        .await
+        .expect("claim")
+        .pop()
+        .expect("taken over");
+    assert_eq!((second.id, second.attempt), (first.id, 2));
+    assert!(
+        !s.finish_attempt(
+            first.id,
+            "crashed",
+            T0 + 30,
+            AttemptOutcome::Delivered { status: 200 },
+            T0 + 31
+        )
+        .await
+        .expect("fenced")
+    );
+    assert!(
+        other
+            .finish_attempt(
+                second.id,
+                "w2",
+                T0 + 90,
+                AttemptOutcome::Delivered { status: 200 },
+                T0 + 31
+            )
+            .await
+            .expect("finish")
+    );
+}
+
+pub(super) async fn gone_disables_the_subscription_and_its_deliveries_wait<B: Backend>() {
+    let db = Db::<B>::new().await;
+    let s = db.store.as_ref();
+    subscribe_all(s).await;
+    for (i, at) in [(1, T0), (2, T0 + 1)] {
         s.insert_token(
             token(&format!("t{i}"), TokenKind::Access),
-            event(&format!("E{i}"), at),
+            event("AUTH.CREATED", at),
         )
         .await
         .expect("insert");
     }
-    let due = s.pending_events(T0 + 10, 10).await.expect("pending");
-    let types: Vec<&str> = due.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(types, ["E2", "E1"], "due events only, oldest due first");
-    assert_eq!(s.pending_events(T0 + 10, 1).await.expect("limit").len(), 1);
-
-    let (e2, e1) = (due[0].id, due[1].id);
-    assert!(s.mark_event_failed(e2, T0 + 60).await.expect("fail"));
-    assert!(s.mark_event_delivered(e1, T0 + 11).await.expect("deliver"));
+    let c = s
+        .claim_deliveries("w1", T0, T0 + 60, 1)
+        .await
+        .expect("claim")
+        .pop()
+        .expect("one");
+    let gone = AttemptOutcome::Failed {
+        status: Some(410),
+        error: "HTTP 410".to_owned(),
+        retry_at: Some(T0 + 5),
+        disable_subscription: Some("the receiver answered 410 Gone".to_owned()),
+    };
     assert!(
-        s.pending_events(T0 + 59, 10)
+        s.finish_attempt(c.id, "w1", T0 + 60, gone, T0 + 2)
             .await
-            .expect("pending")
-            .is_empty()
+            .expect("gone")
     );
-    let retry = s.pending_events(T0 + 60, 10).await.expect("pending");
-    assert_eq!((retry[0].id, retry[0].attempts), (e2, 1));
-    assert!(!s.mark_event_delivered(e1, T0 + 12).await.expect("twice"));
-    assert!(!s.mark_event_failed(e1, T0 + 12).await.expect("delivered"));
-    assert!(!s.mark_event_failed(999, T0).await.expect("unknown"));
+    let sub = s
+        .get_subscription("wh_all")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert!(!sub.enabled);
+    assert_eq!(
+        sub.disabled_reason.as_deref(),
+        Some("the receiver answered 410 Gone")
+    );
+    assert!(
+        s.claim_deliveries("w1", T0 + 10, T0 + 70, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "a disabled subscription's deliveries wait"
+    );
+    s.insert_token(
+        token("t3", TokenKind::Access),
+        event("AUTH.CREATED", T0 + 3),
+    )
+    .await
+    .expect("insert");
+    assert!(
+        s.set_subscription_enabled("wh_all", true, None, T0 + 10)
+            .await
+            .expect("enable")
+    );
+    let resumed = s
+        .claim_deliveries("w1", T0 + 10, T0 + 70, 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        resumed.len(),
+        2,
+        "the waiting ones, not the event of the disabled time"
+    );
+}
 
-    assert_eq!(
-        s.purge_delivered_events(T0 + 11, 10).await.expect("purge"),
-        0
+pub(super) async fn subscriptions_round_trip_and_are_limited_per_account<B: Backend>() {
+    let db = Db::<B>::new().await;
+    let s = db.store.as_ref();
+    let a = subscription("wh_a", Some("acme"), &["AUTH.*"]);
+    let mut b = subscription("wh_b", Some("acme"), &["*"]);
+    b.created_at = T0 + 1;
+    assert!(s.insert_subscription(a.clone(), 2).await.expect("a"));
+    assert!(s.insert_subscription(b.clone(), 2).await.expect("b"));
+    assert!(
+        !s.insert_subscription(subscription("wh_c", Some("acme"), &["*"]), 2)
+            .await
+            .expect("limit"),
+        "acme holds two"
+    );
+    let err = s.insert_subscription(a.clone(), 10).await;
+    assert!(matches!(err, Err(StoreError::Conflict { .. })), "{err:?}");
+    assert!(
+        s.insert_subscription(subscription("wh_g", Some("globex"), &["*"]), 2)
+            .await
+            .expect("another account")
     );
     assert_eq!(
-        s.purge_delivered_events(T0 + 12, 10).await.expect("purge"),
-        1
+        s.get_subscription("wh_a").await.expect("get"),
+        Some(a.clone())
     );
-    // Ids are never reused after a purge.
-    s.insert_token(token("t9", TokenKind::Access), event("E9", T0))
+    assert_eq!(
+        s.list_subscriptions(Some("acme")).await.expect("list"),
+        [a.clone(), b.clone()]
+    );
+    assert_eq!(s.list_subscriptions(None).await.expect("all").len(), 3);
+
+    // Operator subscriptions: put again replaces all but created_at; a managed id is refused.
+    let mut ops = subscription("ops", None, &["*"]);
+    assert!(s.put_config_subscription(ops.clone()).await.expect("put"));
+    ops.url = "https://elsewhere.example/".to_owned();
+    ops.events = vec!["AUTH.CREATED".to_owned()];
+    ops.created_at = T0 + 50;
+    ops.updated_at = T0 + 50;
+    assert!(s.put_config_subscription(ops.clone()).await.expect("again"));
+    let got = s
+        .get_subscription("ops")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        got,
+        WebhookSubscription {
+            created_at: T0,
+            ..ops
+        }
+    );
+    let mut hijack = subscription("wh_a", None, &["*"]);
+    hijack.url = "https://attacker.example/".to_owned();
+    assert!(!s.put_config_subscription(hijack).await.expect("refused"));
+    assert_eq!(
+        s.get_subscription("wh_a").await.expect("get"),
+        Some(a.clone())
+    );
+
+    assert!(
+        s.set_subscription_enabled("wh_a", false, Some("paused".to_owned()), T0 + 5)
+            .await
+            .expect("off")
+    );
+    let got = s
+        .get_subscription("wh_a")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (got.enabled, got.disabled_reason.as_deref(), got.updated_at),
+        (false, Some("paused"), T0 + 5)
+    );
+    assert!(
+        s.set_subscription_secrets("wh_a", vec![9, 9], T0 + 6)
+            .await
+            .expect("secrets")
+    );
+    let got = s
+        .get_subscription("wh_a")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((got.sealed_secrets, got.updated_at), (vec![9, 9], T0 + 6));
+    assert!(
+        !s.set_subscription_enabled("nope", true, None, T0)
+            .await
+            .expect("unknown")
+    );
+    assert!(
+        !s.set_subscription_secrets("nope", vec![], T0)
+            .await
+            .expect("unknown")
+    );
+
+    // Deleting a subscription takes its deliveries with it.
+    s.insert_token(token("t1", TokenKind::Access), event("AUTH.CREATED", T0))
         .await
         .expect("insert");
-    let ids: Vec<i64> = s
-        .pending_events(i64::MAX, 10)
+    assert_eq!(deliveries_of(s, "wh_b").await.len(), 1);
+    assert!(s.delete_subscription("wh_b").await.expect("delete"));
+    assert!(!s.delete_subscription("wh_b").await.expect("again"));
+    assert!(deliveries_of(s, "wh_b").await.is_empty());
+    assert_eq!(s.get_subscription("wh_b").await.expect("get"), None);
+    let db = db.reopen().await;
+    assert_eq!(
+        db.store
+            .get_subscription("wh_a")
+            .await
+            .expect("get")
+            .map(|s| s.id),
+        Some("wh_a".to_owned())
+    );
+}
+
+pub(super) async fn finished_deliveries_and_their_events_are_purged<B: Backend>() {
+    let db = Db::<B>::new().await;
+    let s = db.store.as_ref();
+    subscribe_all(s).await;
+    for i in 0..3 {
+        s.insert_token(
+            token(&format!("t{i}"), TokenKind::Access),
+            event("AUTH.CREATED", T0),
+        )
         .await
-        .expect("pending")
-        .iter()
-        .map(|e| e.id)
-        .collect();
-    assert!(ids.iter().all(|&id| id != e1));
-    assert!(ids.iter().max() > Some(&e1.max(e2)));
+        .expect("insert");
+    }
+    let claimed = s
+        .claim_deliveries("w1", T0, T0 + 60, 2)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    s.finish_attempt(
+        claimed[0].id,
+        "w1",
+        T0 + 60,
+        AttemptOutcome::Delivered { status: 200 },
+        T0 + 10,
+    )
+    .await
+    .expect("delivered");
+    let dead = AttemptOutcome::Failed {
+        status: Some(500),
+        error: "HTTP 500".to_owned(),
+        retry_at: None,
+        disable_subscription: None,
+    };
+    s.finish_attempt(claimed[1].id, "w1", T0 + 60, dead, T0 + 20)
+        .await
+        .expect("dead");
+    assert_eq!(s.purge_webhooks(T0 + 10, 100).await.expect("purge"), 0);
+    // The delivered one and its event; the dead one is younger than the cut-off.
+    assert_eq!(s.purge_webhooks(T0 + 11, 100).await.expect("purge"), 2);
+    assert_eq!(s.get_delivery(claimed[0].id).await.expect("get"), None);
+    assert!(s.get_delivery(claimed[1].id).await.expect("get").is_some());
+    // Pending deliveries stay whatever their age.
+    assert_eq!(s.purge_webhooks(T0 + 1000, 100).await.expect("purge"), 2);
+    assert_eq!(event_types(s).await, ["AUTH.CREATED"]);
+    let left = s
+        .claim_deliveries("w1", T0 + 1000, T0 + 1060, 10)
+        .await
+        .expect("claim");
+    assert_eq!(left.len(), 1);
+    // Ids are never reused after a purge.
+    s.insert_token(token("t9", TokenKind::Access), event("AUTH.CREATED", T0))
+        .await
+        .expect("insert");
+    let newest = s
+        .list_deliveries(DeliveryFilter {
+            limit: 1,
+            ..DeliveryFilter::default()
+        })
+        .await
+        .expect("list");
+    assert!(newest[0].id > claimed[1].id);
+}
+
+/// Two processes claiming at once never get the same delivery.
+pub(super) async fn concurrent_claims_never_share_a_delivery<B: Backend>() {
+    let db = Db::<B>::new().await;
+    subscribe_all(db.store.as_ref()).await;
+    for i in 0..40 {
+        db.store
+            .insert_token(
+                token(&format!("t{i}"), TokenKind::Access),
+                event("AUTH.CREATED", T0),
+            )
+            .await
+            .expect("insert");
+    }
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = db.other().await;
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim_deliveries(&format!("w{w}"), T0, T0 + 60, 3)
+                    .await
+                    .expect("claim");
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|c| c.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    let unique: std::collections::BTreeSet<i64> = all.iter().copied().collect();
+    assert_eq!(all.len(), 40, "every delivery claimed");
+    assert_eq!(unique.len(), 40, "and none twice");
 }
 
 pub(super) async fn everything_written_is_there_after_a_reopen<B: Backend>() {
     let db = Db::<B>::new().await;
+    subscribe_all(db.store.as_ref()).await;
     let c = client("c1");
     let t = token("t1", TokenKind::Access);
     let k = token("k1", TokenKind::ApiKey);
@@ -1233,7 +1882,12 @@ macro_rules! contract_suite {
             an_expired_done_record_no_longer_answers,
             release_frees_an_in_flight_key_but_never_a_done_one,
             sweep_deletes_expired_records_in_bounded_batches,
-            outbox_events_are_delivered_retried_and_purged,
+            events_fan_out_to_the_subscriptions_that_want_them,
+            deliveries_are_leased_retried_declared_dead_and_replayed,
+            a_lapsed_lease_is_claimed_again_and_fences_its_first_holder,
+            gone_disables_the_subscription_and_its_deliveries_wait,
+            subscriptions_round_trip_and_are_limited_per_account,
+            finished_deliveries_and_their_events_are_purged,
             everything_written_is_there_after_a_reopen,
             a_reservation_made_before_a_restart_completes_after_it,
             the_change_feed_sees_token_and_client_changes_from_another_process,
@@ -1243,6 +1897,7 @@ macro_rules! contract_suite {
             @each $backend, #[tokio::test(flavor = "multi_thread", worker_threads = 4)];
             concurrent_reservations_of_one_key_give_exactly_one_reserved,
             group_committed_reservations_are_each_atomic_and_durable,
+            concurrent_claims_never_share_a_delivery,
         );
     };
     (@each $backend:ty, #[$attr:meta]; $($test:ident,)*) => {

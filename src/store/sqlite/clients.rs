@@ -4,8 +4,9 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, Transaction, params};
 
 use super::SqliteStore;
+use super::outbox::insert_event;
 use super::rows::{db, execute, json_list, malformed, to_json};
-use crate::store::{ClientRecord, ClientSource, SecretHash, SigningKey, StoreError};
+use crate::store::{ClientRecord, ClientSource, NewEvent, SecretHash, SigningKey, StoreError};
 
 /// Reads clients (one, or all when `id` is `None`) with their secrets and keys, in one read
 /// transaction so the three queries see the same snapshot.
@@ -225,6 +226,7 @@ impl SqliteStore {
         secret: SecretHash,
         old_secrets_expire_at: Option<i64>,
         now: i64,
+        event: Option<NewEvent>,
     ) -> Result<bool, StoreError> {
         const OP: &str = "add_client_secret";
         let id = id.to_owned();
@@ -256,6 +258,7 @@ impl SqliteStore {
                 params![id, now],
             )?;
             insert_secret(tx, OP, &id, &secret)?;
+            insert_event(tx, OP, event)?;
             Ok(true)
         })
         .await

@@ -1,54 +1,518 @@
-//! The webhook outbox: events written in the same transaction as the change they report.
+//! Webhooks: subscriptions, and the outbox. An event is written in the transaction of the
+//! change it reports and fanned out there into one delivery per subscription that wants it;
+//! deliveries are claimed under a lease, their attempts recorded fenced by it.
 
-use rusqlite::{Transaction, params};
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::SqliteStore;
-use super::rows::{db, execute};
-use crate::store::{NewEvent, StoreError, WebhookEvent};
+use super::rows::{db, execute, json_list, malformed, to_json};
+use crate::store::{
+    AttemptOutcome, ClaimedDelivery, ClientSource, Delivery, DeliveryFilter, DeliveryState,
+    NewEvent, StoreError, WebhookEvent, WebhookSubscription,
+};
 
+/// The subscriptions an event of type `?2` (domain wildcard `?3`) for account `?1` goes to.
+macro_rules! wanting {
+    () => {
+        "s.enabled = 1 AND (s.account IS NULL OR s.account = ?1) \
+         AND EXISTS (SELECT 1 FROM json_each(s.events) AS p WHERE p.value IN (?2, ?3, '*'))"
+    };
+}
+
+/// Writes `event` and its deliveries, if any subscription wants it.
 pub(super) fn insert_event(
     tx: &Transaction<'_>,
     op: &'static str,
     event: Option<NewEvent>,
 ) -> Result<(), StoreError> {
-    let Some(event) = event else {
+    let Some(e) = event else {
         return Ok(());
     };
-    tx.prepare_cached(
-        "INSERT INTO webhook_outbox (event_type, payload, created_at, next_attempt_at) \
-         VALUES (?1, ?2, ?3, ?3)",
-    )
-    .and_then(|mut stmt| stmt.execute(params![event.event_type, event.payload, event.created_at]))
+    // `AUTH.*` for `AUTH.CREATED`.
+    let domain = e
+        .event_type
+        .split_once('.')
+        .map_or(e.event_type.as_str(), |(d, _)| d);
+    let domain = format!("{domain}.*");
+    let kept = tx
+        .prepare_cached(concat!(
+            "INSERT INTO webhook_events (id, event_type, account, payload, created_at) \
+             SELECT ?4, ?2, ?1, ?5, ?6 WHERE EXISTS \
+             (SELECT 1 FROM webhook_subscriptions s WHERE ",
+            wanting!(),
+            ")"
+        ))
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                e.account,
+                e.event_type,
+                domain,
+                e.id,
+                e.payload,
+                e.created_at
+            ])
+        })
+        .map_err(db(op))?;
+    if kept == 0 {
+        return Ok(());
+    }
+    let seq = tx.last_insert_rowid();
+    tx.prepare_cached(concat!(
+        "INSERT INTO webhook_deliveries (event_seq, subscription_id, state, next_attempt_at) \
+         SELECT ?4, s.id, 'pending', ?5 FROM webhook_subscriptions s WHERE ",
+        wanting!()
+    ))
+    .and_then(|mut stmt| stmt.execute(params![e.account, e.event_type, domain, seq, e.created_at]))
+    .map_err(db(op))?;
+    Ok(())
+}
+
+/// Writes each of `events` ([`insert_event`]).
+pub(super) fn insert_events(
+    tx: &Transaction<'_>,
+    op: &'static str,
+    events: Vec<NewEvent>,
+) -> Result<(), StoreError> {
+    for e in events {
+        insert_event(tx, op, Some(e))?;
+    }
+    Ok(())
+}
+
+macro_rules! subscription_columns {
+    () => {
+        "id, account, url, events, description, secrets, enabled, disabled_reason, source, \
+         created_at, updated_at"
+    };
+}
+
+fn subscription_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookSubscription> {
+    let source: String = row.get(8)?;
+    Ok(WebhookSubscription {
+        id: row.get(0)?,
+        account: row.get(1)?,
+        url: row.get(2)?,
+        events: json_list(row, 3)?,
+        description: row.get(4)?,
+        sealed_secrets: row.get(5)?,
+        enabled: row.get(6)?,
+        disabled_reason: row.get(7)?,
+        source: ClientSource::parse(&source)
+            .ok_or_else(|| malformed(8, Type::Text, format!("unknown source {source:?}")))?,
+        created_at: row.get(9)?,
+        updated_at: row.get(10)?,
+    })
+}
+
+fn get_subscription_tx(
+    conn: &Connection,
+    op: &'static str,
+    id: &str,
+) -> Result<Option<WebhookSubscription>, StoreError> {
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        subscription_columns!(),
+        " FROM webhook_subscriptions WHERE id = ?1"
+    ))
+    .and_then(|mut stmt| stmt.query_row([id], subscription_from_row).optional())
+    .map_err(db(op))
+}
+
+macro_rules! delivery_columns {
+    () => {
+        "d.id, e.id, e.event_type, e.account, d.subscription_id, d.state, d.attempts, \
+         d.next_attempt_at, d.last_status, d.last_error, e.created_at, d.finished_at \
+         FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq"
+    };
+}
+
+fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+    let state: String = row.get(5)?;
+    Ok(Delivery {
+        id: row.get(0)?,
+        event_id: row.get(1)?,
+        event_type: row.get(2)?,
+        account: row.get(3)?,
+        subscription_id: row.get(4)?,
+        state: DeliveryState::parse(&state)
+            .ok_or_else(|| malformed(5, Type::Text, format!("unknown state {state:?}")))?,
+        attempts: row.get(6)?,
+        next_attempt_at: row.get(7)?,
+        last_status: row.get(8)?,
+        last_error: row.get(9)?,
+        created_at: row.get(10)?,
+        finished_at: row.get(11)?,
+    })
+}
+
+fn insert_subscription_tx(
+    tx: &Transaction<'_>,
+    op: &'static str,
+    s: &WebhookSubscription,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(concat!(
+        "INSERT INTO webhook_subscriptions (",
+        subscription_columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            s.id,
+            s.account,
+            s.url,
+            to_json(&s.events),
+            s.description,
+            s.sealed_secrets,
+            s.enabled,
+            s.disabled_reason,
+            s.source.as_str(),
+            s.created_at,
+            s.updated_at,
+        ])
+    })
     .map_err(db(op))?;
     Ok(())
 }
 
 impl SqliteStore {
-    pub(super) async fn pending_events(
+    pub(super) async fn insert_subscription(
         &self,
-        now: i64,
-        limit: u32,
-    ) -> Result<Vec<WebhookEvent>, StoreError> {
-        const OP: &str = "pending_events";
+        s: WebhookSubscription,
+        max_per_account: u32,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "insert_subscription";
+        self.write(OP, move |tx| {
+            let count: i64 = tx
+                .prepare_cached("SELECT count(*) FROM webhook_subscriptions WHERE account IS ?1")
+                .and_then(|mut stmt| stmt.query_row([&s.account], |row| row.get(0)))
+                .map_err(db(OP))?;
+            if count >= i64::from(max_per_account) {
+                return Ok(false);
+            }
+            insert_subscription_tx(tx, OP, &s)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    pub(super) async fn put_config_subscription(
+        &self,
+        s: WebhookSubscription,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "put_config_subscription";
+        self.write(OP, move |tx| {
+            match get_subscription_tx(tx, OP, &s.id)? {
+                None => insert_subscription_tx(tx, OP, &s)?,
+                Some(old) if old.source != ClientSource::Config => return Ok(false),
+                Some(_) => {
+                    execute(
+                        tx,
+                        OP,
+                        "UPDATE webhook_subscriptions SET account = ?2, url = ?3, events = ?4, \
+                         description = ?5, secrets = ?6, enabled = ?7, disabled_reason = ?8, \
+                         updated_at = ?9 WHERE id = ?1",
+                        params![
+                            s.id,
+                            s.account,
+                            s.url,
+                            to_json(&s.events),
+                            s.description,
+                            s.sealed_secrets,
+                            s.enabled,
+                            s.disabled_reason,
+                            s.updated_at
+                        ],
+                    )?;
+                }
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    pub(super) async fn get_subscription(
+        &self,
+        id: &str,
+    ) -> Result<Option<WebhookSubscription>, StoreError> {
+        const OP: &str = "get_subscription";
+        let id = id.to_owned();
+        self.read(OP, move |conn| get_subscription_tx(conn, OP, &id))
+            .await
+    }
+
+    pub(super) async fn list_subscriptions(
+        &self,
+        account: Option<&str>,
+    ) -> Result<Vec<WebhookSubscription>, StoreError> {
+        const OP: &str = "list_subscriptions";
+        let account = account.map(str::to_owned);
         self.read(OP, move |conn| {
-            conn.prepare_cached(
-                "SELECT id, event_type, payload, created_at, delivered_at, attempts, \
-                 next_attempt_at FROM webhook_outbox \
-                 WHERE delivered_at IS NULL AND next_attempt_at <= ?1 \
-                 ORDER BY next_attempt_at, id LIMIT ?2",
-            )
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                subscription_columns!(),
+                " FROM webhook_subscriptions WHERE ?1 IS NULL OR account = ?1 \
+                 ORDER BY created_at, id"
+            ))
             .and_then(|mut stmt| {
-                stmt.query_map(params![now, limit], |row| {
-                    Ok(WebhookEvent {
-                        id: row.get(0)?,
-                        event_type: row.get(1)?,
-                        payload: row.get(2)?,
-                        created_at: row.get(3)?,
-                        delivered_at: row.get(4)?,
-                        attempts: row.get(5)?,
-                        next_attempt_at: row.get(6)?,
+                stmt.query_map([&account], subscription_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(db(OP))
+        })
+        .await
+    }
+
+    pub(super) async fn set_subscription_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        reason: Option<String>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "set_subscription_enabled";
+        let id = id.to_owned();
+        let reason = if enabled { None } else { reason };
+        self.write(OP, move |tx| {
+            let n = execute(
+                tx,
+                OP,
+                "UPDATE webhook_subscriptions SET enabled = ?2, disabled_reason = ?3, \
+                 updated_at = ?4 WHERE id = ?1",
+                params![id, enabled, reason, now],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    pub(super) async fn set_subscription_secrets(
+        &self,
+        id: &str,
+        sealed: Vec<u8>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "set_subscription_secrets";
+        let id = id.to_owned();
+        self.write(OP, move |tx| {
+            let n = execute(
+                tx,
+                OP,
+                "UPDATE webhook_subscriptions SET secrets = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, sealed, now],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    pub(super) async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+        const OP: &str = "delete_subscription";
+        let id = id.to_owned();
+        self.write(OP, move |tx| {
+            // The deliveries go with it (ON DELETE CASCADE); their events are purged later.
+            let n = execute(
+                tx,
+                OP,
+                "DELETE FROM webhook_subscriptions WHERE id = ?1",
+                [&id],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    pub(super) async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        const OP: &str = "claim_deliveries";
+        let owner = owner.to_owned();
+        self.write(OP, move |tx| {
+            // Under the write lock: no other process claims between the choice and the update.
+            let claimed: Vec<(i64, u32, i64, String)> = tx
+                .prepare_cached(
+                    "UPDATE webhook_deliveries \
+                     SET lease_owner = ?1, lease_until = ?3, attempts = attempts + 1 \
+                     WHERE id IN (SELECT d.id FROM webhook_deliveries d \
+                       JOIN webhook_subscriptions s ON s.id = d.subscription_id \
+                       WHERE d.state = 'pending' AND d.next_attempt_at <= ?2 \
+                       AND d.lease_until <= ?2 AND s.enabled = 1 \
+                       ORDER BY d.next_attempt_at, d.id LIMIT ?4) \
+                     RETURNING id, attempts, event_seq, subscription_id",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![owner, now, lease_until, limit], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(db(OP))?;
+            let mut out = Vec::with_capacity(claimed.len());
+            for (id, attempt, seq, subscription) in claimed {
+                let event = tx
+                    .prepare_cached(
+                        "SELECT id, event_type, account, payload, created_at \
+                         FROM webhook_events WHERE seq = ?1",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_row([seq], |row| {
+                            Ok(WebhookEvent {
+                                id: row.get(0)?,
+                                event_type: row.get(1)?,
+                                account: row.get(2)?,
+                                payload: row.get(3)?,
+                                created_at: row.get(4)?,
+                            })
+                        })
                     })
-                })?
+                    .map_err(db(OP))?;
+                let subscription =
+                    get_subscription_tx(tx, OP, &subscription)?.ok_or_else(|| {
+                        StoreError::Corrupt {
+                            op: OP,
+                            detail: format!("delivery {id} names no subscription"),
+                        }
+                    })?;
+                out.push(ClaimedDelivery {
+                    id,
+                    attempt,
+                    lease_until,
+                    event,
+                    subscription,
+                });
+            }
+            // Oldest due first, as chosen (RETURNING gives no order).
+            out.sort_by_key(|c| c.id);
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn finish_attempt(
+        &self,
+        id: i64,
+        owner: &str,
+        lease_until: i64,
+        outcome: AttemptOutcome,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "finish_attempt";
+        let owner = owner.to_owned();
+        self.write(OP, move |tx| {
+            let (state, next, finished, status, error, disable) = match outcome {
+                AttemptOutcome::Delivered { status } => (
+                    DeliveryState::Delivered,
+                    None,
+                    Some(now),
+                    Some(status),
+                    None,
+                    None,
+                ),
+                AttemptOutcome::Failed {
+                    status,
+                    error,
+                    retry_at: Some(at),
+                    disable_subscription,
+                } => (
+                    DeliveryState::Pending,
+                    Some(at),
+                    None,
+                    status,
+                    Some(error),
+                    disable_subscription,
+                ),
+                AttemptOutcome::Failed {
+                    status,
+                    error,
+                    retry_at: None,
+                    disable_subscription,
+                } => (
+                    DeliveryState::Dead,
+                    None,
+                    Some(now),
+                    status,
+                    Some(error),
+                    disable_subscription,
+                ),
+            };
+            let subscription: Option<String> = tx
+                .prepare_cached(
+                    "UPDATE webhook_deliveries SET state = ?4, \
+                     next_attempt_at = coalesce(?5, next_attempt_at), finished_at = ?6, \
+                     last_status = ?7, last_error = ?8, lease_owner = NULL, lease_until = 0 \
+                     WHERE id = ?1 AND lease_owner = ?2 AND lease_until = ?3 \
+                     AND state = 'pending' RETURNING subscription_id",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        params![
+                            id,
+                            owner,
+                            lease_until,
+                            state.as_str(),
+                            next,
+                            finished,
+                            status,
+                            error
+                        ],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                })
+                .map_err(db(OP))?;
+            let Some(subscription) = subscription else {
+                return Ok(false);
+            };
+            if let Some(reason) = disable {
+                execute(
+                    tx,
+                    OP,
+                    "UPDATE webhook_subscriptions SET enabled = 0, disabled_reason = ?2, \
+                     updated_at = ?3 WHERE id = ?1",
+                    params![subscription, reason, now],
+                )?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    pub(super) async fn get_delivery(&self, id: i64) -> Result<Option<Delivery>, StoreError> {
+        const OP: &str = "get_delivery";
+        self.read(OP, move |conn| {
+            conn.prepare_cached(concat!("SELECT ", delivery_columns!(), " WHERE d.id = ?1"))
+                .and_then(|mut stmt| stmt.query_row([id], delivery_from_row).optional())
+                .map_err(db(OP))
+        })
+        .await
+    }
+
+    pub(super) async fn list_deliveries(
+        &self,
+        filter: DeliveryFilter,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        const OP: &str = "list_deliveries";
+        self.read(OP, move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                delivery_columns!(),
+                " WHERE (?1 IS NULL OR d.subscription_id = ?1) AND (?2 IS NULL OR d.state = ?2) \
+                 AND (?3 IS NULL OR d.id < ?3) ORDER BY d.id DESC LIMIT ?4"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_map(
+                    params![
+                        filter.subscription,
+                        filter.state.map(DeliveryState::as_str),
+                        filter.before,
+                        filter.limit
+                    ],
+                    delivery_from_row,
+                )?
                 .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(db(OP))
@@ -56,14 +520,15 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn mark_event_delivered(&self, id: i64, now: i64) -> Result<bool, StoreError> {
-        const OP: &str = "mark_event_delivered";
+    pub(super) async fn replay_delivery(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        const OP: &str = "replay_delivery";
         self.write(OP, move |tx| {
             let n = execute(
                 tx,
                 OP,
-                "UPDATE webhook_outbox SET delivered_at = ?2, attempts = attempts + 1 \
-                 WHERE id = ?1 AND delivered_at IS NULL",
+                "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, \
+                 next_attempt_at = ?2, finished_at = NULL, lease_owner = NULL, lease_until = 0 \
+                 WHERE id = ?1 AND (state != 'pending' OR lease_until <= ?2)",
                 params![id, now],
             )?;
             Ok(n > 0)
@@ -71,40 +536,47 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn mark_event_failed(
+    pub(super) async fn replay_dead_deliveries(
         &self,
-        id: i64,
-        next_attempt_at: i64,
-    ) -> Result<bool, StoreError> {
-        const OP: &str = "mark_event_failed";
-        self.write(OP, move |tx| {
-            let n = execute(
-                tx,
-                OP,
-                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?2 \
-                 WHERE id = ?1 AND delivered_at IS NULL",
-                params![id, next_attempt_at],
-            )?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    pub(super) async fn purge_delivered_events(
-        &self,
-        before: i64,
-        limit: u32,
+        since: i64,
+        subscription: Option<&str>,
+        now: i64,
     ) -> Result<u64, StoreError> {
-        const OP: &str = "purge_delivered_events";
+        const OP: &str = "replay_dead_deliveries";
+        let subscription = subscription.map(str::to_owned);
         self.write(OP, move |tx| {
             execute(
                 tx,
                 OP,
-                "DELETE FROM webhook_outbox WHERE id IN \
-                 (SELECT id FROM webhook_outbox \
-                  WHERE delivered_at IS NOT NULL AND delivered_at < ?1 LIMIT ?2)",
-                params![before, limit],
+                "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, \
+                 next_attempt_at = ?3, finished_at = NULL, lease_owner = NULL, lease_until = 0 \
+                 WHERE state = 'dead' AND finished_at >= ?1 \
+                 AND (?2 IS NULL OR subscription_id = ?2)",
+                params![since, subscription, now],
             )
+        })
+        .await
+    }
+
+    pub(super) async fn purge_webhooks(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        const OP: &str = "purge_webhooks";
+        self.write(OP, move |tx| {
+            let deliveries = execute(
+                tx,
+                OP,
+                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
+                 WHERE state != 'pending' AND finished_at < ?1 LIMIT ?2)",
+                params![before, limit],
+            )?;
+            let events = execute(
+                tx,
+                OP,
+                "DELETE FROM webhook_events WHERE seq IN (SELECT e.seq FROM webhook_events e \
+                 WHERE e.created_at < ?1 AND NOT EXISTS \
+                 (SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = e.seq) LIMIT ?2)",
+                params![before, limit],
+            )?;
+            Ok(deliveries + events)
         })
         .await
     }

@@ -199,6 +199,64 @@ pub(super) const MIGRATIONS: &[&str] = &[
                 VALUES (OLD.id, OLD.client_id, OLD.idem_key);
         END;
     "#,
+    // 5: webhooks. Subscriptions, and the outbox as events plus one delivery per (event,
+    // subscription), fanned out in the transaction that writes the event. An event has a
+    // unique text id (its `webhook-id`) and the account it concerns; `seq` orders events and is
+    // never reused. `webhook_outbox` (one delivery state per event, never written by a
+    // release) gives its rows over as events of no account.
+    r#"
+    CREATE TABLE webhook_events (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT NOT NULL UNIQUE,
+        event_type TEXT NOT NULL,
+        account    TEXT NOT NULL,
+        payload    TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX webhook_events_by_time ON webhook_events (created_at);
+    INSERT INTO webhook_events (id, event_type, account, payload, created_at)
+        SELECT 'evt_' || lower(hex(randomblob(16))), event_type, '', payload, created_at
+        FROM webhook_outbox ORDER BY id;
+    DROP TABLE webhook_outbox;
+    -- account NULL: an operator subscription (config file), for every account's events.
+    -- events: a JSON list of patterns. secrets: sealed by Warden, opaque here.
+    CREATE TABLE webhook_subscriptions (
+        id              TEXT PRIMARY KEY NOT NULL,
+        account         TEXT,
+        url             TEXT NOT NULL,
+        events          TEXT NOT NULL,
+        description     TEXT,
+        secrets         BLOB NOT NULL,
+        enabled         INTEGER NOT NULL,
+        disabled_reason TEXT,
+        source          TEXT NOT NULL CHECK (source IN ('config', 'managed')),
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX webhook_subscriptions_by_account ON webhook_subscriptions (account);
+    -- lease_until 0: no lease. attempts counts claims, so an attempt a crash cut short counts.
+    CREATE TABLE webhook_deliveries (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_seq       INTEGER NOT NULL REFERENCES webhook_events (seq) ON DELETE CASCADE,
+        subscription_id TEXT NOT NULL
+            REFERENCES webhook_subscriptions (id) ON DELETE CASCADE,
+        state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        lease_owner     TEXT,
+        lease_until     INTEGER NOT NULL DEFAULT 0,
+        last_status     INTEGER,
+        last_error      TEXT,
+        finished_at     INTEGER,
+        UNIQUE (event_seq, subscription_id)
+    ) STRICT;
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+        WHERE state = 'pending';
+    CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at)
+        WHERE state != 'pending';
+    CREATE INDEX webhook_deliveries_by_subscription
+        ON webhook_deliveries (subscription_id, state);
+    "#,
 ];
 
 /// Distinct statements a connection keeps prepared (rusqlite's default of 16 is too few).

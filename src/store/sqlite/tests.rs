@@ -229,8 +229,8 @@ fn reopening_an_existing_file_keeps_its_schema_and_data() {
         let store = SqliteStore::open_blocking(&location, &Default::default()).expect("open");
         lock(&store.inner.writer)
             .execute(
-                "INSERT INTO webhook_outbox (event_type, payload, created_at, next_attempt_at) \
-                 VALUES ('E', '{}', 1, 1)",
+                "INSERT INTO webhook_events (id, event_type, account, payload, created_at) \
+                 VALUES ('evt_1', 'E', 'acme', '{}', 1)",
                 [],
             )
             .expect("insert");
@@ -242,7 +242,7 @@ fn reopening_an_existing_file_keeps_its_schema_and_data() {
         format!("Integer({})", schema_version())
     );
     let count: i64 = conn
-        .query_row("SELECT count(*) FROM webhook_outbox", [], |row| row.get(0))
+        .query_row("SELECT count(*) FROM webhook_events", [], |row| row.get(0))
         .expect("count");
     assert_eq!(count, 1);
 }

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::SqliteStore;
-use super::outbox::insert_event;
+use super::outbox::{insert_event, insert_events};
 use super::rows::{db, execute, to_json, token_columns, token_from_row};
 use crate::store::{Hash, NewEvent, StoreError, TokenKind, TokenRecord};
 
@@ -147,19 +147,30 @@ impl SqliteStore {
         enabled: bool,
         reason: Option<String>,
         now: i64,
+        event: Option<NewEvent>,
     ) -> Result<bool, StoreError> {
         const OP: &str = "set_token_enabled";
         let id = id.to_owned();
         let reason = if enabled { None } else { reason };
         self.write(OP, move |tx| {
-            let n = execute(
+            let was: Option<bool> = tx
+                .prepare_cached("SELECT enabled FROM tokens WHERE id = ?1")
+                .and_then(|mut stmt| stmt.query_row([&id], |row| row.get(0)).optional())
+                .map_err(db(OP))?;
+            let Some(was) = was else {
+                return Ok(false);
+            };
+            execute(
                 tx,
                 OP,
                 "UPDATE tokens SET enabled = ?2, disabled_reason = ?3, updated_at = ?4 \
                  WHERE id = ?1",
                 params![id, enabled, reason, now],
             )?;
-            Ok(n > 0)
+            if was != enabled {
+                insert_event(tx, OP, event)?;
+            }
+            Ok(true)
         })
         .await
     }
@@ -169,17 +180,28 @@ impl SqliteStore {
         id: &str,
         name: String,
         now: i64,
+        event: Option<NewEvent>,
     ) -> Result<bool, StoreError> {
         const OP: &str = "rename_token";
         let id = id.to_owned();
         self.write(OP, move |tx| {
-            let n = execute(
+            let was: Option<Option<String>> = tx
+                .prepare_cached("SELECT name FROM tokens WHERE id = ?1")
+                .and_then(|mut stmt| stmt.query_row([&id], |row| row.get(0)).optional())
+                .map_err(db(OP))?;
+            let Some(was) = was else {
+                return Ok(false);
+            };
+            execute(
                 tx,
                 OP,
                 "UPDATE tokens SET name = ?2, updated_at = ?3 WHERE id = ?1",
                 params![id, name, now],
             )?;
-            Ok(n > 0)
+            if was.as_deref() != Some(name.as_str()) {
+                insert_event(tx, OP, event)?;
+            }
+            Ok(true)
         })
         .await
     }
@@ -206,7 +228,7 @@ impl SqliteStore {
         old_id: &str,
         new: TokenRecord,
         now: i64,
-        event: Option<NewEvent>,
+        events: Vec<NewEvent>,
     ) -> Result<bool, StoreError> {
         const OP: &str = "replace_api_key";
         let old_id = old_id.to_owned();
@@ -223,7 +245,7 @@ impl SqliteStore {
             }
             // A conflict here returns before the commit, so the revocation rolls back with it.
             insert_token_tx(tx, OP, &new)?;
-            insert_event(tx, OP, event)?;
+            insert_events(tx, OP, events)?;
             Ok(true)
         })
         .await
