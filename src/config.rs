@@ -55,6 +55,8 @@ pub struct RawConfig {
     pub router: RawRouter,
     pub routes: Vec<RawRoute>,
     pub clients: Vec<RawClient>,
+    pub webhook_delivery: crate::webhooks::config::RawWebhookDelivery,
+    pub webhooks: Vec<crate::webhooks::config::RawWebhook>,
 }
 
 /// `[router]`: how request paths are compared with route patterns.
@@ -463,6 +465,8 @@ pub struct RawEndpoints {
     pub oauth_introspect: String,
     /// Token management; must hold one `{account}` segment; "" turns it off.
     pub tokens: String,
+    /// Webhook subscriptions of an account; one `{account}` segment; "" turns it off.
+    pub webhooks: String,
 }
 
 impl Default for RawEndpoints {
@@ -476,6 +480,7 @@ impl Default for RawEndpoints {
             oauth_revoke: "/v1/oauth/revoke".into(),
             oauth_introspect: "/v1/oauth/introspect".into(),
             tokens: "/ws/accounts/{account}/credentials/tokens".into(),
+            webhooks: "/ws/accounts/{account}/webhooks".into(),
         }
     }
 }
@@ -522,6 +527,8 @@ pub struct Settings {
     pub clients: Vec<ClientSettings>,
     pub router: RawRouter,
     pub routes: Vec<Route>,
+    /// `[webhook_delivery]` and `[[webhooks]]`.
+    pub webhooks: crate::webhooks::config::WebhookSettings,
 }
 
 /// `[idempotency]`, validated.
@@ -709,6 +716,8 @@ pub struct EndpointSettings {
     pub oauth_introspect: String,
     /// `endpoints.tokens`, default `/ws/accounts/{account}/credentials/tokens`; `None`: off.
     pub tokens: Option<crate::issuer::tokens_api::TokensBase>,
+    /// `endpoints.webhooks`, default `/ws/accounts/{account}/webhooks`; `None`: off.
+    pub webhooks: Option<crate::issuer::tokens_api::TokensBase>,
 }
 
 impl Settings {
@@ -986,6 +995,19 @@ impl Settings {
                             .map_err(|detail| invalid("endpoints.tokens", detail))?,
                     ),
                 },
+                webhooks: match e.webhooks.as_str() {
+                    "" => None,
+                    base if base == e.tokens => {
+                        return Err(invalid(
+                            "endpoints.webhooks",
+                            "must differ from endpoints.tokens",
+                        ));
+                    }
+                    base => Some(
+                        crate::issuer::tokens_api::TokensBase::parse(base)
+                            .map_err(|detail| invalid("endpoints.webhooks", detail))?,
+                    ),
+                },
             },
             store: validate_store(&raw.store)?,
             tokens: validate_tokens(&raw.tokens)?,
@@ -995,6 +1017,7 @@ impl Settings {
             clients: validate_clients(&raw.clients)?,
             router: raw.router.clone(),
             routes,
+            webhooks: crate::webhooks::config::validate(&raw.webhook_delivery, &raw.webhooks)?,
         })
     }
 }

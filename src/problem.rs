@@ -73,6 +73,11 @@ pub enum Problem {
         refusal: TokenRefusal,
         detail: String,
     },
+    /// A webhook-subscription request the caller can fix.
+    Webhook {
+        refusal: WebhookRefusal,
+        detail: String,
+    },
     /// The store did not answer; nothing was decided.
     StoreUnavailable,
     /// A bounded resource shared by all requests is in use (the bytes keyed bodies may hold
@@ -123,6 +128,23 @@ pub enum TokenRefusal {
     NameTooLong,
     /// Scopes or an audience the caller does not hold itself (403 `scope_not_held`).
     ScopeNotHeld,
+}
+
+/// Why a webhook-subscription request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookRefusal {
+    /// A `{webhookId}` that is not a subscription id (400 `malformed_webhook_id`).
+    MalformedId,
+    /// A body that is not the JSON object expected (400 `invalid_json`).
+    InvalidJson,
+    /// A field whose value is not acceptable (400 `invalid_field`).
+    InvalidField,
+    /// A URL that leads where deliveries may not go: not https, or to a loopback, private,
+    /// link-local or metadata address (422 `webhook_url_refused`).
+    UrlRefused,
+    /// The account holds `webhook_delivery.max_subscriptions_per_account` (409
+    /// `webhook_limit_reached`).
+    LimitReached,
 }
 
 /// Why a request signature was refused.
@@ -345,6 +367,32 @@ impl Problem {
                     TokenRefusal::ScopeNotHeld => {
                         (StatusCode::FORBIDDEN, "scope_not_held", "Scope not held")
                     }
+                };
+                (status, code, title, detail.clone())
+            }
+            Problem::Webhook { refusal, detail } => {
+                let (status, code, title) = match refusal {
+                    WebhookRefusal::MalformedId => (
+                        StatusCode::BAD_REQUEST,
+                        "malformed_webhook_id",
+                        "Malformed subscription id",
+                    ),
+                    WebhookRefusal::InvalidJson => {
+                        (StatusCode::BAD_REQUEST, "invalid_json", "Invalid JSON body")
+                    }
+                    WebhookRefusal::InvalidField => {
+                        (StatusCode::BAD_REQUEST, "invalid_field", "Invalid field")
+                    }
+                    WebhookRefusal::UrlRefused => (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "webhook_url_refused",
+                        "Webhook URL refused",
+                    ),
+                    WebhookRefusal::LimitReached => (
+                        StatusCode::CONFLICT,
+                        "webhook_limit_reached",
+                        "Too many subscriptions",
+                    ),
                 };
                 (status, code, title, detail.clone())
             }

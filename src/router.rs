@@ -487,6 +487,8 @@ pub enum Target<'a> {
     OAuthIntrospect,
     /// Anything under `endpoints.tokens` (token management).
     Tokens,
+    /// Anything under `endpoints.webhooks` (an account's webhook subscriptions).
+    Webhooks,
     Proxy(&'a Route),
     /// The path matched routes, but none for this method; carries the `Allow` value.
     MethodNotAllowed(String),
@@ -505,6 +507,9 @@ pub struct Router {
     tokens: Option<crate::issuer::tokens_api::TokensBase>,
     /// The token API's paths as a pattern (`{base}/**`), compared as routes are.
     tokens_space: Option<PathPattern>,
+    webhooks: Option<crate::issuer::tokens_api::TokensBase>,
+    /// The webhooks API's paths as a pattern (`{base}/**`).
+    webhooks_space: Option<PathPattern>,
     routes: Vec<Route>,
     /// `router.case_insensitive`: own endpoints are recognised in any ASCII case too.
     case_insensitive: bool,
@@ -524,6 +529,11 @@ impl Router {
                 .as_ref()
                 .and_then(|t| PathPattern::parse(&format!("{}/**", t.pattern())).ok()),
             tokens: endpoints.tokens.clone(),
+            webhooks_space: endpoints
+                .webhooks
+                .as_ref()
+                .and_then(|t| PathPattern::parse(&format!("{}/**", t.pattern())).ok()),
+            webhooks: endpoints.webhooks.clone(),
             routes,
             case_insensitive: false,
         }
@@ -534,6 +544,7 @@ impl Router {
     pub fn case_insensitive(mut self, yes: bool) -> Self {
         self.case_insensitive = yes;
         self.tokens_space = self.tokens_space.map(|p| p.case_insensitive(yes));
+        self.webhooks_space = self.webhooks_space.map(|p| p.case_insensitive(yes));
         self
     }
 
@@ -580,6 +591,14 @@ impl Router {
             || self.tokens_space.as_ref().is_some_and(|p| p.matches(path))
         {
             return Target::Tokens;
+        }
+        if self.webhooks.as_ref().is_some_and(|t| t.claims(path))
+            || self
+                .webhooks_space
+                .as_ref()
+                .is_some_and(|p| p.matches(path))
+        {
+            return Target::Webhooks;
         }
         let mut allow: Vec<&Method> = Vec::new();
         // Routes whose path matched but whose methods did not.

@@ -70,6 +70,11 @@ async fn sweep_forever(warden: Arc<Warden>) {
             Ok(swept) => tracing::debug!(swept, "expired idempotency records deleted"),
             Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
         }
+        match warden.webhooks().sweep().await {
+            Ok(0) => {}
+            Ok(swept) => tracing::debug!(swept, "old webhook deliveries and events deleted"),
+            Err(e) => tracing::warn!(error = %e, "webhook sweep failed"),
+        }
     }
 }
 
@@ -100,6 +105,13 @@ pub async fn run(listener: TcpListener, warden: Arc<Warden>, shutdown: impl Futu
         .keep_alive_timeout(settings.http2_keep_alive_timeout);
     let builder = Arc::new(builder);
     let sweeper = tokio::spawn(sweep_forever(warden.clone()));
+    let deliveries = match warden.webhooks().start(settings.shutdown_grace) {
+        Ok(running) => Some(running),
+        Err(e) => {
+            tracing::error!(error = %e, "webhook deliveries cannot start");
+            None
+        }
+    };
     tokio::pin!(shutdown);
 
     loop {
@@ -209,12 +221,22 @@ pub async fn run(listener: TcpListener, warden: Arc<Warden>, shutdown: impl Futu
         "shutting down: draining connections"
     );
     let _ = stop.send(());
-    tokio::select! {
-        () = stop.closed() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(settings.shutdown_grace) => {
-            tracing::warn!("grace period over with connections still open");
+    let drained = async {
+        tokio::select! {
+            () = stop.closed() => tracing::info!("all connections closed"),
+            () = tokio::time::sleep(settings.shutdown_grace) => {
+                tracing::warn!("grace period over with connections still open");
+            }
         }
-    }
+    };
+    // Webhook attempts in flight finish within the same grace; any cut short goes out again
+    // (from this process's next start, or another's) once its lease ends.
+    let delivered = async {
+        if let Some(d) = deliveries {
+            d.stop().await;
+        }
+    };
+    tokio::join!(drained, delivered);
 }
 
 /// Drives `conn` to its end. It is shut down gracefully (`shut`: in-flight requests finish,

@@ -24,6 +24,7 @@ use crate::issuer::{Issuer, auth, oauth, tokens_api};
 use crate::problem::{OAuthError, Problem};
 use crate::router::{AuthMode, NormalPath, Route, Router, SignatureMode, Target, normalize_path};
 use crate::store::{self, StoreError, StoreOptions};
+use crate::webhooks::Webhooks;
 use http_body::Body as _;
 
 /// Opens the store named by `store.url`.
@@ -54,6 +55,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("store.seal_key_file: {0}")]
     SealKey(String),
+    #[error("webhooks: {0}")]
+    Webhooks(String),
 }
 
 /// Everything a request needs, built once at start-up and shared by all connections.
@@ -68,6 +71,7 @@ pub struct Warden {
     allowlist: Allowlist,
     signatures: SignatureGate,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    webhooks: Webhooks,
 }
 
 impl Warden {
@@ -110,6 +114,14 @@ impl Warden {
             timer.clone(),
             seal,
         );
+        let webhooks = Webhooks::new(
+            issuer.store().clone(),
+            issuer.clock().clone(),
+            settings.webhooks.clone(),
+            &secret,
+        )
+        .map_err(StartError::Webhooks)?;
+        webhooks.apply_config(true).await?;
         Ok(Arc::new(Self {
             settings,
             timer,
@@ -120,7 +132,13 @@ impl Warden {
             allowlist,
             signatures,
             tls,
+            webhooks,
         }))
+    }
+
+    /// Webhook subscriptions and their delivery.
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.webhooks
     }
 
     pub fn settings(&self) -> &Settings {
@@ -246,6 +264,18 @@ impl Warden {
                 "tokens",
                 Box::pin(tokens_api::handle(
                     &self.issuer,
+                    &self.signatures,
+                    &self.settings,
+                    req,
+                    origin,
+                    client_ip,
+                )),
+            ),
+            Target::Webhooks => (
+                "webhooks",
+                Box::pin(crate::webhooks::api::handle(
+                    &self.issuer,
+                    &self.webhooks,
                     &self.signatures,
                     &self.settings,
                     req,

@@ -525,7 +525,7 @@ fn store_failed(e: StoreError) -> Problem {
 
 /// Who calls: a valid bearer credential, used from an address it may use, signed as its
 /// client's policy asks. Returns it with the body's digest check, if the body gets one.
-async fn authenticate(
+pub(crate) async fn authenticate(
     issuer: &Issuer,
     signatures: &SignatureGate,
     settings: &Settings,
@@ -686,7 +686,7 @@ async fn serve(
 
 /// Reads a JSON body (at most `tokens.max_request_bytes`) and checks its digest. Without
 /// `required`, an empty body is accepted whatever its media type.
-async fn read_json(
+pub(crate) async fn read_json(
     issuer: &Issuer,
     req: Request<Incoming>,
     digest: Option<crate::digest::DigestVerifier>,

@@ -166,18 +166,38 @@ pub enum Reach {
     Any,
 }
 
-/// The addresses `target` leads to that `reach` allows, resolved now. `Err` says why there is
-/// none: a name that does not resolve, or only to refused addresses (the first named).
-pub async fn addresses(target: &Target, reach: Reach) -> Result<Vec<SocketAddr>, String> {
+/// Why an attempt has no address to go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreachable {
+    /// The name does not resolve (or to nothing).
+    Unresolved(String),
+    /// Every address it resolves to is refused.
+    Refused(String),
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unresolved(why) | Self::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The addresses `target` leads to that `reach` allows, resolved now: the check at every
+/// attempt, whose caller connects to one of these and to nothing else.
+pub async fn addresses(target: &Target, reach: Reach) -> Result<Vec<SocketAddr>, Unreachable> {
     let found: Vec<SocketAddr> = match target.ip {
         Some(ip) => vec![SocketAddr::new(ip, target.port)],
         None => tokio::net::lookup_host((target.host.as_str(), target.port))
             .await
-            .map_err(|e| format!("{} does not resolve: {e}", target.host))?
+            .map_err(|e| Unreachable::Unresolved(format!("{} does not resolve: {e}", target.host)))?
             .collect(),
     };
     if found.is_empty() {
-        return Err(format!("{} resolves to no address", target.host));
+        return Err(Unreachable::Unresolved(format!(
+            "{} resolves to no address",
+            target.host
+        )));
     }
     if reach == Reach::Any {
         return Ok(found);
@@ -194,10 +214,10 @@ pub async fn addresses(target: &Target, reach: Reach) -> Result<Vec<SocketAddr>,
         })
         .collect();
     match (allowed.is_empty(), refused) {
-        (true, Some((ip, why))) => Err(format!(
+        (true, Some((ip, why))) => Err(Unreachable::Refused(format!(
             "{} leads to {ip}, a {why} address: deliveries go to public addresses only",
             target.host
-        )),
+        ))),
         _ => Ok(allowed),
     }
 }
