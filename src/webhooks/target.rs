@@ -232,18 +232,19 @@ pub async fn check_registration(target: &Target, reach: Reach) -> Result<(), Str
         Some(ip) => vec![ip],
         None => tokio::net::lookup_host((target.host.as_str(), target.port))
             .await
-            .map_err(|_| format!("{} does not resolve", target.host))?
+            .map_err(|_| "the URL's host does not resolve".to_owned())?
             .map(|a| a.ip())
             .collect(),
     };
     if found.is_empty() {
-        return Err(format!("{} resolves to no address", target.host));
+        return Err("the URL's host resolves to no address".to_owned());
     }
     for ip in found {
+        // The address itself is not echoed: it would tell a caller what names resolve to
+        // inside Warden's network.
         if let Some(why) = forbidden(ip) {
             return Err(format!(
-                "{} leads to {ip}, a {why} address: deliveries go to public addresses only",
-                target.host
+                "the URL's host leads to a {why} address: deliveries go to public addresses only"
             ));
         }
     }

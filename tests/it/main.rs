@@ -9,3 +9,4 @@ mod lenient;
 mod routing;
 mod signatures;
 mod tokens;
+mod webhooks;
