@@ -643,7 +643,10 @@ async fn remote_caller(
     ip: IpAddr,
 ) -> Result<Arc<Identity>, Problem> {
     let verified = idp.authenticate(token).await.map_err(|f| match f {
-        Failure::Refused(why) => idp.refusal(why),
+        Failure::Refused(why) => {
+            tracing::debug!(reason = why.detail(), "token of another issuer refused");
+            idp.refusal(why)
+        }
         Failure::Unavailable { retry_after } => Problem::IssuerUnavailable { retry_after },
     })?;
     let identity = if verified.mapped {
@@ -664,4 +667,109 @@ async fn remote_caller(
         return Err(Problem::IpNotAllowed);
     }
     Ok(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use settings::{OneOrMany, RawIssuer};
+
+    fn issuer(scope_map: &[(&str, &[&str])]) -> Idp {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let x =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
+        let raw = RawIssuer {
+            name: "corp".into(),
+            issuer: "https://idp.test/".into(),
+            audience: OneOrMany::One("api".into()),
+            keys: format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","x":"{x}"}}]}}"#),
+            clients: [("billing-svc".to_string(), "billing".to_string())].into(),
+            scope_map: scope_map
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            ..RawIssuer::default()
+        };
+        let settings = settings::validate(&[raw]).unwrap();
+        Idp::new(&settings, Clock::default(), "warden").unwrap()
+    }
+
+    fn claims(json: serde_json::Value) -> Claims {
+        Claims(json.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn identities_keep_issuers_clients_and_users_apart() {
+        let idp = issuer(&[]);
+        let r = &idp.issuers[0];
+        let of = |json: serde_json::Value| r.identity(&claims(json), Some(100), "token").unwrap();
+        let (svc, mapped) =
+            of(serde_json::json!({"client_id": "svc", "sub": "svc", "aud": "api", "jti": "j1"}));
+        assert!(!mapped);
+        assert_eq!(svc.client_id, "svc@corp");
+        assert_eq!(svc.token_id, "j1@corp");
+        assert_eq!(crate::gate::idempotency::namespace(&svc), "svc@corp");
+        // One app acting for two users: the same client, apart records.
+        let (alice, _) = of(serde_json::json!({"client_id": "spa", "sub": "alice", "aud": "api"}));
+        let (bob, _) = of(serde_json::json!({"client_id": "spa", "sub": "bob", "aud": "api"}));
+        let (alice2, _) = of(serde_json::json!({"client_id": "spa", "sub": "alice", "aud": "api"}));
+        let ns = crate::gate::idempotency::namespace;
+        assert_eq!(alice.client_id, bob.client_id);
+        assert_ne!(ns(&alice), ns(&bob));
+        assert_eq!(ns(&alice), ns(&alice2));
+        assert!(alice.token_id.starts_with("sha256:"));
+        // Mapped explicitly, and only then, to a Warden client id.
+        let (billing, mapped) = of(serde_json::json!({"client_id": "billing-svc", "aud": "api"}));
+        assert!(mapped);
+        assert_eq!(billing.client_id, "billing");
+        // Client ids Warden's could not hold are refused unmapped.
+        for bad in ["a@b", "https://app.example/", "has space", ""] {
+            let c = claims(serde_json::json!({"client_id": bad, "aud": "api"}));
+            assert!(r.identity(&c, None, "t").is_err(), "{bad}");
+        }
+        // Audiences: one of the issuer's required; all kept for routes.
+        let (multi, _) = of(serde_json::json!({"client_id": "svc", "aud": ["x", "api"]}));
+        assert!(multi.has_audience("x") && multi.has_audience("api") && !multi.has_audience("y"));
+        let wrong = claims(serde_json::json!({"client_id": "svc", "aud": ["x"]}));
+        assert_eq!(
+            r.identity(&wrong, None, "t").unwrap_err(),
+            Refusal::WrongAudience
+        );
+    }
+
+    #[test]
+    fn scopes_come_from_scope_or_scp_and_through_the_map_when_there_is_one() {
+        let idp = issuer(&[]);
+        let r = &idp.issuers[0];
+        let scopes =
+            |json: serde_json::Value| r.identity(&claims(json), None, "t").unwrap().0.scopes;
+        let base = |extra: serde_json::Value| {
+            let mut v = serde_json::json!({"client_id": "svc", "aud": "api"});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            v
+        };
+        assert_eq!(
+            scopes(base(serde_json::json!({"scope": "a  b a"}))),
+            ["a", "b"]
+        );
+        assert_eq!(
+            scopes(base(serde_json::json!({"scp": ["c", "d"]}))),
+            ["c", "d"]
+        );
+        // Strings that are no valid scope are dropped, not trusted.
+        assert_eq!(
+            scopes(base(serde_json::json!({"scp": ["ok", "bad\"q"]}))),
+            ["ok"]
+        );
+        let mapped = issuer(&[("orders.read", &["table://orders.*", "read"])]);
+        let r = &mapped.issuers[0];
+        let c = claims(base(serde_json::json!({"scope": "orders.read admin"})));
+        assert_eq!(
+            r.identity(&c, None, "t").unwrap().0.scopes,
+            ["table://orders.*", "read"]
+        );
+    }
 }
