@@ -174,6 +174,8 @@ struct RemoteIssuer {
     s: IssuerSettings,
     keys: Option<Keys>,
     introspector: Option<Arc<Introspector>>,
+    /// The introspection endpoint as text, for cache keys ("" without one).
+    endpoint: String,
     /// Decisions by token key: bounded (`cache_capacity`), never past the token's end.
     decisions: Cache<Hash, Timed>,
 }
@@ -222,6 +224,11 @@ impl Idp {
                     .max_capacity(s.cache_capacity)
                     .expire_after(PerEntry)
                     .build(),
+                endpoint: s
+                    .introspection
+                    .as_ref()
+                    .map(|i| i.endpoint.to_string())
+                    .unwrap_or_default(),
                 s: s.clone(),
                 keys,
                 introspector,
@@ -319,13 +326,9 @@ impl Idp {
 
 impl RemoteIssuer {
     /// The key of `token` in this issuer's cache and in Warden's: its SHA-256 with the issuer's
-    /// name and where its answer comes from, so no two issuers (nor Warden's own tokens) can
-    /// ever share an entry.
-    fn key(&self, token: &str) -> Hash {
-        let source = match &self.s.introspection {
-            Some(i) if self.keys.is_none() => i.endpoint.to_string(),
-            _ => "jwt".to_string(),
-        };
+    /// name and where its answer comes from (`jwt`, or the introspection endpoint), so no two
+    /// issuers or endpoints (nor Warden's own tokens) can ever share an entry.
+    fn key(&self, source: &str, token: &str) -> Hash {
         let mut h = Sha256::new();
         h.update(b"warden-idp\0");
         h.update(self.s.name.as_bytes());
@@ -373,7 +376,7 @@ impl RemoteIssuer {
         jws: Compact<'_>,
         clock: &Clock,
     ) -> Result<Verified, Failure> {
-        let key = self.key(token);
+        let key = self.key("jwt", token);
         if let Some(found) = self.remembered(&key, clock.now()) {
             return found;
         }
@@ -438,7 +441,7 @@ impl RemoteIssuer {
         let Some(cfg) = &self.s.introspection else {
             return Err(Refusal::NoIssuer.into());
         };
-        let key = self.key(token);
+        let key = self.key(&self.endpoint, token);
         if let Some(found) = self.remembered(&key, clock.now()) {
             return found;
         }
