@@ -1,0 +1,917 @@
+//! Property tests over the fuzz entry points, 10,000 cases each (finding 8 of the security
+//! review). Inputs are mostly near-valid: a well-formed field, path or body built from the
+//! grammar, then zero to three edits (a byte or token inserted, a range dropped or repeated
+//! into a long input, a cut); the rest are raw bytes and arbitrary Unicode.
+//!
+//! Cost, measured on the 2-core machine: about 20 s of a debug `cargo test` for all of them
+//! (`cargo test --lib fuzzing::proptests -- --test-threads=2`, see the README's Fuzzing notes).
+
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::select;
+
+use super::*;
+
+/// Every property runs 10,000 cases (the default is 256).
+const CASES: u32 = 10_000;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: CASES,
+        ..ProptestConfig::default()
+    }
+}
+
+// ------------------------------------------------------------------ edits
+
+/// Tokens that tend to matter to the parsers here: delimiters, escapes, encodings of `.` and
+/// `/`, numbers at the edges, non-ASCII.
+const NOISE: &[&str] = &[
+    "\"",
+    "\\",
+    ",",
+    ";",
+    "=",
+    ":",
+    "(",
+    ")",
+    " ",
+    "\t",
+    "%",
+    "%2e",
+    "%2E",
+    "%2f",
+    "%5C",
+    "%00",
+    "%zz",
+    "%C3%A9",
+    "..",
+    ".",
+    "/",
+    "//",
+    "?",
+    "#",
+    "*",
+    "**",
+    "+",
+    "&",
+    "@",
+    "{",
+    "}",
+    "[",
+    "]",
+    "\0",
+    "\x7f",
+    "\u{80}",
+    "é",
+    "\u{202e}",
+    "\u{feff}",
+    "\u{10ffff}",
+    "\r",
+    "\n",
+    "-1",
+    "1.5",
+    "?1",
+    "?0",
+    "9223372036854775808",
+    "999999999999999",
+    "1000000000000000",
+    "null",
+    "true",
+    "[]",
+    "{}",
+    "\\u0000",
+    "\\ud800",
+    "\\u0061",
+    "=:AA==:",
+    "::",
+    "::ffff:",
+    "..;",
+];
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Insert(usize, Vec<u8>),
+    Delete(usize, usize),
+    Replace(usize, u8),
+    /// Repeats a range many times: long inputs.
+    Repeat(usize, usize, usize),
+    Truncate(usize),
+}
+
+fn noise() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => select(NOISE).prop_map(|s| s.as_bytes().to_vec()),
+        1 => any::<u8>().prop_map(|b| vec![b]),
+        1 => any::<char>().prop_map(|c| c.to_string().into_bytes()),
+    ]
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        4 => (any::<usize>(), noise()).prop_map(|(i, b)| Edit::Insert(i, b)),
+        2 => (any::<usize>(), 1..8usize).prop_map(|(i, n)| Edit::Delete(i, n)),
+        2 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Replace(i, b)),
+        1 => (any::<usize>(), 1..24usize, 2..200usize).prop_map(|(i, n, k)| Edit::Repeat(i, n, k)),
+        1 => any::<usize>().prop_map(Edit::Truncate),
+    ]
+}
+
+fn apply(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
+    for e in edits {
+        let at = |i: usize| i % (bytes.len() + 1);
+        match e {
+            Edit::Insert(i, b) => {
+                let i = at(*i);
+                bytes.splice(i..i, b.iter().copied());
+            }
+            Edit::Delete(i, n) => {
+                let i = at(*i);
+                let end = (i + n).min(bytes.len());
+                bytes.drain(i..end);
+            }
+            Edit::Replace(i, b) => {
+                if !bytes.is_empty() {
+                    let i = *i % bytes.len();
+                    bytes[i] = *b;
+                }
+            }
+            Edit::Repeat(i, n, k) => {
+                let i = at(*i);
+                let end = (i + n).min(bytes.len());
+                let part = bytes[i..end].to_vec();
+                for _ in 0..*k {
+                    bytes.splice(end..end, part.iter().copied());
+                }
+            }
+            Edit::Truncate(i) => bytes.truncate(at(*i)),
+        }
+    }
+    bytes
+}
+
+/// Input bytes, shown escaped when a property fails.
+#[derive(Clone)]
+struct Input(Vec<u8>);
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "b\"{}\"", self.0.escape_ascii())
+    }
+}
+
+impl std::ops::Deref for Input {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A valid input with up to three edits: about a quarter stay valid.
+fn near(valid: impl Strategy<Value = String>) -> impl Strategy<Value = Input> {
+    (valid, vec(edit(), 0..4)).prop_map(|(s, edits)| Input(apply(s.into_bytes(), &edits)))
+}
+
+/// Mostly near-valid inputs, some raw bytes, some arbitrary Unicode.
+fn mixed(valid: impl Strategy<Value = String>) -> impl Strategy<Value = Input> {
+    prop_oneof![
+        8 => near(valid),
+        1 => vec(any::<u8>(), 0..256).prop_map(Input),
+        1 => any::<String>().prop_map(|s| Input(s.into_bytes())),
+    ]
+}
+
+/// An sf-string (RFC 9651 §3.3.3) holding `s`'s printable ASCII, escaped.
+fn sf_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars().filter(|c| (' '..='~').contains(c)) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+fn joined(parts: Vec<String>, separator: &str) -> String {
+    parts.join(separator)
+}
+
+// ------------------------------------------------------------------ signatures
+
+const COMPONENTS: &[&str] = &[
+    "\"@method\"",
+    "\"@target-uri\"",
+    "\"@authority\"",
+    "\"@scheme\"",
+    "\"@request-target\"",
+    "\"@path\"",
+    "\"@query\"",
+    "\"@query-param\";name=\"a\"",
+    "\"@query-param\";name=\"name\"",
+    "\"@query-param\";name=\"b\"",
+    "\"@query-param\"",
+    "\"@status\"",
+    "\"@signature-params\"",
+    "\"@method\";sf",
+    "\"content-digest\"",
+    "\"content-digest\";sf",
+    "\"example-dict\";key=\"a\"",
+    "\"example-dict\";key=\"b\"",
+    "\"example-dict\";key=\"c\";sf",
+    "\"example-dict\";sf",
+    "\"example-dict\"",
+    "\"accept-ch\";sf",
+    "\"cache-status\";sf",
+    "\"idempotency-key\";sf",
+    "\"x\";bs",
+    "\"x\";bs;sf",
+    "\"x\";sf",
+    "\"x\";req",
+    "\"x\";tr",
+    "\"x\";sf=?0",
+    "\"x\";key=1",
+    "\"X\"",
+    "\"content-type\"",
+    "\"authorization\"",
+    "\"\"",
+    "\"a b\"",
+    "token",
+    "1",
+];
+
+const SIG_PARAMS: &[&str] = &[
+    ";alg=\"ed25519\"",
+    ";alg=\"rsa-pss-sha512\"",
+    ";created=1.5",
+    ";created",
+    ";created=-1",
+    ";expires=-1",
+    ";x=1",
+    ";keyid=k",
+    ";nonce=:AAAA:",
+    ";created=999999999999999",
+    ";tag=\"\"",
+];
+
+fn sf_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => select(&["sig1", "sig2", "sig-b26", "*", "a.b_c-d"][..]).prop_map(String::from),
+        1 => "[a-z*][a-z0-9_.*-]{0,7}",
+    ]
+}
+
+fn component() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => select(COMPONENTS).prop_map(String::from),
+        1 => r#""@?[a-z-]{0,12}"(;(sf|bs|key="[a-z]{1,3}"|name="[a-zA-Z%0-9]{0,4}"|[a-z]{1,3}))?"#,
+    ]
+}
+
+fn sig_param() -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => (select(&["created", "expires"][..]), 0..4_000_000_000i64)
+            .prop_map(|(n, v)| format!(";{n}={v}")),
+        2 => (select(&["keyid", "nonce", "tag", "alg"][..]), "[ -~]{0,12}")
+            .prop_map(|(n, v)| format!(";{n}={}", sf_string(&v))),
+        1 => select(SIG_PARAMS).prop_map(String::from),
+    ]
+}
+
+/// One `Signature-Input` member and its `Signature` member.
+fn signature_member() -> impl Strategy<Value = (String, String)> {
+    (
+        sf_key(),
+        vec(component(), 0..6),
+        vec(sig_param(), 0..5),
+        vec(any::<u8>(), 0..72),
+        select(&["", " "][..]),
+    )
+        .prop_map(|(label, components, params, bytes, space)| {
+            (
+                format!("{label}=({}){}", components.join(space), params.concat()),
+                format!("{label}=:{}:", STANDARD.encode(bytes)),
+            )
+        })
+}
+
+const TARGETS_: &[&str] = &[
+    "/",
+    "",
+    "/p?a=1&b=%zz&name",
+    "/foo/bar?x=%20y&x=2",
+    "/p?a+b=c%2Bd&%61=1",
+    "*",
+    "http://h.example/p?q",
+    "/é?ü=1",
+    "/p?",
+];
+
+const AUTHORITIES: &[&str] = &["api.example", "API.Example:443", "[::1]:80", "h:", "é", ""];
+
+const HEADER_LINES: &[&str] = &[
+    "example-dict: a=1, b, c=(1 2);x",
+    "example-dict: a=1,    b=2;x=1;y=2, c=(a   b    c), d",
+    "example-dict: bad((",
+    "content-digest: sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",
+    "x: y",
+    "x:  spaced  \t",
+    "x: caf\u{e9}",
+    "content-type: text/plain",
+    "accept-ch: a, b",
+    "cache-status: x;hit",
+    "idempotency-key: \"k-1\"",
+    "idempotency-key: k1",
+    "authorization: Bearer t",
+    "priority: u=1, i",
+];
+
+fn signature_input() -> impl Strategy<Value = String> {
+    (
+        vec(signature_member(), 1..4),
+        select(&[", ", ",", " , ", ",\t"][..]),
+        any::<bool>(),
+        select(TARGETS_),
+        select(AUTHORITIES),
+        vec(select(HEADER_LINES), 0..6),
+    )
+        .prop_map(|(members, sep, reversed, target, authority, headers)| {
+            let (inputs, mut signatures): (Vec<_>, Vec<_>) = members.into_iter().unzip();
+            if reversed {
+                signatures.reverse();
+            }
+            format!(
+                "{}\n{}\n{target}\n{authority}\n{}",
+                inputs.join(sep),
+                signatures.join(sep),
+                headers.join("\n")
+            )
+        })
+}
+
+// ------------------------------------------------------------------ content digest
+
+fn digest_input() -> impl Strategy<Value = String> {
+    let member = (
+        select(
+            &[
+                "sha-256",
+                "sha-512",
+                "md5",
+                "sha",
+                "unixsum",
+                "id-sha-256",
+                "SHA-256",
+            ][..],
+        ),
+        0..5u8,
+        vec(any::<u8>(), 0..70),
+        select(&["", ";a=1", ";q"][..]),
+    );
+    (vec(member, 1..4), "[a-z0-9 {}\"]{0,24}").prop_map(|(members, body)| {
+        let value: Vec<String> = members
+            .into_iter()
+            .map(|(name, kind, bytes, params)| {
+                let value = match (crate::digest::Algorithm::from_name(name), kind) {
+                    // The right digest of the body, so that verification passes.
+                    (Some(a), 0 | 1) => format!(":{}:", STANDARD.encode(a.digest(body.as_bytes()))),
+                    (Some(a), 2) => format!(
+                        ":{}:",
+                        STANDARD.encode(&bytes[..a.output_len().min(bytes.len())])
+                    ),
+                    (_, 3) => "(:AA==:)".to_owned(),
+                    (_, 4) => select_value(&bytes),
+                    _ => format!(":{}:", STANDARD.encode(&bytes)),
+                };
+                format!("{name}={value}{params}")
+            })
+            .collect();
+        format!("{}\n{body}", joined(value, ", "))
+    })
+}
+
+fn select_value(bytes: &[u8]) -> String {
+    match bytes.first().copied().unwrap_or(0) % 4 {
+        0 => "1".to_owned(),
+        1 => "\"text\"".to_owned(),
+        2 => "token".to_owned(),
+        _ => "?1".to_owned(),
+    }
+}
+
+// ------------------------------------------------------------------ paths
+
+const SEGMENTS: &[&str] = &[
+    "a",
+    "b",
+    "v1",
+    "orders",
+    "42",
+    "admin",
+    "public",
+    "files",
+    "x.y",
+    "..",
+    ".",
+    "%2e",
+    "%2E%2e",
+    ".%2e",
+    "%2e.",
+    "...",
+    "..;",
+    ".;x",
+    "a;b",
+    "%2f",
+    "%2F",
+    "%5c",
+    "%00",
+    "",
+    "%61dmin",
+    "ADMIN",
+    "é",
+    "%C3%A9",
+    "%",
+    "%zz",
+    "%2",
+    "~",
+    "*",
+    "{id}",
+    "ws",
+    "accounts",
+    "acme",
+    "credentials",
+    "tokens",
+    "mt_0123456789abcdef0123456789abcdef",
+    "enable",
+    "healthz",
+    "v1",
+    "oauth",
+    "token",
+];
+
+fn request_target() -> impl Strategy<Value = String> {
+    (
+        select(&["/", "", "//", "\\", "http://h.example/", "/%2e/"][..]),
+        vec(select(SEGMENTS), 0..7),
+        select(&["", "/"][..]),
+        select(&["", "?x=1", "?a=/../b", "#f", "?"][..]),
+    )
+        .prop_map(|(start, segments, end, query)| {
+            format!("{start}{}{end}{query}", segments.join("/"))
+        })
+}
+
+// ------------------------------------------------------------------ Authorization
+
+const SCHEMES: &[&str] = &[
+    "Bearer", "bearer", "BEARER", "Basic", "basic", "Digest", "Bearer2", "",
+];
+
+fn authorization_input() -> impl Strategy<Value = String> {
+    let credential = prop_oneof![
+        "[A-Za-z0-9._~+/-]{1,40}=*",
+        "wdn_at_[A-Za-z0-9_-]{43}",
+        (".{0,10}", ".{0,10}", any::<bool>()).prop_map(|(id, secret, encode)| {
+            let pair = if encode {
+                let e = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                format!("{}:{}", e(&id), e(&secret))
+            } else {
+                format!("{id}:{secret}")
+            };
+            STANDARD.encode(pair)
+        }),
+        "[ -~]{0,20}",
+    ];
+    let line = (
+        select(SCHEMES),
+        select(&[" ", "  ", "\t", "", " \t "][..]),
+        credential,
+        select(&["", " ", "  "][..]),
+    )
+        .prop_map(|(scheme, sep, credential, tail)| format!("{scheme}{sep}{credential}{tail}"));
+    prop_oneof![
+        4 => line.clone(),
+        1 => vec(line, 0..3).prop_map(|lines| lines.join("\n")),
+    ]
+}
+
+// ------------------------------------------------------------------ idempotency keys
+
+fn idempotency_input() -> impl Strategy<Value = String> {
+    let key = prop_oneof![
+        "[!-~]{1,40}",
+        "[ -~]{0,40}".prop_map(|s| sf_string(&s)),
+        "[a-z0-9-]{250,260}",
+        "[a-z0-9-]{250,260}".prop_map(|s| sf_string(&s)),
+        "\"[a-z]{1,8}\";a=1",
+        "\"[a-z]{1,8}\" ",
+        " [a-z]{1,8}",
+        "\"[a-z]{1,8}\", \"[a-z]{1,8}\"",
+        "[a-z]{1,8}[\u{80}-\u{ff}]",
+    ];
+    prop_oneof![
+        4 => key.clone(),
+        1 => vec(key, 0..4).prop_map(|keys| keys.join("\n")),
+    ]
+}
+
+// ------------------------------------------------------------------ form and JSON bodies
+
+const FORM_NAMES: &[&str] = &[
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "scope",
+    "a",
+    "a ",
+    "%61",
+    "+",
+    "",
+    "é",
+    "token",
+];
+
+fn form_input() -> impl Strategy<Value = String> {
+    let pair = (
+        select(FORM_NAMES),
+        prop_oneof![Just(String::new()), "[ -~]{0,12}", ".{0,6}"],
+        any::<bool>(),
+        select(&["=", "", "=="][..]),
+    )
+        .prop_map(|(name, value, encode, eq)| {
+            if encode {
+                let e = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                format!("{}{eq}{}", e(name), e(&value))
+            } else {
+                format!("{name}{eq}{value}")
+            }
+        });
+    (vec(pair, 0..8), select(&["&", "&&", ";"][..])).prop_map(|(pairs, sep)| pairs.join(sep))
+}
+
+const JSON_KEYS: &[&str] = &[
+    "grant_type",
+    "client_id",
+    "scope",
+    "a",
+    "a b",
+    "\\u0061",
+    "a\\u0020b",
+    "\\\"",
+    "é",
+    "",
+    "duplicate parameter x",
+];
+
+const JSON_VALUES: &[&str] = &[
+    "\"x\"",
+    "\"\"",
+    "\"a\\u0000b\"",
+    "\"\\ud800\"",
+    "1",
+    "-0",
+    "1e400",
+    "1.0",
+    "12345678901234567890",
+    "true",
+    "false",
+    "null",
+    "[]",
+    "{}",
+    "[\"a\"]",
+    "{\"b\":1}",
+];
+
+fn json_input() -> impl Strategy<Value = String> {
+    let member = (
+        select(JSON_KEYS),
+        select(JSON_VALUES),
+        select(&[":", " : "][..]),
+    )
+        .prop_map(|(k, v, colon)| format!("\"{k}\"{colon}{v}"));
+    prop_oneof![
+        6 => (vec(member, 0..6), select(&[",", ", ", " ,"][..]))
+            .prop_map(|(members, sep)| format!("{{{}}}", members.join(sep))),
+        1 => select(JSON_VALUES).prop_map(String::from),
+    ]
+}
+
+fn token_body_input() -> impl Strategy<Value = String> {
+    let scopes = prop_oneof![
+        select(
+            &[
+                "\"read\"",
+                "\"read table://my.a\"",
+                "\"  \"",
+                "\"table://my.**\"",
+                "[]",
+                "[\"read\", \"t://a.x/b\"]",
+                "[\"read\", 1]",
+                "1",
+                "null",
+                "\"read read read\"",
+                "\"t://a.*/b level://admin\""
+            ][..]
+        )
+        .prop_map(String::from),
+        vec(
+            select(
+                &[
+                    "read",
+                    "table://my.x",
+                    "table://my.*.y",
+                    "t://a.b/b",
+                    "t://a.b.c/b",
+                    "admin",
+                    "table://**",
+                    "x y",
+                    "",
+                    "a\\\"b"
+                ][..]
+            ),
+            0..70
+        )
+        .prop_map(|s| format!(
+            "[{}]",
+            s.iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
+    ];
+    let field = prop_oneof![
+        (
+            "[ -~é\u{7f}\u{85}]{0,12}",
+            select(&["name", "user", "audience", "reason"][..])
+        )
+            .prop_map(|(v, k)| format!("\"{k}\":{}", serde_json::Value::from(v))),
+        select(
+            &[
+                "\"name\":\"x\"",
+                "\"name\":\"   \"",
+                "\"user\":\"\"",
+                "\"audience\":\"orders\"",
+                "\"audience\":\"a b\"",
+                "\"x\":1",
+                "\"name\":1"
+            ][..]
+        )
+        .prop_map(String::from),
+        scopes.prop_map(|s| format!("\"scopes\":{s}")),
+        (
+            select(&["expiresAt", "expiresIn"][..]),
+            select(
+                &[
+                    "0",
+                    "1",
+                    "-1",
+                    "1700000000",
+                    "1700000001",
+                    "9223372036854775807",
+                    "-9223372036854775808",
+                    "18446744073709551615",
+                    "1.5",
+                    "\"1\"",
+                    "null"
+                ][..]
+            )
+        )
+            .prop_map(|(k, v)| format!("\"{k}\":{v}")),
+    ];
+    prop_oneof![
+        8 => (Just("\"name\":\"n\"".to_owned()), vec(field, 0..6))
+            .prop_map(|(name, mut fields)| {
+                fields.insert(0, name);
+                format!("{{{}}}", fields.join(","))
+            }),
+        1 => Just(String::new()),
+        1 => select(JSON_VALUES).prop_map(String::from),
+    ]
+}
+
+// ------------------------------------------------------------------ X-Forwarded-For
+
+/// One `X-Forwarded-For` element, and the address it names (`None` for garbage).
+#[derive(Debug, Clone)]
+enum Element {
+    Address(IpAddr, String),
+    Garbage(&'static str),
+    Empty,
+}
+
+const GARBAGE: &[&str] = &[
+    "bogus",
+    "unknown",
+    "1.2.3",
+    "300.1.1.1",
+    "[::1",
+    "::1]:80",
+    "1.2.3.4:x",
+    "_hidden",
+    "1.2.3.4 5",
+    "[1.2.3.4]x",
+    "2001:db8::1:80:",
+];
+
+fn element() -> impl Strategy<Value = Element> {
+    let ip = select(
+        &[
+            "10.0.0.2",
+            "10.9.8.7",
+            "203.0.113.7",
+            "198.51.100.1",
+            "fd00::2",
+            "2001:db8::1",
+            "::ffff:10.0.0.5",
+            "::ffff:203.0.113.5",
+        ][..],
+    )
+    .prop_filter_map("parses", |s| s.parse::<IpAddr>().ok().map(|ip| (ip, s)));
+    prop_oneof![
+        6 => (ip, 0..3u8, select(&["", " ", "  "][..])).prop_map(|((ip, text), spelling, pad)| {
+            let text = match (ip, spelling) {
+                (IpAddr::V4(_), 1) => format!("{text}:8080"),
+                (IpAddr::V6(_), 1) => format!("[{text}]"),
+                (IpAddr::V6(_), 2) => format!("[{text}]:443"),
+                _ => text.to_owned(),
+            };
+            Element::Address(ip, format!("{pad}{text}{pad}"))
+        }),
+        1 => select(GARBAGE).prop_map(Element::Garbage),
+        1 => Just(Element::Empty),
+    ]
+}
+
+/// The walk the module documents: right to left over all lines, trusted hops skipped, the
+/// first untrusted address wins, garbage stops at the last trusted hop.
+fn documented_client(peer: IpAddr, lines: &[Vec<Element>]) -> IpAddr {
+    let trusted = |ip: IpAddr| TRUSTED.iter().any(|n| n.contains(&ip.to_canonical()));
+    if !trusted(peer) {
+        return peer.to_canonical();
+    }
+    let mut believed = peer.to_canonical();
+    for element in lines.iter().rev().flat_map(|l| l.iter().rev()) {
+        match element {
+            Element::Empty => {}
+            Element::Garbage(_) => return believed,
+            Element::Address(ip, _) if !trusted(*ip) => return ip.to_canonical(),
+            Element::Address(ip, _) => believed = ip.to_canonical(),
+        }
+    }
+    believed
+}
+
+fn text_of(line: &[Element]) -> String {
+    line.iter()
+        .map(|e| match e {
+            Element::Address(_, text) => text.clone(),
+            Element::Garbage(g) => (*g).to_owned(),
+            Element::Empty => " ".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+// ------------------------------------------------------------------ scopes
+
+fn scope_like() -> impl Strategy<Value = String> {
+    let segment = select(&["a", "b", "ab", "*", "**", "", "A", "a*", "my", "x"][..]);
+    let separator = select(&[".", "/", "..", "./"][..]);
+    prop_oneof![
+        6 => (select(&["t", "T", "table", "1x", "", "a+b"][..]), vec((separator, segment), 1..6))
+            .prop_map(|(scheme, parts)| {
+                let mut s = format!("{scheme}://");
+                for (i, (sep, seg)) in parts.into_iter().enumerate() {
+                    if i > 0 {
+                        s.push_str(sep);
+                    }
+                    s.push_str(seg);
+                }
+                s
+            }),
+        2 => select(&["read", "write", "admin", "*", "**", "a\"b", "a\\b", "é"][..]).prop_map(String::from),
+        1 => "[!-~]{250,260}",
+    ]
+}
+
+fn scopes_input() -> impl Strategy<Value = String> {
+    (
+        vec(scope_like(), 0..5),
+        vec(scope_like(), 0..5),
+        select(&[" ", "  "][..]),
+    )
+        .prop_map(|(held, wanted, sep)| format!("{}\n{}", held.join(sep), wanted.join(sep)))
+}
+
+// ------------------------------------------------------------------ the properties
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn signature_fields_round_trip_and_their_bases_are_well_formed(input in mixed(signature_input())) {
+        signature(&input);
+    }
+
+    #[test]
+    fn content_digest_members_round_trip_and_verify_like_a_plain_digest(input in mixed(digest_input())) {
+        content_digest(&input);
+    }
+
+    #[test]
+    fn accepted_paths_have_no_dot_segment_or_hidden_separator(input in mixed(request_target())) {
+        path(&input);
+    }
+
+    #[test]
+    fn authorization_yields_one_well_formed_credential(input in mixed(authorization_input())) {
+        authorization(&input);
+    }
+
+    #[test]
+    fn basic_credentials_read_back_what_was_encoded(id in "\\PC{0,16}", secret in "\\PC{0,16}") {
+        prop_assert_eq!(basic_round_trip(&id, &secret), Ok(Some((id.clone(), secret.clone()))));
+    }
+
+    #[test]
+    fn accepted_idempotency_keys_are_1_to_255_visible_ascii(input in mixed(idempotency_input())) {
+        idempotency_key(&input);
+    }
+
+    #[test]
+    fn form_parameters_round_trip_and_duplicates_are_named(input in mixed(form_input())) {
+        form_body(&input);
+    }
+
+    #[test]
+    fn json_parameters_round_trip_and_duplicates_are_named(input in mixed(json_input())) {
+        json_body(&input);
+    }
+
+    #[test]
+    fn token_api_bodies_vet_to_bounded_granted_specs(input in mixed(token_body_input())) {
+        token_body(&input);
+    }
+
+    #[test]
+    fn forwarded_for_never_lets_an_untrusted_peer_choose(selector in any::<u8>(), input in mixed(
+        vec(vec(element(), 0..5).prop_map(|l| text_of(&l)), 0..3).prop_map(|l| l.join("\n"))
+    )) {
+        let mut data = vec![selector];
+        data.extend_from_slice(&input);
+        forwarded_for(&data);
+    }
+
+    #[test]
+    fn forwarded_for_follows_the_documented_walk(
+        peer in select(&["10.0.0.1", "203.0.113.9", "fd00::1", "::ffff:10.0.0.1"][..]),
+        lines in vec(vec(element(), 0..5), 0..3),
+    ) {
+        let peer: IpAddr = peer.parse().unwrap();
+        let mut headers = HeaderMap::new();
+        for line in &lines {
+            headers.append("x-forwarded-for", HeaderValue::from_str(&text_of(line)).unwrap());
+        }
+        prop_assert_eq!(
+            client_ip::resolve(peer, &headers, &TRUSTED),
+            documented_client(peer, &lines),
+            "{:?}", headers
+        );
+    }
+
+    #[test]
+    fn scopes_grant_soundly_and_narrow_to_what_was_asked(input in mixed(scopes_input())) {
+        scopes(&input);
+    }
+
+    #[test]
+    fn the_dispatcher_never_panics(input in vec(any::<u8>(), 0..128).prop_map(Input)) {
+        dispatch(&input);
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Finding 1 of the security review: `..;` is a dot-segment to upstreams that drop
+    /// `;parameters` (Tomcat, Spring). Un-ignore once the router refuses it.
+    #[test]
+    #[ignore = "security review finding 1: the path normalisation is fixed on its own branch"]
+    fn accepted_paths_have_no_dot_segment_before_a_parameter(input in mixed(request_target())) {
+        let Ok(uri) = Uri::try_from(&input[..]) else {
+            return Ok(());
+        };
+        if crate::router::path_is_canonical(uri.path()) {
+            let stripped: Vec<String> = uri.path()
+                .split('/')
+                .map(|s| s.split(';').next().unwrap_or_default().to_owned())
+                .collect();
+            assert_unambiguous(&stripped.join("/"));
+        }
+    }
+}
