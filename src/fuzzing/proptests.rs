@@ -915,3 +915,25 @@ proptest! {
         }
     }
 }
+
+/// The fuzz seeds (`fuzz/corpus/<target>/`, from `tests/data/`) and any crash input saved
+/// there as a regression pass their target: each is a plain test case here.
+#[test]
+fn the_fuzz_corpus_passes_every_target() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let mut failed = Vec::new();
+    for (name, target) in TARGETS.iter().copied().chain([("all", dispatch as Target)]) {
+        let files: Vec<_> = std::fs::read_dir(corpus.join(name))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        assert!(!files.is_empty(), "no seeds for {name}");
+        for file in files {
+            let data = std::fs::read(&file).unwrap();
+            if std::panic::catch_unwind(|| target(&data)).is_err() {
+                failed.push(file);
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{failed:?}");
+}

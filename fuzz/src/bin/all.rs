@@ -1,0 +1,5 @@
+//! AFL++ target: every family, the first byte choosing (`warden::fuzzing::dispatch`).
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| warden::fuzzing::dispatch(data));
+}

@@ -1,0 +1,5 @@
+//! AFL++ target: `Authorization`: bearer tokens and Basic client credentials (`warden::fuzzing::authorization`).
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| warden::fuzzing::authorization(data));
+}

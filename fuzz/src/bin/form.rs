@@ -1,0 +1,5 @@
+//! AFL++ target: form-encoded token endpoint bodies (`warden::fuzzing::form_body`).
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| warden::fuzzing::form_body(data));
+}

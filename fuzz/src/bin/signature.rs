@@ -1,0 +1,5 @@
+//! AFL++ target: `Signature-Input` / `Signature`, then the signature base (`warden::fuzzing::signature`).
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| warden::fuzzing::signature(data));
+}
