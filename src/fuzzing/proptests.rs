@@ -171,9 +171,10 @@ impl std::ops::Deref for Input {
     }
 }
 
-/// A valid input with up to three edits: about a quarter stay valid.
+/// A valid input with up to three edits: two in five are left as they are.
 fn near(valid: impl Strategy<Value = String>) -> impl Strategy<Value = Input> {
-    (valid, vec(edit(), 0..4)).prop_map(|(s, edits)| Input(apply(s.into_bytes(), &edits)))
+    let edits = prop_oneof![2 => Just(Vec::new()), 3 => vec(edit(), 1..4)];
+    (valid, edits).prop_map(|(s, edits)| Input(apply(s.into_bytes(), &edits)))
 }
 
 /// Mostly near-valid inputs, some raw bytes, some arbitrary Unicode.
@@ -198,12 +199,9 @@ fn sf_string(s: &str) -> String {
     out
 }
 
-fn joined(parts: Vec<String>, separator: &str) -> String {
-    parts.join(separator)
-}
-
 // ------------------------------------------------------------------ signatures
 
+/// Components a request signature may cover.
 const COMPONENTS: &[&str] = &[
     "\"@method\"",
     "\"@target-uri\"",
@@ -215,10 +213,6 @@ const COMPONENTS: &[&str] = &[
     "\"@query-param\";name=\"a\"",
     "\"@query-param\";name=\"name\"",
     "\"@query-param\";name=\"b\"",
-    "\"@query-param\"",
-    "\"@status\"",
-    "\"@signature-params\"",
-    "\"@method\";sf",
     "\"content-digest\"",
     "\"content-digest\";sf",
     "\"example-dict\";key=\"a\"",
@@ -230,6 +224,17 @@ const COMPONENTS: &[&str] = &[
     "\"cache-status\";sf",
     "\"idempotency-key\";sf",
     "\"x\";bs",
+    "\"x\"",
+    "\"content-type\"",
+    "\"authorization\"",
+];
+
+/// Components a request signature may not cover, and items that are no components.
+const BAD_COMPONENTS: &[&str] = &[
+    "\"@query-param\"",
+    "\"@status\"",
+    "\"@signature-params\"",
+    "\"@method\";sf",
     "\"x\";bs;sf",
     "\"x\";sf",
     "\"x\";req",
@@ -237,16 +242,14 @@ const COMPONENTS: &[&str] = &[
     "\"x\";sf=?0",
     "\"x\";key=1",
     "\"X\"",
-    "\"content-type\"",
-    "\"authorization\"",
     "\"\"",
     "\"a b\"",
     "token",
     "1",
 ];
 
+/// Signature parameters, mostly of the wrong type or unknown.
 const SIG_PARAMS: &[&str] = &[
-    ";alg=\"ed25519\"",
     ";alg=\"rsa-pss-sha512\"",
     ";created=1.5",
     ";created",
@@ -268,17 +271,19 @@ fn sf_key() -> impl Strategy<Value = String> {
 
 fn component() -> impl Strategy<Value = String> {
     prop_oneof![
-        4 => select(COMPONENTS).prop_map(String::from),
+        16 => select(COMPONENTS).prop_map(String::from),
+        1 => select(BAD_COMPONENTS).prop_map(String::from),
         1 => r#""@?[a-z-]{0,12}"(;(sf|bs|key="[a-z]{1,3}"|name="[a-zA-Z%0-9]{0,4}"|[a-z]{1,3}))?"#,
     ]
 }
 
 fn sig_param() -> impl Strategy<Value = String> {
     prop_oneof![
-        2 => (select(&["created", "expires"][..]), 0..4_000_000_000i64)
+        4 => (select(&["created", "expires"][..]), 0..4_000_000_000i64)
             .prop_map(|(n, v)| format!(";{n}={v}")),
-        2 => (select(&["keyid", "nonce", "tag", "alg"][..]), "[ -~]{0,12}")
+        4 => (select(&["keyid", "nonce", "tag"][..]), "[ -~]{0,12}")
             .prop_map(|(n, v)| format!(";{n}={}", sf_string(&v))),
+        1 => Just(";alg=\"ed25519\"".to_owned()),
         1 => select(SIG_PARAMS).prop_map(String::from),
     ]
 }
@@ -287,8 +292,8 @@ fn sig_param() -> impl Strategy<Value = String> {
 fn signature_member() -> impl Strategy<Value = (String, String)> {
     (
         sf_key(),
-        vec(component(), 0..6),
-        vec(sig_param(), 0..5),
+        vec(component(), 0..5),
+        vec(sig_param(), 0..4),
         vec(any::<u8>(), 0..72),
         select(&["", " "][..]),
     )
@@ -300,7 +305,8 @@ fn signature_member() -> impl Strategy<Value = (String, String)> {
         })
 }
 
-const TARGETS_: &[&str] = &[
+/// Request targets, with and without a query, and not in origin form.
+const REQUEST_TARGETS: &[&str] = &[
     "/",
     "",
     "/p?a=1&b=%zz&name",
@@ -314,6 +320,7 @@ const TARGETS_: &[&str] = &[
 
 const AUTHORITIES: &[&str] = &["api.example", "API.Example:443", "[::1]:80", "h:", "é", ""];
 
+/// Fields a base may cover: dictionaries, lists, items, and values that are none of them.
 const HEADER_LINES: &[&str] = &[
     "example-dict: a=1, b, c=(1 2);x",
     "example-dict: a=1,    b=2;x=1;y=2, c=(a   b    c), d",
@@ -333,10 +340,13 @@ const HEADER_LINES: &[&str] = &[
 
 fn signature_input() -> impl Strategy<Value = String> {
     (
-        vec(signature_member(), 1..4),
+        prop_oneof![
+            3 => vec(signature_member(), 1..2),
+            1 => vec(signature_member(), 2..4),
+        ],
         select(&[", ", ",", " , ", ",\t"][..]),
         any::<bool>(),
-        select(TARGETS_),
+        select(REQUEST_TARGETS),
         select(AUTHORITIES),
         vec(select(HEADER_LINES), 0..6),
     )
@@ -356,56 +366,68 @@ fn signature_input() -> impl Strategy<Value = String> {
 
 // ------------------------------------------------------------------ content digest
 
+/// What a `Content-Digest` member holds.
+#[derive(Debug, Clone, Copy)]
+enum DigestValue {
+    /// The digest of the body, so that verification passes.
+    Right,
+    /// Bytes of the algorithm's length.
+    Other,
+    /// Bytes of any length.
+    AnyLength,
+    InnerList,
+    NotBytes(&'static str),
+}
+
 fn digest_input() -> impl Strategy<Value = String> {
+    let algorithm = prop_oneof![
+        4 => select(&["sha-256", "sha-512"][..]),
+        1 => select(&["md5", "sha", "unixsum", "id-sha-256", "SHA-256"][..]),
+    ];
+    let value = prop_oneof![
+        6 => Just(DigestValue::Right),
+        1 => Just(DigestValue::Other),
+        1 => Just(DigestValue::AnyLength),
+        1 => Just(DigestValue::InnerList),
+        1 => select(&["1", "\"text\"", "token", "?1", "1.5"][..]).prop_map(DigestValue::NotBytes),
+    ];
     let member = (
-        select(
-            &[
-                "sha-256",
-                "sha-512",
-                "md5",
-                "sha",
-                "unixsum",
-                "id-sha-256",
-                "SHA-256",
-            ][..],
-        ),
-        0..5u8,
+        algorithm,
+        value,
         vec(any::<u8>(), 0..70),
-        select(&["", ";a=1", ";q"][..]),
+        select(&["", "", ";a=1", ";q"][..]),
     );
     (vec(member, 1..4), "[a-z0-9 {}\"]{0,24}").prop_map(|(members, body)| {
         let value: Vec<String> = members
             .into_iter()
-            .map(|(name, kind, bytes, params)| {
-                let value = match (crate::digest::Algorithm::from_name(name), kind) {
-                    // The right digest of the body, so that verification passes.
-                    (Some(a), 0 | 1) => format!(":{}:", STANDARD.encode(a.digest(body.as_bytes()))),
-                    (Some(a), 2) => format!(
-                        ":{}:",
-                        STANDARD.encode(&bytes[..a.output_len().min(bytes.len())])
-                    ),
-                    (_, 3) => "(:AA==:)".to_owned(),
-                    (_, 4) => select_value(&bytes),
-                    _ => format!(":{}:", STANDARD.encode(&bytes)),
+            .map(|(name, value, bytes, params)| {
+                let len = crate::digest::Algorithm::from_name(name).map_or(32, |a| a.output_len());
+                let value = match value {
+                    DigestValue::Right => match crate::digest::Algorithm::from_name(name) {
+                        Some(a) => format!(":{}:", STANDARD.encode(a.digest(body.as_bytes()))),
+                        None => format!(":{}:", STANDARD.encode(&bytes)),
+                    },
+                    DigestValue::Other => {
+                        format!(
+                            ":{}:",
+                            STANDARD
+                                .encode(bytes.repeat(len).get(..len).unwrap_or(&[0; 64][..len]))
+                        )
+                    }
+                    DigestValue::AnyLength => format!(":{}:", STANDARD.encode(&bytes)),
+                    DigestValue::InnerList => "(:AA==:)".to_owned(),
+                    DigestValue::NotBytes(v) => v.to_owned(),
                 };
                 format!("{name}={value}{params}")
             })
             .collect();
-        format!("{}\n{body}", joined(value, ", "))
+        format!("{}\n{body}", value.join(", "))
     })
-}
-
-fn select_value(bytes: &[u8]) -> String {
-    match bytes.first().copied().unwrap_or(0) % 4 {
-        0 => "1".to_owned(),
-        1 => "\"text\"".to_owned(),
-        2 => "token".to_owned(),
-        _ => "?1".to_owned(),
-    }
 }
 
 // ------------------------------------------------------------------ paths
 
+/// Path segments routes use, which upstreams read alike.
 const SEGMENTS: &[&str] = &[
     "a",
     "b",
@@ -416,31 +438,12 @@ const SEGMENTS: &[&str] = &[
     "public",
     "files",
     "x.y",
-    "..",
-    ".",
-    "%2e",
-    "%2E%2e",
-    ".%2e",
-    "%2e.",
     "...",
-    "..;",
-    ".;x",
-    "a;b",
-    "%2f",
-    "%2F",
-    "%5c",
-    "%00",
-    "",
-    "%61dmin",
-    "ADMIN",
+    "..a",
+    "%41",
     "é",
     "%C3%A9",
-    "%",
-    "%zz",
-    "%2",
     "~",
-    "*",
-    "{id}",
     "ws",
     "accounts",
     "acme",
@@ -449,15 +452,26 @@ const SEGMENTS: &[&str] = &[
     "mt_0123456789abcdef0123456789abcdef",
     "enable",
     "healthz",
-    "v1",
     "oauth",
     "token",
 ];
 
+/// Segments that could read differently upstream, or are no segments.
+const BAD_SEGMENTS: &[&str] = &[
+    "..", ".", "%2e", "%2E%2e", ".%2e", "%2e.", "..;", ".;x", "a;b", "%2f", "%2F", "%5c", "%00",
+    "", "%61dmin", "ADMIN", "%", "%zz", "%2", "*", "{id}",
+];
+
 fn request_target() -> impl Strategy<Value = String> {
     (
-        select(&["/", "", "//", "\\", "http://h.example/", "/%2e/"][..]),
-        vec(select(SEGMENTS), 0..7),
+        prop_oneof![
+            6 => Just("/"),
+            1 => select(&["", "//", "\\", "http://h.example/", "/%2e/"][..]),
+        ],
+        vec(
+            prop_oneof![6 => select(SEGMENTS), 1 => select(BAD_SEGMENTS)],
+            0..7,
+        ),
         select(&["", "/"][..]),
         select(&["", "?x=1", "?a=/../b", "#f", "?"][..]),
     )
@@ -468,13 +482,11 @@ fn request_target() -> impl Strategy<Value = String> {
 
 // ------------------------------------------------------------------ Authorization
 
-const SCHEMES: &[&str] = &[
-    "Bearer", "bearer", "BEARER", "Basic", "basic", "Digest", "Bearer2", "",
-];
+const SCHEMES: &[&str] = &["bearer", "BEARER", "basic", "Digest", "Bearer2", ""];
 
 fn authorization_input() -> impl Strategy<Value = String> {
     let credential = prop_oneof![
-        "[A-Za-z0-9._~+/-]{1,40}=*",
+        "[A-Za-z0-9._~+/-]{1,40}={0,2}",
         "wdn_at_[A-Za-z0-9_-]{43}",
         (".{0,10}", ".{0,10}", any::<bool>()).prop_map(|(id, secret, encode)| {
             let pair = if encode {
@@ -488,10 +500,10 @@ fn authorization_input() -> impl Strategy<Value = String> {
         "[ -~]{0,20}",
     ];
     let line = (
-        select(SCHEMES),
-        select(&[" ", "  ", "\t", "", " \t "][..]),
+        prop_oneof![4 => select(&["Bearer", "Basic"][..]), 1 => select(SCHEMES)],
+        prop_oneof![4 => Just(" "), 1 => select(&["  ", "\t", "", " \t "][..])],
         credential,
-        select(&["", " ", "  "][..]),
+        select(&["", "", "", " ", "  "][..]),
     )
         .prop_map(|(scheme, sep, credential, tail)| format!("{scheme}{sep}{credential}{tail}"));
     prop_oneof![
@@ -541,7 +553,7 @@ fn form_input() -> impl Strategy<Value = String> {
         select(FORM_NAMES),
         prop_oneof![Just(String::new()), "[ -~]{0,12}", ".{0,6}"],
         any::<bool>(),
-        select(&["=", "", "=="][..]),
+        select(&["=", "=", "", "=="][..]),
     )
         .prop_map(|(name, value, encode, eq)| {
             if encode {
@@ -551,9 +563,10 @@ fn form_input() -> impl Strategy<Value = String> {
                 format!("{name}{eq}{value}")
             }
         });
-    (vec(pair, 0..8), select(&["&", "&&", ";"][..])).prop_map(|(pairs, sep)| pairs.join(sep))
+    (vec(pair, 0..6), select(&["&", "&", "&&", ";"][..])).prop_map(|(pairs, sep)| pairs.join(sep))
 }
 
+/// Keys, some of which are the same key escaped differently.
 const JSON_KEYS: &[&str] = &[
     "grant_type",
     "client_id",
@@ -566,131 +579,103 @@ const JSON_KEYS: &[&str] = &[
     "é",
     "",
     "duplicate parameter x",
+    "x at line 1",
 ];
 
 const JSON_VALUES: &[&str] = &[
     "\"x\"",
+    "\"x\"",
     "\"\"",
     "\"a\\u0000b\"",
-    "\"\\ud800\"",
     "1",
     "-0",
-    "1e400",
     "1.0",
     "12345678901234567890",
     "true",
-    "false",
     "null",
-    "[]",
-    "{}",
-    "[\"a\"]",
-    "{\"b\":1}",
 ];
+
+/// Values no parameter may have, and an unpaired surrogate.
+const BAD_JSON_VALUES: &[&str] = &["\"\\ud800\"", "1e400", "[]", "{}", "[\"a\"]", "{\"b\":1}"];
 
 fn json_input() -> impl Strategy<Value = String> {
     let member = (
         select(JSON_KEYS),
-        select(JSON_VALUES),
-        select(&[":", " : "][..]),
+        prop_oneof![6 => select(JSON_VALUES), 1 => select(BAD_JSON_VALUES)],
+        select(&[":", ":", " : "][..]),
     )
         .prop_map(|(k, v, colon)| format!("\"{k}\"{colon}{v}"));
     prop_oneof![
-        6 => (vec(member, 0..6), select(&[",", ", ", " ,"][..]))
+        6 => (vec(member, 0..5), select(&[",", ", ", " ,"][..]))
             .prop_map(|(members, sep)| format!("{{{}}}", members.join(sep))),
         1 => select(JSON_VALUES).prop_map(String::from),
     ]
 }
 
-fn token_body_input() -> impl Strategy<Value = String> {
-    let scopes = prop_oneof![
-        select(
-            &[
-                "\"read\"",
-                "\"read table://my.a\"",
-                "\"  \"",
-                "\"table://my.**\"",
-                "[]",
-                "[\"read\", \"t://a.x/b\"]",
-                "[\"read\", 1]",
-                "1",
-                "null",
-                "\"read read read\"",
-                "\"t://a.*/b level://admin\""
-            ][..]
-        )
-        .prop_map(String::from),
-        vec(
-            select(
-                &[
-                    "read",
-                    "table://my.x",
-                    "table://my.*.y",
-                    "t://a.b/b",
-                    "t://a.b.c/b",
-                    "admin",
-                    "table://**",
-                    "x y",
-                    "",
-                    "a\\\"b"
-                ][..]
-            ),
-            0..70
-        )
-        .prop_map(|s| format!(
-            "[{}]",
-            s.iter()
-                .map(|s| format!("\"{s}\""))
-                .collect::<Vec<_>>()
-                .join(",")
-        )),
-    ];
-    let field = prop_oneof![
-        (
-            "[ -~é\u{7f}\u{85}]{0,12}",
-            select(&["name", "user", "audience", "reason"][..])
-        )
-            .prop_map(|(v, k)| format!("\"{k}\":{}", serde_json::Value::from(v))),
-        select(
-            &[
-                "\"name\":\"x\"",
-                "\"name\":\"   \"",
-                "\"user\":\"\"",
-                "\"audience\":\"orders\"",
-                "\"audience\":\"a b\"",
-                "\"x\":1",
-                "\"name\":1"
-            ][..]
-        )
-        .prop_map(String::from),
-        scopes.prop_map(|s| format!("\"scopes\":{s}")),
-        (
-            select(&["expiresAt", "expiresIn"][..]),
-            select(
-                &[
-                    "0",
-                    "1",
-                    "-1",
-                    "1700000000",
-                    "1700000001",
-                    "9223372036854775807",
-                    "-9223372036854775808",
-                    "18446744073709551615",
-                    "1.5",
-                    "\"1\"",
-                    "null"
-                ][..]
-            )
-        )
-            .prop_map(|(k, v)| format!("\"{k}\":{v}")),
-    ];
+fn token_text() -> impl Strategy<Value = String> {
     prop_oneof![
-        8 => (Just("\"name\":\"n\"".to_owned()), vec(field, 0..6))
-            .prop_map(|(name, mut fields)| {
-                fields.insert(0, name);
-                format!("{{{}}}", fields.join(","))
-            }),
-        1 => Just(String::new()),
-        1 => select(JSON_VALUES).prop_map(String::from),
+        4 => "[a-zA-Z0-9 ._-]{1,12}",
+        1 => "[ -~é\u{7f}\u{85}\u{2028}]{0,12}",
+        1 => "[a-z]{120,140}",
+    ]
+}
+
+/// A scope: most of them held by the grantors of [`token_body`].
+fn token_scope() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => select(&["read", "table://my.x", "table://my.a.b", "t://a.b/b", "t://a.x/b"][..])
+            .prop_map(String::from),
+        1 => select(&["admin", "table://**", "t://a.b.c/b", "table://my.*.y", "x y", "", "a\"b"][..])
+            .prop_map(String::from),
+        1 => "table://my\\.[a-z0-9]{1,3}",
+    ]
+}
+
+fn token_body_input() -> impl Strategy<Value = String> {
+    fn json(s: String) -> String {
+        serde_json::Value::from(s).to_string()
+    }
+    let scopes = prop_oneof![
+        4 => vec(token_scope(), 1..4).prop_map(|s| json(s.join(" "))),
+        4 => vec(token_scope(), 0..5).prop_map(|s| serde_json::Value::from(s).to_string()),
+        1 => vec(token_scope(), 60..70).prop_map(|s| serde_json::Value::from(s).to_string()),
+        1 => select(&["[\"read\", 1]", "1", "null", "\"  \""][..]).prop_map(String::from),
+    ];
+    let expiry = prop_oneof![
+        4 => Just(None),
+        1 => (
+            select(&["expiresAt", "expiresIn"][..]),
+            prop_oneof![
+                3 => (1..4_000_000_000i64).prop_map(|n| n.to_string()),
+                1 => select(&["0", "-1", "9223372036854775807", "-9223372036854775808",
+                    "18446744073709551615", "1.5", "\"1\"", "null"][..]).prop_map(String::from),
+            ],
+        )
+            .prop_map(|(k, v)| Some(format!("\"{k}\":{v}"))),
+    ];
+    let create = (
+        token_text(),
+        proptest::option::weighted(0.3, token_text()),
+        proptest::option::weighted(0.3, select(&["orders", "a b", "", "billing"][..])),
+        scopes,
+        expiry,
+        prop_oneof![8 => Just(None), 1 => select(&["\"x\":1", "\"name\":\"again\"", "\"reason\":\"r\""][..]).prop_map(Some)],
+    )
+        .prop_map(|(name, user, audience, scopes, expiry, extra)| {
+            let mut fields = vec![
+                format!("\"name\":{}", json(name)),
+                format!("\"scopes\":{scopes}"),
+            ];
+            fields.extend(user.map(|u| format!("\"user\":{}", json(u))));
+            fields.extend(audience.map(|a| format!("\"audience\":\"{a}\"")));
+            fields.extend(expiry);
+            fields.extend(extra.map(String::from));
+            format!("{{{}}}", fields.join(","))
+        });
+    prop_oneof![
+        8 => create,
+        1 => token_text().prop_map(|r| format!("{{\"reason\":{}}}", json(r))),
+        1 => select(&["", "{}", "[]", "null", "{\"name\":\"n\"}"][..]).prop_map(String::from),
     ]
 }
 
