@@ -39,6 +39,14 @@ pub const TARGETS: [(&str, Target); 10] = [
     ("scopes", scopes),
 ];
 
+/// Builds the state the targets share (routes, keys, trusted ranges) up front, so that a fork
+/// server forks after it and every run starts alike (AFL's "stability").
+pub fn init() {
+    LazyLock::force(&ROUTER);
+    LazyLock::force(&SIGNING_KEY);
+    LazyLock::force(&TRUSTED);
+}
+
 /// One target for all: the first byte picks the family, the rest is its input.
 pub fn dispatch(data: &[u8]) {
     if let Some((selector, rest)) = data.split_first() {
