@@ -20,6 +20,9 @@ pub mod coarse_timer;
 pub mod config;
 pub mod digest;
 pub mod forward;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod httpsig;
 pub mod idp;
