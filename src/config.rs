@@ -57,6 +57,8 @@ pub struct RawConfig {
     pub clients: Vec<RawClient>,
     pub webhook_delivery: crate::webhooks::config::RawWebhookDelivery,
     pub webhooks: Vec<crate::webhooks::config::RawWebhook>,
+    /// `[[issuers]]`: identity providers whose access tokens are accepted (see `idp.rs`).
+    pub issuers: Vec<crate::idp::settings::RawIssuer>,
 }
 
 /// `[router]`: how request paths are compared with route patterns.
@@ -529,6 +531,8 @@ pub struct Settings {
     pub routes: Vec<Route>,
     /// `[webhook_delivery]` and `[[webhooks]]`.
     pub webhooks: crate::webhooks::config::WebhookSettings,
+    /// `[[issuers]]`, validated; default none.
+    pub issuers: Vec<crate::idp::settings::IssuerSettings>,
 }
 
 /// `[idempotency]`, validated.
@@ -1018,6 +1022,7 @@ impl Settings {
             router: raw.router.clone(),
             routes,
             webhooks: crate::webhooks::config::validate(&raw.webhook_delivery, &raw.webhooks)?,
+            issuers: crate::idp::settings::validate(&raw.issuers)?,
         })
     }
 }

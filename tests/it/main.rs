@@ -4,6 +4,7 @@ mod connections;
 mod foundation;
 mod harness;
 mod idempotency;
+mod idp;
 mod issuer;
 mod lenient;
 mod routing;
