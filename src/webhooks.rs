@@ -6,10 +6,15 @@
 //! - [`seal`]: subscription secrets sealed at rest with the store's seal key.
 //! - [`schedule`]: the retry schedule, its jitter, and `Retry-After`.
 //! - [`target`]: which URLs and addresses a delivery may reach.
+//! - [`config`]: `[webhook_delivery]` and the operator's `[[webhooks]]`.
+//! - [`deliver`]: the worker that claims, sends and records deliveries, and its counters.
+//! - [`api`]: an account's subscriptions over HTTP (`endpoints.webhooks`).
+//! - [`cli`]: `warden webhook …`.
 //!
 //! Events are written to the store's outbox in the transaction of the change they report, and
 //! fanned out there into one delivery per subscription (`store::Outbox`); nothing is lost to a
-//! crash between the change and its event.
+//! crash between the change and its event. [`Webhooks`] holds the subscriptions' operations
+//! shared by the API and the CLI, and starts the worker.
 
 pub mod api;
 pub mod cli;
