@@ -260,8 +260,10 @@ impl Webhooks {
         } else {
             Reach::Public
         };
-        target::check_registration(&target, reach)
+        // A name server that does not answer must not hold the request: bounded like an attempt.
+        tokio::time::timeout(d.timeout, target::check_registration(&target, reach))
             .await
+            .map_err(|_| Refusal::UrlRefused("the URL's host did not resolve in time".into()))?
             .map_err(Refusal::UrlRefused)?;
         let now = self.clock.now();
         let id = crate::secret::new_id("wh_");

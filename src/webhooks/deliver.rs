@@ -133,7 +133,8 @@ pub(super) async fn run(worker: Arc<Worker>, mut stop: watch::Receiver<bool>, gr
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => {}
+            // Stopped, or its handle gone (the server's future dropped): either way, stop.
+            changed = stop.changed() => if changed.is_err() { break; },
         }
     }
     let all = u32::try_from(max).unwrap_or(u32::MAX);

@@ -330,6 +330,23 @@ impl SqliteStore {
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         const OP: &str = "claim_deliveries";
+        // Most polls find nothing due: a read says so without taking the write lock, which
+        // every Warden on the file would otherwise take every poll interval.
+        let due = self
+            .read(OP, move |conn| {
+                conn.prepare_cached(
+                    "SELECT 1 FROM webhook_deliveries d \
+                     JOIN webhook_subscriptions s ON s.id = d.subscription_id \
+                     WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 \
+                     AND d.lease_until <= ?1 AND s.enabled = 1",
+                )
+                .and_then(|mut stmt| stmt.exists([now]))
+                .map_err(db(OP))
+            })
+            .await?;
+        if !due {
+            return Ok(Vec::new());
+        }
         let owner = owner.to_owned();
         self.write(OP, move |tx| {
             // Under the write lock: no other process claims between the choice and the update.
