@@ -261,6 +261,10 @@ pub struct RawTokens {
     #[serde(with = "humantime_serde")]
     pub known_address_ttl: Duration,
     pub max_request_bytes: usize,
+    /// How long the whole body of a request to Warden's own endpoints (`/v1/auth`,
+    /// `/v1/oauth/*`, the tokens API) may take to arrive; default 10s (408 after it).
+    #[serde(with = "humantime_serde")]
+    pub request_read_timeout: Duration,
     /// The scope a credential must hold to manage its account's tokens; default `level://admin`.
     pub admin_scope: String,
     /// Longest token name (and disable reason) in characters; default 128.
@@ -289,6 +293,7 @@ impl Default for RawTokens {
             failed_auth_window: Duration::from_secs(300),
             known_address_ttl: Duration::from_secs(24 * 3600),
             max_request_bytes: 16 * 1024,
+            request_read_timeout: Duration::from_secs(10),
             admin_scope: "level://admin".into(),
             max_name_length: 128,
             change_check_interval: Duration::from_millis(1),
@@ -1143,6 +1148,12 @@ fn validate_tokens(t: &RawTokens) -> Result<RawTokens, ConfigError> {
         return Err(invalid(
             "tokens.realm",
             "must be non-empty ASCII without quotes",
+        ));
+    }
+    if t.request_read_timeout.is_zero() {
+        return Err(invalid(
+            "tokens.request_read_timeout",
+            "must be more than 0",
         ));
     }
     if t.max_failed_auth == 0 {

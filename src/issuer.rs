@@ -683,7 +683,11 @@ impl Issuer {
             Some(t) if t.is_active(now) => match self.store.get_client(&t.client_id).await {
                 // Built from the client as it is now: the change feed drops this entry when the
                 // client changes, so a narrowed client narrows its tokens on the next request.
-                Ok(Some(c)) if c.enabled => Cached::Valid(Arc::new(identity_of(&t, &c))),
+                // A token is issued for its client's account; a client moved to another
+                // account no longer speaks for the old one, so its tokens stop there.
+                Ok(Some(c)) if c.enabled && c.account == t.account => {
+                    Cached::Valid(Arc::new(identity_of(&t, &c)))
+                }
                 Ok(_) => Cached::Invalid,
                 Err(e) => return Err(BearerError::Store(e)),
             },

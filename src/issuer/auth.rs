@@ -24,6 +24,7 @@ fn form_problem(e: FormError) -> Problem {
         FormError::TooLarge { limit } => Problem::PayloadTooLarge {
             limit: limit as u64,
         },
+        FormError::TimedOut => Problem::BodyTimeout,
         FormError::Unreadable => Problem::BadRequest {
             detail: "the body could not be read".into(),
         },
@@ -70,9 +71,13 @@ async fn create(
     if form::media_type(&parts.headers).as_deref() != Some("application/x-www-form-urlencoded") {
         return Err(form_problem(FormError::UnsupportedMediaType));
     }
-    let bytes = form::read_body(body, issuer.settings().max_request_bytes)
-        .await
-        .map_err(form_problem)?;
+    let bytes = form::read_body(
+        body,
+        issuer.settings().max_request_bytes,
+        issuer.settings().request_read_timeout,
+    )
+    .await
+    .map_err(form_problem)?;
     // A digest that is sent is checked against the bytes read, before anything trusts them.
     if let Some(verifier) = digest::plan(&parts.headers, true)? {
         digest::check_whole(verifier, &bytes)?;

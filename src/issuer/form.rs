@@ -13,7 +13,11 @@ use hyper::body::Incoming;
 /// Why parameters could not be read.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FormError {
-    TooLarge { limit: usize },
+    TooLarge {
+        limit: usize,
+    },
+    /// The whole body did not arrive within the deadline.
+    TimedOut,
     Unreadable,
     UnsupportedMediaType,
     Malformed(String),
@@ -32,12 +36,21 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
     )
 }
 
-/// Reads a whole body of at most `limit` bytes.
-pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, FormError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(FormError::TooLarge { limit }),
-        Err(_) => Err(FormError::Unreadable),
+/// Reads a whole body of at most `limit` bytes, which must arrive within `deadline`
+/// (`tokens.request_read_timeout`): a client trickling a body in cannot hold a buffer and a
+/// connection for ever. These endpoints are not on the proxy's hot path, so a tokio timer is fine.
+pub async fn read_body(
+    body: Incoming,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, FormError> {
+    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(FormError::TimedOut),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(FormError::TooLarge { limit })
+        }
+        Ok(Err(_)) => Err(FormError::Unreadable),
     }
 }
 

@@ -19,6 +19,10 @@ fn form_error(e: FormError, json_allowed: bool) -> OAuthError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             ..OAuthError::bad("invalid_request", format!("the body exceeds {limit} bytes"))
         },
+        FormError::TimedOut => OAuthError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            ..OAuthError::bad("invalid_request", "the body did not arrive in time")
+        },
         FormError::Unreadable => OAuthError::bad("invalid_request", "the body could not be read"),
         FormError::UnsupportedMediaType => OAuthError::bad(
             "invalid_request",
@@ -72,7 +76,7 @@ async fn read_params(
     }
     let (parts, body) = req.into_parts();
     let limit = issuer.settings().max_request_bytes;
-    let bytes = form::read_body(body, limit)
+    let bytes = form::read_body(body, limit, issuer.settings().request_read_timeout)
         .await
         .map_err(|e| form_error(e, json_allowed).into_response())?;
     let params = form::parse_params(&parts.headers, &bytes, json_allowed)

@@ -685,16 +685,21 @@ async fn read_json(
     required: bool,
 ) -> Result<bytes::Bytes, Problem> {
     let (parts, body) = req.into_parts();
-    let bytes = form::read_body(body, issuer.settings().max_request_bytes)
-        .await
-        .map_err(|e| match e {
-            FormError::TooLarge { limit } => Problem::PayloadTooLarge {
-                limit: limit as u64,
-            },
-            _ => Problem::BadRequest {
-                detail: "the body could not be read".into(),
-            },
-        })?;
+    let bytes = form::read_body(
+        body,
+        issuer.settings().max_request_bytes,
+        issuer.settings().request_read_timeout,
+    )
+    .await
+    .map_err(|e| match e {
+        FormError::TooLarge { limit } => Problem::PayloadTooLarge {
+            limit: limit as u64,
+        },
+        FormError::TimedOut => Problem::BodyTimeout,
+        _ => Problem::BadRequest {
+            detail: "the body could not be read".into(),
+        },
+    })?;
     // A digest that is sent is checked against the bytes read, before anything trusts them.
     if let Some(verifier) = digest {
         digest::check_whole(verifier, &bytes)?;

@@ -413,3 +413,39 @@ async fn a_keyed_body_trickling_in_is_408_after_request_read_timeout_and_its_key
         "only the whole request reached the upstream"
     );
 }
+
+// ------------------------------------------------------------------ Warden's own endpoints
+
+/// A body to `/v1/auth`, `/v1/oauth/token` or the tokens API that trickles in is answered
+/// 408 at `tokens.request_read_timeout`: an anonymous client cannot hold a buffer and a
+/// connection for as long as it likes.
+#[tokio::test]
+async fn a_body_to_wardens_own_endpoints_that_never_completes_is_408() {
+    let up = Upstream::start().await;
+    let config = Config::new(&up.url()).tokens("request_read_timeout = \"1s\"");
+    let proxy = Proxy::start(config).await;
+    for (path, ctype, code) in [
+        (
+            "/v1/auth",
+            "application/x-www-form-urlencoded",
+            "body_timeout",
+        ),
+        (
+            "/v1/oauth/token",
+            "application/x-www-form-urlencoded",
+            "invalid_request",
+        ),
+    ] {
+        let mut raw = RawConn::connect(proxy.addr()).await;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: warden.test\r\nContent-Type: {ctype}\r\n\
+             Content-Length: 1000\r\n\r\nclientId=a"
+        );
+        raw.send(head.as_bytes()).await;
+        let resp = raw.read_response().await;
+        assert_eq!(resp.status, 408, "{path}");
+        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        let got = body.get("code").or_else(|| body.get("error"));
+        assert_eq!(got.and_then(|v| v.as_str()), Some(code), "{path}: {body}");
+    }
+}

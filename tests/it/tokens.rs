@@ -794,8 +794,13 @@ async fn delete_v1_auth_revokes_an_access_token_by_itself_or_by_an_admin_of_its_
 
 /// `acme-ops`: administers `acme` with `scopes`, from `trusted_ips`.
 fn ops_toml(scopes: &[&str], trusted_ips: &[&str]) -> String {
+    ops_toml_in("acme", scopes, trusted_ips)
+}
+
+/// `acme-ops` as a client of `account`.
+fn ops_toml_in(account: &str, scopes: &[&str], trusted_ips: &[&str]) -> String {
     format!(
-        "[[clients]]\nid = \"acme-ops\"\naccount = \"acme\"\nsecret_sha256 = \"{}\"\n\
+        "[[clients]]\nid = \"acme-ops\"\naccount = \"{account}\"\nsecret_sha256 = \"{}\"\n\
          scopes = {scopes:?}\ntrusted_ips = {trusted_ips:?}\n",
         hex::encode(warden::secret::hash("acme-ops-secret-5"))
     )
@@ -887,5 +892,41 @@ async fn narrowing_a_client_narrows_its_api_keys_access_and_managed_tokens_on_th
         for cred in credentials {
             s.get("/api/x", cred).await.problem(403, "ip_not_allowed");
         }
+    }
+}
+
+#[tokio::test]
+async fn a_client_moved_to_another_account_no_longer_speaks_for_the_old_one() {
+    let up = Upstream::start().await;
+    let store = crate::harness::StoreDir::new();
+    let admin = ["read", "level://admin"];
+    let first = Config::new(&up.url())
+        .routes(OPS_ROUTES)
+        .store(&store)
+        .append(&ops_toml_in("acme", &admin, &["127.0.0.1/32"]));
+    let a = Setup {
+        proxy: Proxy::start(first).await,
+        up: Upstream::start().await,
+        http: Client::http1(),
+    };
+    let access = a.access_token(OPS, None).await;
+    let (_, managed) = a.managed(&access, "read level://admin", json!({})).await;
+    assert_eq!(a.get(BASE, &managed).await.status, StatusCode::OK);
+    drop(a);
+
+    // The operator moves the client to another account: what it was issued for `acme` (an
+    // access token, a managed token administering acme) stops working, there and everywhere.
+    let moved = Config::new(&up.url())
+        .routes(OPS_ROUTES)
+        .store(&store)
+        .append(&ops_toml_in("globex", &admin, &["127.0.0.1/32"]));
+    let b = Setup {
+        proxy: Proxy::start(moved).await,
+        up: Upstream::start().await,
+        http: Client::http1(),
+    };
+    for cred in [&access, &managed] {
+        b.get(BASE, cred).await.problem(401, "invalid_token");
+        b.get("/api/x", cred).await.problem(401, "invalid_token");
     }
 }
