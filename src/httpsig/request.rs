@@ -132,8 +132,8 @@ fn unavailable(name: &str) -> SigError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ed25519_dalek::SigningKey;
     use crate::httpsig::{parse_signatures, verify};
+    use ed25519_dalek::SigningKey;
 
     #[test]
     fn a_signed_request_verifies_with_the_default_components() {
