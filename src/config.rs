@@ -98,6 +98,11 @@ pub struct RawSignatures {
     pub cover_always: Vec<String>,
     pub key_cache_capacity: u64,
     pub verify_batch_max: usize,
+    /// The private key Warden signs responses of `sign_responses` routes with; "" = none.
+    pub response_key_file: String,
+    pub response_key_alg: String,
+    pub response_key_id: String,
+    pub response_max_bytes: u64,
 }
 
 impl Default for RawSignatures {
@@ -122,6 +127,10 @@ impl Default for RawSignatures {
             cover_always: Vec::new(),
             key_cache_capacity: 100_000,
             verify_batch_max: 64,
+            response_key_file: String::new(),
+            response_key_alg: "ed25519".into(),
+            response_key_id: "warden".into(),
+            response_max_bytes: 1 << 20,
         }
     }
 }
@@ -513,6 +522,9 @@ pub struct RawRoute {
     /// The audience a credential must have been issued for (bearer routes only).
     #[serde(default)]
     pub audience: Option<String>,
+    /// Whether Warden signs this route's responses (`signatures.response_key_file`).
+    #[serde(default)]
+    pub sign_responses: bool,
 }
 
 // ------------------------------------------------------------------ typed settings
@@ -618,6 +630,8 @@ pub struct SignatureSettings {
     /// `signatures.verify_batch_max`, default 64: most signatures verified together (1 = each
     /// on its own).
     pub verify_batch_max: usize,
+    /// `signatures.response_key_*`: the key of signed responses; `None` without a key file.
+    pub response: Option<crate::response_signing::ResponseSigning>,
 }
 
 /// A client declared in config, validated.
@@ -929,6 +943,12 @@ impl Settings {
                 .transpose()?;
             let cover = validate_components(&format!("{key}.signature_cover"), &r.signature_cover)?;
             let require = validate_requirement(&key, r, &raw.tokens.realm)?;
+            if r.sign_responses && raw.signatures.response_key_file.trim().is_empty() {
+                return Err(invalid(
+                    format!("{key}.sign_responses"),
+                    "needs a key: set signatures.response_key_file (warden keygen --out FILE)",
+                ));
+            }
             routes.push(Route {
                 name: r.name.clone().unwrap_or_else(|| r.path.clone()),
                 pattern,
@@ -945,6 +965,7 @@ impl Settings {
                     cover,
                     idempotency,
                     require,
+                    sign_responses: r.sign_responses,
                 },
             });
         }
@@ -1404,6 +1425,18 @@ fn validate_signatures(s: &RawSignatures) -> Result<SignatureSettings, ConfigErr
         cover_always: validate_components("signatures.cover_always", &s.cover_always)?,
         key_cache_capacity: s.key_cache_capacity,
         verify_batch_max: s.verify_batch_max,
+        response: match s.response_key_file.trim() {
+            "" => None,
+            file => Some(
+                crate::response_signing::ResponseSigning::load(
+                    file.into(),
+                    &s.response_key_alg,
+                    &s.response_key_id,
+                    s.response_max_bytes,
+                )
+                .map_err(|(key, detail)| invalid(key, detail))?,
+            ),
+        },
     })
 }
 

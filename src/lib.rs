@@ -10,6 +10,7 @@
 //! - [`forward`]: pooled upstream client, header hygiene, streaming, upgrades.
 //! - [`problem`]: the one place where refusals become `application/problem+json` responses.
 //! - [`body`]: the boxed body type shared by all of the above.
+//! - [`response_signing`]: Warden's RFC 9421 signature on the responses of signed routes.
 //! - [`telemetry`]: log set-up and header redaction.
 
 pub mod body;
@@ -23,6 +24,7 @@ pub mod gate;
 pub mod httpsig;
 pub mod issuer;
 pub mod problem;
+pub mod response_signing;
 pub mod router;
 pub mod scope;
 pub mod secret;

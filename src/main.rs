@@ -54,6 +54,35 @@ enum Command {
     Keygen(KeygenArgs),
     /// Print the Content-Digest and RFC 9421 signature headers for a request (local development).
     Sign(SignArgs),
+    /// Check Warden's RFC 9421 signature on a response (saved with `curl -i`), against the
+    /// request it answers.
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// Warden's public key (PEM, JWK, or base64 for ed25519): signatures.response_key_file's
+    /// public half.
+    #[arg(long)]
+    key: PathBuf,
+    /// The key's algorithm (signatures.response_key_alg).
+    #[arg(long, default_value = "ed25519")]
+    alg: String,
+    /// The keyid of Warden's signature (signatures.response_key_id); default: Warden's label.
+    #[arg(long)]
+    keyid: Option<String>,
+    /// The request: "METHOD URL", the URL as the client called it.
+    #[arg(long)]
+    request: String,
+    /// A header the request carried, "Name: value" (repeat); its Signature when it was signed.
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// The response as `curl -i` prints it (status line, headers, blank line, body); "-": stdin.
+    #[arg(long)]
+    response: PathBuf,
+    /// Oldest signature accepted ("0s": any age).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    max_age: std::time::Duration,
 }
 
 #[derive(clap::Args)]
@@ -173,6 +202,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::Keygen(args)) => return keygen(args),
         Some(Command::Sign(args)) => return sign(args),
+        Some(Command::Verify(args)) => return verify(args),
         _ => {}
     }
     let settings = match Settings::load(&cli.config) {
@@ -193,6 +223,60 @@ fn main() -> ExitCode {
         Command::Token(cmd) => admin(settings, |issuer| Box::pin(token_cmd(issuer, cmd))),
         Command::Keygen(args) => keygen(&args),
         Command::Sign(args) => sign(&args),
+        Command::Verify(args) => verify(&args),
+    }
+}
+
+/// `warden verify`: says whether a response carries Warden's valid signature, and if not why.
+fn verify(args: &VerifyArgs) -> ExitCode {
+    let read = |path: &std::path::Path| {
+        if path.as_os_str() == "-" {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map(|_| buf)
+        } else {
+            std::fs::read(path)
+        }
+    };
+    let (key, response) = match (std::fs::read_to_string(&args.key), read(&args.response)) {
+        (Ok(key), Ok(response)) => (key, response),
+        (Err(e), _) => {
+            eprintln!("warden: cannot read --key {}: {e}", args.key.display());
+            return ExitCode::from(2);
+        }
+        (_, Err(e)) => {
+            eprintln!(
+                "warden: cannot read --response {}: {e}",
+                args.response.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let Some(alg) = warden::httpsig::Algorithm::from_name(&args.alg) else {
+        eprintln!(
+            "warden: --alg {}: not one of {}",
+            args.alg,
+            warden::httpsig::Algorithm::names()
+        );
+        return ExitCode::from(2);
+    };
+    let now = (!args.max_age.is_zero()).then(|| (Clock::default().now(), args.max_age.as_secs()));
+    match warden::response_signing::verify_exchange(
+        &response,
+        &args.request,
+        &args.headers,
+        &key,
+        alg,
+        args.keyid.as_deref(),
+        now,
+    ) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err((code, message)) => {
+            eprintln!("warden: {message}");
+            ExitCode::from(code)
+        }
     }
 }
 

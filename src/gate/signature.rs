@@ -147,6 +147,8 @@ pub enum Verdict {
     Verified {
         /// Whether it covers `content-digest`, which then must match the body.
         digest_covered: bool,
+        /// Its label, which a signed response binds (`"signature";req;key=…`).
+        label: String,
     },
 }
 
@@ -156,9 +158,18 @@ impl Verdict {
         matches!(
             self,
             Verdict::Verified {
-                digest_covered: true
+                digest_covered: true,
+                ..
             }
         )
+    }
+
+    /// The label of the signature that verified.
+    pub fn label(&self) -> Option<&str> {
+        match self {
+            Verdict::Verified { label, .. } => Some(label),
+            Verdict::Unchecked => None,
+        }
     }
 }
 
@@ -414,6 +425,7 @@ impl SignatureGate {
         }
         Ok(Verdict::Verified {
             digest_covered: sig.covers("content-digest"),
+            label: sig.label().to_owned(),
         })
     }
 

@@ -7,6 +7,7 @@ mod harness;
 mod idempotency;
 mod issuer;
 mod lenient;
+mod responses;
 mod routing;
 mod signatures;
 mod tokens;
