@@ -11,6 +11,7 @@
 //! - [`problem`]: the one place where refusals become `application/problem+json` responses.
 //! - [`body`]: the boxed body type shared by all of the above.
 //! - [`response_signing`]: Warden's RFC 9421 signature on the responses of signed routes.
+//! - [`devproxy`]: `warden dev-proxy`, the developer's local signing and token-refreshing proxy.
 //! - [`telemetry`]: log set-up and header redaction.
 
 pub mod body;
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod clock;
 pub mod coarse_timer;
 pub mod config;
+pub mod devproxy;
 pub mod digest;
 pub mod forward;
 pub mod gate;

@@ -57,6 +57,80 @@ enum Command {
     /// Check Warden's RFC 9421 signature on a response (saved with `curl -i`), against the
     /// request it answers.
     Verify(VerifyArgs),
+    /// A local proxy for development: forwards plain requests (curl, a browser) to a
+    /// Warden-protected API with an access token, X-Client-Id, an idempotency key, the
+    /// Content-Digest and an RFC 9421 signature.
+    #[command(name = "dev-proxy")]
+    DevProxy(DevProxyArgs),
+}
+
+/// `warden dev-proxy`: every setting may also come from `--file` (flags win). Secrets only
+/// from files or environment variables.
+#[derive(clap::Args)]
+struct DevProxyArgs {
+    /// A TOML file with the settings below (names with underscores: api_url, key_file, ...).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Where to listen (default 127.0.0.1:8787; loopback only without --allow-remote).
+    #[arg(long)]
+    listen: Option<String>,
+    /// The Warden-protected API, e.g. https://api.example.com.
+    #[arg(long)]
+    api_url: Option<String>,
+    /// The URL Warden checks signatures against, when it differs from --api-url.
+    #[arg(long)]
+    sign_url: Option<String>,
+    #[arg(long)]
+    client_id: Option<String>,
+    /// A file holding the client secret.
+    #[arg(long)]
+    client_secret_file: Option<PathBuf>,
+    /// An environment variable holding the client secret (default $WARDEN_DEV_CLIENT_SECRET).
+    #[arg(long)]
+    client_secret_env: Option<String>,
+    /// The private key file (from `warden keygen`, or a PEM / JWK of another algorithm).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// An environment variable holding the private key (default $WARDEN_DEV_KEY).
+    #[arg(long)]
+    key_env: Option<String>,
+    /// The keyid registered with Warden.
+    #[arg(long)]
+    key_id: Option<String>,
+    /// The key's algorithm (needed for RSA and HMAC keys).
+    #[arg(long)]
+    key_alg: Option<String>,
+    /// /v1/auth (default) or /v1/oauth/token.
+    #[arg(long)]
+    token_endpoint: Option<String>,
+    /// warden or oauth (default: oauth for a path ending in /oauth/token).
+    #[arg(long)]
+    token_style: Option<String>,
+    /// Scopes to ask for, space-separated (default: all of the client's).
+    #[arg(long)]
+    scope: Option<String>,
+    /// sha-512 (default) or sha-256.
+    #[arg(long)]
+    digest: Option<String>,
+    /// Largest request body buffered to digest and sign (default 10485760).
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+    /// Add a random nonce to every signature.
+    #[arg(long)]
+    nonce: bool,
+    /// Fraction of the token's lifetime after which it is refreshed (default 0.8).
+    #[arg(long)]
+    refresh_at: Option<f64>,
+    /// Listen beyond loopback and accept any Host: anyone who reaches it acts as you.
+    #[arg(long)]
+    allow_remote: bool,
+    /// Refused: a secret on the command line shows in `ps` and the shell history.
+    #[arg(long, hide = true, num_args = 0..=1)]
+    secret: Option<Option<String>>,
+    #[arg(long, hide = true, num_args = 0..=1)]
+    client_secret: Option<Option<String>>,
+    #[arg(long, hide = true, num_args = 0..=1)]
+    key: Option<Option<String>>,
 }
 
 #[derive(clap::Args)]
@@ -203,6 +277,7 @@ fn main() -> ExitCode {
         Some(Command::Keygen(args)) => return keygen(args),
         Some(Command::Sign(args)) => return sign(args),
         Some(Command::Verify(args)) => return verify(args),
+        Some(Command::DevProxy(args)) => return dev_proxy(args),
         _ => {}
     }
     let settings = match Settings::load(&cli.config) {
@@ -224,6 +299,67 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen(&args),
         Command::Sign(args) => sign(&args),
         Command::Verify(args) => verify(&args),
+        Command::DevProxy(args) => dev_proxy(&args),
+    }
+}
+
+/// `warden dev-proxy`.
+fn dev_proxy(args: &DevProxyArgs) -> ExitCode {
+    use warden::devproxy::{self, DevProxyFile, DevProxySettings};
+    if args.secret.is_some() || args.client_secret.is_some() || args.key.is_some() {
+        eprintln!(
+            "warden: secrets are never taken from the command line (ps and the shell history \
+             show them): use --client-secret-file / --client-secret-env (or ${}) and --key-file \
+             / --key-env (or ${})",
+            devproxy::SECRET_ENV,
+            devproxy::KEY_ENV
+        );
+        return ExitCode::from(2);
+    }
+    let base = match &args.file {
+        Some(path) => match devproxy::read_file(path) {
+            Ok(file) => file,
+            Err(e) => {
+                eprintln!("warden: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => DevProxyFile::default(),
+    };
+    let flags = DevProxyFile {
+        listen: args.listen.clone(),
+        api_url: args.api_url.clone(),
+        sign_url: args.sign_url.clone(),
+        client_id: args.client_id.clone(),
+        client_secret_file: args.client_secret_file.clone(),
+        client_secret_env: args.client_secret_env.clone(),
+        key_file: args.key_file.clone(),
+        key_env: args.key_env.clone(),
+        key_id: args.key_id.clone(),
+        key_alg: args.key_alg.clone(),
+        token_endpoint: args.token_endpoint.clone(),
+        token_style: args.token_style.clone(),
+        scope: args.scope.clone(),
+        digest: args.digest.clone(),
+        max_body_bytes: args.max_body_bytes,
+        nonce: args.nonce.then_some(true),
+        refresh_at: args.refresh_at,
+        allow_remote: args.allow_remote.then_some(true),
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let settings = match DevProxySettings::resolve(base.merge(flags), &env) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("warden: dev-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match devproxy::run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warden: dev-proxy: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

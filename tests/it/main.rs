@@ -2,6 +2,7 @@
 
 mod algorithms;
 mod connections;
+mod devproxy;
 mod foundation;
 mod harness;
 mod idempotency;
