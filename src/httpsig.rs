@@ -26,8 +26,8 @@ pub use alg::{Algorithm, HmacKey, MessageSigner, SignerKey, VerificationKey};
 pub use base::{message_base, signature_base};
 pub use component::Component;
 pub use key::{
-    HMAC_MIN_BYTES, KeyError, RSA_MIN_BITS, parse_hmac_secret, parse_private_key, parse_public_key,
-    parse_signer_key, parse_verification_key, stored_verification_key,
+    HMAC_MIN_BYTES, KeyError, RSA_MIN_BITS, generate, parse_hmac_secret, parse_private_key,
+    parse_public_key, parse_signer_key, parse_verification_key, stored_verification_key,
 };
 pub use parse::{
     ParsedSignature, SigParam, SignatureParams, parse_fields, parse_message_signatures,

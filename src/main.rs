@@ -168,13 +168,22 @@ struct KeygenArgs {
     /// The keyid to show in the config snippet.
     #[arg(long, default_value = "my-key-ed25519")]
     keyid: String,
+    /// ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, or hmac-sha256 (a secret, written to
+    /// --out only). RSA keys come from `openssl genpkey`.
+    #[arg(long, default_value = "ed25519")]
+    alg: String,
 }
 
 #[derive(clap::Args)]
 struct SignArgs {
-    /// The private key: a PKCS#8 PEM file from `warden keygen`.
+    /// The private key: a PKCS#8 PEM file from `warden keygen` (or PKCS#1 / SEC1 PEM, a
+    /// private JWK, an HMAC secret file).
     #[arg(long)]
     key: PathBuf,
+    /// The key's algorithm, when the key does not say it (RSA: rsa-pss-sha512 or
+    /// rsa-v1_5-sha256; an HMAC secret: hmac-sha256).
+    #[arg(long)]
+    alg: Option<String>,
     /// The keyid registered with Warden.
     #[arg(long)]
     keyid: String,
@@ -820,40 +829,46 @@ async fn shutdown_signal() {
     }
 }
 
-/// `warden keygen`: a new Ed25519 key pair; the public half in the config format.
+/// `warden keygen`: a new key pair (or HMAC secret); the public half in the config format.
 fn keygen(args: &KeygenArgs) -> ExitCode {
-    use base64::Engine as _;
-    use ed25519_dalek::pkcs8::EncodePrivateKey as _;
-    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    // PKCS#8 v1 (RFC 8410 §7, private key only): OpenSSL 3.0 and pyca/cryptography refuse the
-    // v2 form with the public key embedded, which is what `SigningKey::to_pkcs8_pem` writes.
-    let v1 = ed25519_dalek::pkcs8::KeypairBytes {
-        secret_key: key.to_bytes(),
-        public_key: None,
+    let Some(alg) = warden::httpsig::Algorithm::from_name(&args.alg) else {
+        eprintln!(
+            "warden: --alg {}: not one of {}",
+            args.alg,
+            warden::httpsig::Algorithm::names()
+        );
+        return ExitCode::from(2);
     };
-    let pem = match v1.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF) {
-        Ok(pem) => pem,
+    let (private, public) = match warden::httpsig::generate(alg) {
+        Ok(pair) => pair,
         Err(e) => {
-            eprintln!("warden: cannot encode the key: {e}");
+            eprintln!("warden: {e}");
             return ExitCode::FAILURE;
         }
     };
     match &args.out {
         Some(path) => {
-            if let Err(e) = write_private(path, pem.as_bytes()) {
+            if let Err(e) = write_private(path, private.as_bytes()) {
                 eprintln!("warden: cannot write {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }
             eprintln!("private key written to {} (keep it secret)", path.display());
         }
-        None => print!("{}", pem.as_str()),
+        None if alg.is_symmetric() => {
+            eprintln!("warden: an hmac-sha256 secret is only written to a file: give --out FILE");
+            return ExitCode::from(2);
+        }
+        None => print!("{private}"),
     }
-    let public = base64::engine::general_purpose::STANDARD.encode(key.verifying_key().to_bytes());
-    println!("# register the public key with the client in warden.toml:");
+    println!("# register the key with the client in warden.toml:");
     println!("[[clients.keys]]");
     println!("id = \"{}\"", args.keyid);
-    println!("alg = \"ed25519\"");
-    println!("public_key = \"{public}\"");
+    println!("alg = \"{alg}\"");
+    match (&args.out, alg.is_symmetric()) {
+        (Some(path), true) => println!("secret_file = {:?}", path.display().to_string()),
+        _ if public.starts_with('{') => println!("public_key = '{public}'"),
+        _ => println!("public_key = \"{public}\""),
+    }
     ExitCode::SUCCESS
 }
 
@@ -882,7 +897,14 @@ fn sign_request(args: &SignArgs) -> Result<(), String> {
     use warden::httpsig::{self, SignOptions};
     let pem = std::fs::read_to_string(&args.key)
         .map_err(|e| format!("cannot read --key {}: {e}", args.key.display()))?;
-    let key = httpsig::parse_private_key(&pem).map_err(|e| format!("--key: {e}"))?;
+    let alg =
+        match args.alg.as_deref() {
+            None => None,
+            Some(name) => Some(httpsig::Algorithm::from_name(name).ok_or_else(|| {
+                format!("--alg {name}: not one of {}", httpsig::Algorithm::names())
+            })?),
+        };
+    let key = httpsig::parse_signer_key(&pem, alg).map_err(|e| format!("--key: {e}"))?;
     let body: Vec<u8> = match (&args.data, &args.data_file) {
         (Some(d), _) => d.clone().into_bytes(),
         (None, Some(path)) => std::fs::read(path)
