@@ -35,9 +35,32 @@ pub struct Identity {
     pub token_id_header: HeaderValue,
     pub scopes_header: HeaderValue,
     pub audience_header: Option<HeaderValue>,
+    /// Set for a token of another issuer (`[[issuers]]`, see `idp.rs`); `None` for Warden's own.
+    pub remote: Option<Arc<Remote>>,
+}
+
+/// What an identity from another issuer's token carries beyond Warden's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The issuer's `name`.
+    pub issuer: String,
+    /// Every audience of the token (`Identity::audience` is the first).
+    pub audiences: Vec<String>,
+    /// Where its idempotency records are kept (`gate::idempotency::namespace`).
+    pub namespace: String,
 }
 
 impl Identity {
+    /// Whether the credential was issued for `audience`: its audience, or for a token of another
+    /// issuer, any of its audiences.
+    pub fn has_audience(&self, audience: &str) -> bool {
+        self.audience.as_deref() == Some(audience)
+            || self
+                .remote
+                .as_ref()
+                .is_some_and(|r| r.audiences.iter().any(|a| a == audience))
+    }
+
     /// Whether `ip` may use this credential: both the token's and its client's networks.
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
         let within =
@@ -162,6 +185,7 @@ mod tests {
             token_id_header: HeaderValue::from_static("t"),
             scopes_header: HeaderValue::from_static(""),
             audience_header: None,
+            remote: None,
         })
     }
 

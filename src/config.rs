@@ -55,6 +55,8 @@ pub struct RawConfig {
     pub router: RawRouter,
     pub routes: Vec<RawRoute>,
     pub clients: Vec<RawClient>,
+    /// `[[issuers]]`: identity providers whose access tokens are accepted (see `idp.rs`).
+    pub issuers: Vec<crate::idp::settings::RawIssuer>,
 }
 
 /// `[router]`: how request paths are compared with route patterns.
@@ -544,6 +546,8 @@ pub struct Settings {
     pub clients: Vec<ClientSettings>,
     pub router: RawRouter,
     pub routes: Vec<Route>,
+    /// `[[issuers]]`, validated; default none.
+    pub issuers: Vec<crate::idp::settings::IssuerSettings>,
 }
 
 /// `[idempotency]`, validated.
@@ -1026,6 +1030,7 @@ impl Settings {
             clients: validate_clients(&raw.clients)?,
             router: raw.router.clone(),
             routes,
+            issuers: crate::idp::settings::validate(&raw.issuers)?,
         })
     }
 }

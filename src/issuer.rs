@@ -702,6 +702,66 @@ impl Issuer {
     }
 }
 
+impl Issuer {
+    /// A token of another issuer (`[[issuers]]`) whose client that issuer maps to the Warden
+    /// client `remote.client_id`: the identity that client, as it is now, allows: the token's
+    /// scopes as far as the client holds them, the client's account and trusted IPs. Refused
+    /// when the client is unknown or disabled. Cached under `key` (never a Warden token's
+    /// hash) like Warden's own tokens, so a change to the client applies on the next request.
+    pub async fn as_client(
+        &self,
+        key: Hash,
+        remote: &Identity,
+    ) -> Result<Arc<Identity>, BearerError> {
+        let now = self.clock.now();
+        self.catch_up().await.map_err(BearerError::Store)?;
+        match self.cache.get(&key) {
+            Some(Cached::Valid(id)) => {
+                return match id.expires_at {
+                    Some(end) if end <= now => Err(BearerError::Invalid),
+                    _ => Ok(id),
+                };
+            }
+            Some(Cached::Invalid) => return Err(BearerError::Invalid),
+            None => {}
+        }
+        let seen = self.cache.generation();
+        let client = self
+            .store
+            .get_client(&remote.client_id)
+            .await
+            .map_err(BearerError::Store)?;
+        let decision = match client {
+            Some(c) if c.enabled => {
+                let scopes = effective_scopes(&remote.scopes, &c.scopes);
+                Cached::Valid(Arc::new(Identity {
+                    token_id: remote.token_id.clone(),
+                    kind: remote.kind,
+                    client_id: c.id.clone(),
+                    account: c.account.clone(),
+                    user: remote.user.clone(),
+                    audience: remote.audience.clone(),
+                    scopes_header: header(&scopes.join(" ")),
+                    scopes,
+                    trusted_ips: Vec::new(),
+                    client_trusted_ips: parse_nets(&c.trusted_ips),
+                    expires_at: remote.expires_at,
+                    client_id_header: remote.client_id_header.clone(),
+                    token_id_header: remote.token_id_header.clone(),
+                    audience_header: remote.audience_header.clone(),
+                    remote: remote.remote.clone(),
+                }))
+            }
+            _ => Cached::Invalid,
+        };
+        self.cache.insert(key, decision.clone(), seen, now);
+        match decision {
+            Cached::Valid(id) => Ok(id),
+            Cached::Invalid => Err(BearerError::Invalid),
+        }
+    }
+}
+
 /// How long change-feed entries are kept. An instance that has not read the feed for longer
 /// (idle: it reads it on requests) misses the changes pruned meanwhile, which is harmless only
 /// if every cached decision such a change concerns has aged out by then. Those decisions were
@@ -817,6 +877,7 @@ fn identity_of(t: &TokenRecord, client: &ClientRecord) -> Identity {
         token_id_header: header(&t.id),
         scopes_header: header(&scopes),
         audience_header: t.audience.as_deref().map(header),
+        remote: None,
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`router`]: path patterns and methods → Warden endpoint or proxied route with its policy.
 //! - [`scope`]: scope validity and wildcard matching (`table://*.**`), route scope requirements.
 //! - [`gate`]: the checks, one file each (client IP, …).
+//! - [`idp`]: access tokens of other issuers (`[[issuers]]`): JWTs, JWKS, introspection.
 //! - [`forward`]: pooled upstream client, header hygiene, streaming, upgrades.
 //! - [`problem`]: the one place where refusals become `application/problem+json` responses.
 //! - [`body`]: the boxed body type shared by all of the above.
@@ -22,8 +23,12 @@ pub mod config;
 pub mod devproxy;
 pub mod digest;
 pub mod forward;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod httpsig;
+pub mod idp;
 pub mod issuer;
 pub mod problem;
 pub mod response_signing;

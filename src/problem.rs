@@ -49,6 +49,15 @@ pub enum Problem {
     TokenMissing { challenge: HeaderValue },
     /// A credential that is unknown, expired, revoked or disabled.
     InvalidToken { challenge: HeaderValue },
+    /// A token of another issuer (`[[issuers]]`) that is refused (401 `invalid_token`);
+    /// `detail` says why (expired, wrong audience, unknown key…), never showing the token.
+    RemoteTokenInvalid {
+        detail: &'static str,
+        challenge: HeaderValue,
+    },
+    /// The issuer of a token had to be asked (its keys, its introspection endpoint) and could
+    /// not answer, and nothing cached decides (503 with `Retry-After`).
+    IssuerUnavailable { retry_after: u64 },
     /// An `Authorization` header that is not a well-formed bearer credential (RFC 6750 §3.1).
     MalformedCredential { detail: String },
     /// Client id or secret wrong, client unknown or disabled (never says which).
@@ -283,6 +292,21 @@ impl Problem {
                 "invalid_token",
                 "Invalid token",
                 "the token is unknown, expired, revoked or disabled; obtain a new one".into(),
+            ),
+            Problem::RemoteTokenInvalid { detail, .. } => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "Invalid token",
+                (*detail).into(),
+            ),
+            Problem::IssuerUnavailable { retry_after } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "issuer_unavailable",
+                "Token issuer unavailable",
+                format!(
+                    "the token's issuer could not be reached to check it, and nothing known \
+                     decides; retry after {retry_after} seconds"
+                ),
             ),
             Problem::MalformedCredential { detail } => (
                 StatusCode::BAD_REQUEST,
@@ -542,6 +566,7 @@ impl Problem {
             }
             Problem::TokenMissing { challenge }
             | Problem::InvalidToken { challenge }
+            | Problem::RemoteTokenInvalid { challenge, .. }
             | Problem::InsufficientScope { challenge, .. } => {
                 h.insert(header::WWW_AUTHENTICATE, challenge);
             }
@@ -553,6 +578,7 @@ impl Problem {
             }
             Problem::IdempotencyKeyInUse { retry_after }
             | Problem::ServerBusy { retry_after }
+            | Problem::IssuerUnavailable { retry_after }
             | Problem::NonceCacheFull { retry_after }
             | Problem::NonceQuotaExceeded { retry_after, .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

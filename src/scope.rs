@@ -154,7 +154,7 @@ impl Requirement {
     /// is refused whatever its scopes), then scopes.
     pub fn check(&self, identity: &Identity) -> Result<(), Problem> {
         if let Some(want) = &self.audience {
-            if identity.audience.as_deref() != Some(want.as_str()) {
+            if !identity.has_audience(want) {
                 return Err(Problem::InvalidAudience);
             }
         }

@@ -51,7 +51,8 @@ pub struct SigningKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientSource {
-    /// `[[clients]]` in the config file: rewritten by [`Store::upsert_client`] at every start.
+    /// `[[clients]]` in the config file: rewritten by [`ClientStore::upsert_client`] at every
+    /// start.
     Config,
     /// Created at run time through the API.
     Managed,
@@ -135,7 +136,7 @@ impl TokenKind {
 pub struct TokenRecord {
     /// Public identifier (e.g. `accessTokenId`); not a secret.
     pub id: String,
-    /// SHA-256 of the token value; unique, and the key of [`Store::token_by_hash`].
+    /// SHA-256 of the token value; unique, and the key of [`TokenStore::token_by_hash`].
     pub hash: Hash,
     pub kind: TokenKind,
     pub client_id: String,
@@ -156,7 +157,7 @@ pub struct TokenRecord {
     pub disabled_reason: Option<String>,
     /// Unix seconds of the first revocation; a revoked token never comes back.
     pub revoked_at: Option<i64>,
-    /// The id of the token that replaced this one ([`Store::replace_api_key`]).
+    /// The id of the token that replaced this one ([`TokenStore::replace_api_key`]).
     pub replaced_by: Option<String>,
 }
 
@@ -202,7 +203,8 @@ impl StoredResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IdempotencyState {
     /// A request holds the key until `lease_until` (unix seconds); after that the reservation is
-    /// an orphan (its holder crashed) and the next [`Store::reserve_idempotency`] takes it over.
+    /// an orphan (its holder crashed) and the next [`IdempotencyStore::reserve_idempotency`]
+    /// takes it over.
     InFlight { lease_until: i64 },
     /// The request completed with this response.
     Done(StoredResponse),
@@ -222,7 +224,7 @@ pub struct IdempotencyRecord {
     pub expires_at: i64,
 }
 
-/// The answer of [`Store::reserve_idempotency`].
+/// The answer of [`IdempotencyStore::reserve_idempotency`].
 ///
 /// The store compares fingerprints itself, inside the reserving transaction, so a caller never
 /// sees a record made for a different request: `InFlight` and `Done` always match the fingerprint.
@@ -230,7 +232,7 @@ pub struct IdempotencyRecord {
 pub enum Reservation {
     /// The caller now holds the key: a new record, or one taken over because it had expired or its
     /// in-flight lease had run out (the orphan of a crash). Run the request, then
-    /// [`Store::complete_idempotency`] or [`Store::release_idempotency`].
+    /// [`IdempotencyStore::complete_idempotency`] or [`IdempotencyStore::release_idempotency`].
     Reserved,
     /// The same request is running elsewhere and holds the key until `lease_until`.
     InFlight { lease_until: i64 },
@@ -346,18 +348,35 @@ pub enum StoreError {
     Task { op: &'static str, detail: String },
 }
 
-/// The persistence interface. Each call is one transaction, committed before it returns.
+/// The persistence interface: every operation of every concern, for use as `Arc<dyn Store>`.
+/// Each call is one transaction, committed before it returns.
 ///
-/// Narrow on purpose, so a shared backend (PostgreSQL, for several replicas) can implement it too;
-/// use it as `Arc<dyn Store>`. Every `bool` answer says whether the named record existed (and so
-/// whether anything could change); times are unix seconds from the caller's clock.
+/// Narrow on purpose, so a shared backend (PostgreSQL, for several replicas) can implement it too.
+/// It is the sum of one trait per concern ([`Health`], [`ChangeFeedSource`], [`ClientStore`],
+/// [`TokenStore`], [`IdempotencyStore`], [`Outbox`]): a backend implements each (one file per
+/// concern reads well) and is then a `Store` by the blanket impl below. Every `bool` answer says
+/// whether the named record existed (and so whether anything could change); times are unix
+/// seconds from the caller's clock.
+pub trait Store:
+    Health + ChangeFeedSource + ClientStore + TokenStore + IdempotencyStore + Outbox
+{
+}
+
+impl<T> Store for T where
+    T: Health + ChangeFeedSource + ClientStore + TokenStore + IdempotencyStore + Outbox + ?Sized
+{
+}
+
+/// Whether the store answers.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Health: Send + Sync {
     /// Checks that the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+}
 
-    // --- change feed: how every instance learns that a token or client changed ---
-
+/// The change feed: how every instance learns that a token or client changed.
+#[async_trait]
+pub trait ChangeFeedSource: Send + Sync {
     /// A cheap, synchronous marker (called on every authenticated request, at most every
     /// `tokens.change_check_interval`) that differs from its last value whenever the change
     /// feed may have grown since, by any writer.
@@ -369,9 +388,11 @@ pub trait Store: Send + Sync {
     /// Forgets changes recorded more than `older_than_secs` ago by the database's own clock
     /// (the feed is stamped by the database); returns how many.
     async fn prune_changes(&self, older_than_secs: i64) -> Result<u64, StoreError>;
+}
 
-    // --- clients ---
-
+/// Clients, with their secrets and signing keys.
+#[async_trait]
+pub trait ClientStore: Send + Sync {
     /// Creates or replaces a client with exactly what is given (secrets and keys included);
     /// an existing client keeps its original `created_at`.
     async fn upsert_client(&self, client: ClientRecord) -> Result<(), StoreError>;
@@ -396,9 +417,11 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Drops every client secret expired at `now`; returns how many.
     async fn prune_expired_secrets(&self, now: i64) -> Result<u64, StoreError>;
+}
 
-    // --- tokens ---
-
+/// Issued tokens, kept by the hash of their value; their outbox events are written with them.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
     /// Stores a new token, and `event` in the outbox in the same transaction.
     /// A token with the same id or hash is a [`StoreError::Conflict`].
     async fn insert_token(
@@ -446,9 +469,11 @@ pub trait Store: Send + Sync {
     /// Deletes tokens that expired, or were revoked, before `before` (a retention cut-off);
     /// returns how many.
     async fn purge_expired_tokens(&self, before: i64) -> Result<u64, StoreError>;
+}
 
-    // --- idempotency ---
-
+/// Idempotency records: reservation, completion or release under a lease, and the sweep.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
     /// Atomic insert-if-absent of `(client_id, key)`; see [`Reservation`]. A record whose
     /// `expires_at` has passed counts as absent.
     async fn reserve_idempotency(
@@ -475,7 +500,8 @@ pub trait Store: Send + Sync {
         response: StoredResponse,
     ) -> Result<bool, StoreError>;
     /// Deletes the caller's in-flight reservation (fenced by `lease_until` as in
-    /// [`Store::complete_idempotency`]) so the key is free again: the request was not run.
+    /// [`IdempotencyStore::complete_idempotency`]) so the key is free again: the request was not
+    /// run.
     async fn release_idempotency(
         &self,
         client_id: &str,
@@ -484,9 +510,11 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Deletes at most `limit` records expired at `now`; call again while it returns `limit`.
     async fn sweep_idempotency(&self, now: i64, limit: u32) -> Result<u64, StoreError>;
+}
 
-    // --- webhook outbox ---
-
+/// The webhook outbox.
+#[async_trait]
+pub trait Outbox: Send + Sync {
     /// Undelivered events due at `now`, oldest due first.
     async fn pending_events(&self, now: i64, limit: u32) -> Result<Vec<WebhookEvent>, StoreError>;
     async fn mark_event_delivered(&self, id: i64, now: i64) -> Result<bool, StoreError>;

@@ -27,9 +27,17 @@ fn parse_element(s: &str) -> Option<IpAddr> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Some(ip);
     }
+    // `[v6]` or `[v6]:port`, nothing else after the bracket.
     if let Some(rest) = s.strip_prefix('[') {
-        let end = rest.find(']')?;
-        return rest[..end].parse().ok();
+        let (inside, after) = rest.split_once(']')?;
+        let port_ok = match after.strip_prefix(':') {
+            Some(port) => !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()),
+            None => after.is_empty(),
+        };
+        return port_ok
+            .then(|| inside.parse::<std::net::Ipv6Addr>().ok())
+            .flatten()
+            .map(IpAddr::V6);
     }
     // a.b.c.d:port
     let (host, port) = s.rsplit_once(':')?;
@@ -138,6 +146,27 @@ mod tests {
         );
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert!(is_trusted(mapped, &nets(&["10.0.0.0/8"])));
+    }
+
+    /// Found by `fuzzing::proptests::forwarded_for_follows_the_documented_walk`: text after
+    /// the bracket was ignored, so garbage counted as an address.
+    #[test]
+    fn a_bracketed_element_is_ipv6_with_at_most_a_port() {
+        for bad in [
+            "[1.2.3.4]x",
+            "[2001:db8::1]x",
+            "[2001:db8::1]:4x",
+            "[1.2.3.4]",
+            "[::1]]",
+        ] {
+            assert_eq!(parse_element(bad), None, "{bad}");
+        }
+        for good in ["[2001:db8::1]", "[2001:db8::1]:443", " [::1]:80 "] {
+            assert!(parse_element(good).is_some(), "{good}");
+        }
+        let h = xff(&["1.1.1.1, [1.2.3.4]x, 10.0.0.2"]);
+        let ip = resolve("10.0.0.1".parse().unwrap(), &h, &nets(&["10.0.0.0/8"]));
+        assert_eq!(ip.to_string(), "10.0.0.2");
     }
 
     proptest::proptest! {

@@ -205,6 +205,10 @@ pub fn fingerprint(method: &Method, uri: &Uri, body: BodyDigest<'_>) -> Hash {
 /// own (`client id/token id`): another credential of the client neither gets their response nor
 /// learns from 409 or 422 that the key is in use. (`/` never appears in a client id.)
 pub fn namespace(identity: &Identity) -> Cow<'_, str> {
+    // A token of another issuer: per client and user (`idp.rs` says which).
+    if let Some(remote) = &identity.remote {
+        return Cow::Borrowed(&remote.namespace);
+    }
     match identity.kind {
         TokenKind::Access => Cow::Borrowed(&identity.client_id),
         TokenKind::ApiKey | TokenKind::Managed => {
@@ -1513,6 +1517,7 @@ mod tests {
             token_id_header: HeaderValue::from_static("t"),
             scopes_header: HeaderValue::from_static(""),
             audience_header: None,
+            remote: None,
         };
         assert_eq!(namespace(&of(TokenKind::Access, "at_1")), "acme");
         assert_eq!(namespace(&of(TokenKind::Access, "at_2")), "acme");

@@ -127,9 +127,12 @@ pub fn parse_json(body: &[u8]) -> Result<Params, FormError> {
         .map_err(|e| {
             let msg = e.to_string();
             match msg.strip_prefix("duplicate parameter ") {
-                Some(rest) => {
-                    FormError::Duplicate(rest.split(' ').next().unwrap_or("").to_string())
-                }
+                // serde_json appends " at line L column C"; the name itself may hold spaces.
+                Some(rest) => FormError::Duplicate(
+                    rest.rsplit_once(" at line ")
+                        .map_or(rest, |(name, _)| name)
+                        .to_string(),
+                ),
                 None => FormError::Malformed(
                     "the body is not a JSON object of string parameters".into(),
                 ),
@@ -179,11 +182,12 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>
     let (id, secret) = text
         .split_once(':')
         .ok_or_else(|| FormError::Malformed("Basic credentials lack a ':'".into()))?;
+    // One form-encoded value: `+` is a space and `%XX` a byte. (Parsing it as a form would
+    // also cut it at a raw `&` and so compare another credential than the one sent.)
     let decode = |s: &str| -> String {
-        form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
     };
     Ok(Some((decode(id), decode(secret))))
 }
@@ -238,5 +242,30 @@ mod tests {
         assert!(basic_credentials(&h).is_err());
         h.insert("authorization", "Bearer abc".parse().unwrap());
         assert_eq!(basic_credentials(&h).unwrap(), None);
+    }
+
+    /// Found by `fuzzing::proptests::authorization_yields_one_well_formed_credential`.
+    #[test]
+    fn a_raw_ampersand_is_part_of_a_basic_credential() {
+        let mut h = HeaderMap::new();
+        let enc = base64::engine::general_purpose::STANDARD.encode("id&x:p&ss=1+2");
+        h.insert("authorization", format!("Basic {enc}").parse().unwrap());
+        assert_eq!(
+            basic_credentials(&h).unwrap(),
+            Some(("id&x".into(), "p&ss=1 2".into()))
+        );
+    }
+
+    /// Found by `fuzzing::proptests::json_parameters_round_trip_and_duplicates_are_named`.
+    #[test]
+    fn a_duplicate_json_parameter_is_named_whole() {
+        assert_eq!(
+            parse_json(br#"{"a b":"1","a\u0020b":"2"}"#),
+            Err(FormError::Duplicate("a b".into()))
+        );
+        assert_eq!(
+            parse_json(br#"{"x at line 1":"1","x at line 1":"2"}"#),
+            Err(FormError::Duplicate("x at line 1".into()))
+        );
     }
 }

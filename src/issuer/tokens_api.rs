@@ -494,6 +494,36 @@ fn spec_of(body: CreateBody, now: i64) -> Result<ManagedSpec, Problem> {
     })
 }
 
+/// Reads `bytes` as the body of `op` (`create`, `rename`, `disable`, `enable`) exactly as
+/// [`serve`] does, up to the store: the entry point of the fuzz targets and property tests.
+/// `Some` is the unvetted spec of a create body.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn parse_body(
+    op: &str,
+    bytes: &[u8],
+    max_name: usize,
+    now: i64,
+) -> Result<Option<ManagedSpec>, Problem> {
+    match op {
+        "create" => spec_of(parse_json(bytes)?, now).map(Some),
+        "rename" => {
+            let body: RenameBody = parse_json(bytes)?;
+            check_name("name", &body.name, max_name).map_err(token_problem)?;
+            Ok(None)
+        }
+        "disable" if bytes.is_empty() => Ok(None),
+        "disable" => {
+            let body: DisableBody = parse_json(bytes)?;
+            if let Some(reason) = &body.reason {
+                check_name("reason", reason, max_name).map_err(token_problem)?;
+            }
+            Ok(None)
+        }
+        _ if bytes.is_empty() => Ok(None),
+        _ => parse_json::<EnableBody>(bytes).map(|EnableBody {}| None),
+    }
+}
+
 // ------------------------------------------------------------------ HTTP
 
 /// Serves a request under `endpoints.tokens`.

@@ -6,6 +6,7 @@ mod devproxy;
 mod foundation;
 mod harness;
 mod idempotency;
+mod idp;
 mod issuer;
 mod lenient;
 mod responses;
