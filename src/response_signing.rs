@@ -444,9 +444,12 @@ pub fn verify_response(
     if !sig.covers_req("@method") {
         missing.push("\"@method\";req".into());
     }
+    // The whole target: @path alone would leave the query unbound.
+    let has_query = req.url.query().is_some();
     if !(sig.covers_req("@target-uri")
         || (sig.covers_req("@authority")
-            && (sig.covers_req("@path") || sig.covers_req("@request-target"))))
+            && (sig.covers_req("@request-target")
+                || (sig.covers_req("@path") && (!has_query || sig.covers_req("@query"))))))
     {
         missing.push("\"@target-uri\";req".into());
     }
@@ -984,6 +987,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(h.get_all(SIGNATURE_INPUT).iter().count(), 1);
+    }
+
+    #[test]
+    fn a_response_that_binds_the_path_but_not_the_query_is_refused() {
+        // RFC 9421 §2.4's first example covers "@path";req but not "@query";req, and its
+        // request had a query: the signature verifies, but would hold for another query too.
+        let v = json(EXAMPLES);
+        let resp = &v["messages"]["s2.4-response-unsigned-req"];
+        let req = &v["messages"]["s2.4-request"];
+        let key = httpsig::parse_verification_key(
+            Algorithm::EcdsaP256Sha256,
+            json(KEYS)["keys"]["test-key-ecc-p256"]["public_pem"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let sent = SentRequest {
+            method: "POST".into(),
+            url: "https://example.com/foo?param=Value&Pet=dog"
+                .parse()
+                .unwrap(),
+            headers: headers(&req["headers"]),
+        };
+        let body = resp["body"].as_str().unwrap().as_bytes();
+        assert_eq!(
+            verify_response(
+                503,
+                &headers(&resp["headers"]),
+                body,
+                &sent,
+                &key,
+                None,
+                None
+            ),
+            Err(VerifyError::NotCovered("\"@target-uri\";req".into()))
+        );
     }
 
     #[test]
