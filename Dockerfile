@@ -14,7 +14,7 @@ COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches tests/it \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && echo 'fn main() {}' > benches/request_path.rs \
+    && for b in request_path store; do echo 'fn main() {}' > "benches/$b.rs"; done \
     && touch tests/it/main.rs \
     && cargo build --release --locked --bin warden \
     && rm -rf src benches tests target/release/warden target/release/.fingerprint/warden-* \
