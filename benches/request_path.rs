@@ -137,7 +137,7 @@ fn signature_and_digest(c: &mut Criterion) {
         keys: vec![warden::store::SigningKey {
             key_id: "bench-key".into(),
             alg: "ed25519".into(),
-            public_key: key.verifying_key().to_bytes(),
+            public_key: key.verifying_key().to_bytes().to_vec(),
         }],
         trusted_ips: vec![],
         scopes: vec![],
@@ -146,7 +146,7 @@ fn signature_and_digest(c: &mut Criterion) {
         created_at: 0,
         updated_at: 0,
     };
-    let keys = ClientKeys::from_record(&record, SignatureMode::Auto);
+    let keys = ClientKeys::from_record(&record, SignatureMode::Auto, &Default::default());
     let origin = Origin {
         peer: "192.0.2.1".parse().expect("ip"),
         peer_trusted: false,

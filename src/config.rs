@@ -102,6 +102,11 @@ pub struct RawSignatures {
     pub cover_always: Vec<String>,
     pub key_cache_capacity: u64,
     pub verify_batch_max: usize,
+    /// The private key Warden signs responses of `sign_responses` routes with; "" = none.
+    pub response_key_file: String,
+    pub response_key_alg: String,
+    pub response_key_id: String,
+    pub response_max_bytes: u64,
 }
 
 impl Default for RawSignatures {
@@ -126,6 +131,10 @@ impl Default for RawSignatures {
             cover_always: Vec::new(),
             key_cache_capacity: 100_000,
             verify_batch_max: 64,
+            response_key_file: String::new(),
+            response_key_alg: "ed25519".into(),
+            response_key_id: "warden".into(),
+            response_max_bytes: 1 << 20,
         }
     }
 }
@@ -330,13 +339,23 @@ fn yes() -> bool {
     true
 }
 
+/// `[[clients.keys]]`: one key, of one algorithm. A public key is given inline (`public_key`)
+/// or in a file (`public_key_file`); an `hmac-sha256` secret only through `secret_file` or
+/// `secret_env`, read at start and held in memory, never in the config nor the store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClientKey {
     pub id: String,
     #[serde(default = "ed25519")]
     pub alg: String,
-    pub public_key: String,
+    #[serde(default)]
+    pub public_key: Option<String>,
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub secret_env: Option<String>,
 }
 
 fn ed25519() -> String {
@@ -510,6 +529,9 @@ pub struct RawRoute {
     /// The audience a credential must have been issued for (bearer routes only).
     #[serde(default)]
     pub audience: Option<String>,
+    /// Whether Warden signs this route's responses (`signatures.response_key_file`).
+    #[serde(default)]
+    pub sign_responses: bool,
 }
 
 // ------------------------------------------------------------------ typed settings
@@ -619,6 +641,8 @@ pub struct SignatureSettings {
     /// `signatures.verify_batch_max`, default 64: most signatures verified together (1 = each
     /// on its own).
     pub verify_batch_max: usize,
+    /// `signatures.response_key_*`: the key of signed responses; `None` without a key file.
+    pub response: Option<crate::response_signing::ResponseSigning>,
 }
 
 /// A client declared in config, validated.
@@ -637,12 +661,12 @@ pub struct ClientSettings {
     pub signature: SignatureMode,
 }
 
-/// A signing key registered to a client (RFC 9421 `keyid`).
+/// A signing key registered to a client (RFC 9421 `keyid`), parsed. An HMAC secret lives
+/// only here (in memory); the store keeps the public bytes of the others.
 #[derive(Debug, Clone)]
 pub struct ClientKey {
     pub id: String,
-    pub alg: String,
-    pub public_key: [u8; 32],
+    pub key: crate::httpsig::VerificationKey,
 }
 
 #[derive(Debug, Clone)]
@@ -932,6 +956,12 @@ impl Settings {
                 .transpose()?;
             let cover = validate_components(&format!("{key}.signature_cover"), &r.signature_cover)?;
             let require = validate_requirement(&key, r, &raw.tokens.realm)?;
+            if r.sign_responses && raw.signatures.response_key_file.trim().is_empty() {
+                return Err(invalid(
+                    format!("{key}.sign_responses"),
+                    "needs a key: set signatures.response_key_file (warden keygen --out FILE)",
+                ));
+            }
             routes.push(Route {
                 name: r.name.clone().unwrap_or_else(|| r.path.clone()),
                 pattern,
@@ -948,6 +978,7 @@ impl Settings {
                     cover,
                     idempotency,
                     require,
+                    sign_responses: r.sign_responses,
                 },
             });
         }
@@ -1267,18 +1298,9 @@ fn validate_clients(clients: &[RawClient]) -> Result<Vec<ClientSettings>, Config
                     format!("'{}' is declared twice", k.id),
                 ));
             }
-            if k.alg != "ed25519" {
-                return Err(invalid(
-                    format!("{kk}.alg"),
-                    format!("'{}' is not supported (ed25519)", k.alg),
-                ));
-            }
-            let public_key = crate::httpsig::parse_public_key(&k.public_key)
-                .map_err(|e| invalid(format!("{kk}.public_key"), e.to_string()))?;
             keys.push(ClientKey {
                 id: k.id.clone(),
-                alg: k.alg.clone(),
-                public_key: public_key.to_bytes(),
+                key: load_client_key(&kk, k)?,
             });
         }
         out.push(ClientSettings {
@@ -1300,6 +1322,73 @@ fn validate_clients(clients: &[RawClient]) -> Result<Vec<ClientSettings>, Config
         }
     }
     Ok(out)
+}
+
+/// The key of one `[[clients.keys]]` entry: its algorithm, and exactly one source of the
+/// key that suits it (a public key inline or in a file; an HMAC secret in a file or an env var).
+fn load_client_key(
+    kk: &str,
+    k: &RawClientKey,
+) -> Result<crate::httpsig::VerificationKey, ConfigError> {
+    use crate::httpsig::Algorithm;
+    let alg = Algorithm::from_name(&k.alg).ok_or_else(|| {
+        invalid(
+            format!("{kk}.alg"),
+            format!("'{}' is not one of {}", k.alg, Algorithm::names()),
+        )
+    })?;
+    let public = k.public_key.is_some() || k.public_key_file.is_some();
+    let secret = k.secret_file.is_some() || k.secret_env.is_some();
+    let read = |field: &str, path: &Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| invalid(format!("{kk}.{field}"), format!("{}: {e}", path.display())))
+    };
+    let (field, text) = if alg.is_symmetric() {
+        if public {
+            return Err(invalid(
+                kk,
+                "an hmac-sha256 key is a shared secret: never write it in the config; \
+                 give it in secret_file or secret_env",
+            ));
+        }
+        match (&k.secret_file, &k.secret_env) {
+            (Some(path), None) => ("secret_file", read("secret_file", path)?),
+            (None, Some(var)) => (
+                "secret_env",
+                std::env::var(var).map_err(|_| {
+                    invalid(
+                        format!("{kk}.secret_env"),
+                        format!("${var} is not set (or not UTF-8)"),
+                    )
+                })?,
+            ),
+            _ => {
+                return Err(invalid(
+                    kk,
+                    "give the secret in exactly one of secret_file and secret_env",
+                ));
+            }
+        }
+    } else {
+        if secret {
+            return Err(invalid(
+                kk,
+                format!("{alg} takes a public key (public_key or public_key_file), not a secret"),
+            ));
+        }
+        match (&k.public_key, &k.public_key_file) {
+            (Some(text), None) => ("public_key", text.clone()),
+            (None, Some(path)) => ("public_key_file", read("public_key_file", path)?),
+            _ => {
+                return Err(invalid(
+                    kk,
+                    "give exactly one of public_key and public_key_file",
+                ));
+            }
+        }
+    };
+    crate::httpsig::parse_verification_key(alg, &text)
+        .map_err(|e| invalid(format!("{kk}.{field}"), e.to_string()))
 }
 
 fn validate_signatures(s: &RawSignatures) -> Result<SignatureSettings, ConfigError> {
@@ -1364,6 +1453,18 @@ fn validate_signatures(s: &RawSignatures) -> Result<SignatureSettings, ConfigErr
         cover_always: validate_components("signatures.cover_always", &s.cover_always)?,
         key_cache_capacity: s.key_cache_capacity,
         verify_batch_max: s.verify_batch_max,
+        response: match s.response_key_file.trim() {
+            "" => None,
+            file => Some(
+                crate::response_signing::ResponseSigning::load(
+                    file.into(),
+                    &s.response_key_alg,
+                    &s.response_key_id,
+                    s.response_max_bytes,
+                )
+                .map_err(|(key, detail)| invalid(key, detail))?,
+            ),
+        },
     })
 }
 
@@ -1653,5 +1754,105 @@ buffer_budget_bytes = 1000
 request_read_timeout = \"0s\"
 ");
         assert!(e.starts_with("idempotency.request_read_timeout:"), "{e}");
+    }
+
+    #[test]
+    fn client_keys_take_one_source_that_suits_their_algorithm() {
+        const P256: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqIVYZVLCrPZHGHjP17CTW0/+D9Lf\nw0EkjqF7xB4FivAxzic30tMM4GF+hR6Dxh71Z50VGGdldkkDXZCnTNnoXQ==\n-----END PUBLIC KEY-----\n";
+        const SECRET: &str = "uzvJfB4u3N0Jy4T7NZ75MDVcr8zSTInedJtkgcu46YW4XByzNJjxBdtjUkdJPBtbmHhIDi6pcl8jsasjlTMtDQ==";
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+        let pem = dir.path().join("p256.pem");
+        std::fs::write(&pem, P256).unwrap();
+        let client = |key: &str| {
+            format!(
+                "[[clients]]\nid = \"c\"\nsecret_sha256 = \"{}\"\n[[clients.keys]]\nid = \"k\"\n{key}\n",
+                "0".repeat(64)
+            )
+        };
+        let ok = |key: &str| {
+            Settings::from_toml(&client(key))
+                .unwrap_or_else(|e| panic!("{key}: {e}"))
+                .clients[0]
+                .keys[0]
+                .key
+                .alg()
+        };
+        use crate::httpsig::Algorithm;
+        let path = |p: &Path| format!("{:?}", p.display().to_string());
+        assert_eq!(
+            ok(&format!(
+                "alg = \"hmac-sha256\"\nsecret_file = {}",
+                path(&secret)
+            )),
+            Algorithm::HmacSha256
+        );
+        assert_eq!(
+            ok(&format!(
+                "alg = \"ecdsa-p256-sha256\"\npublic_key_file = {}",
+                path(&pem)
+            )),
+            Algorithm::EcdsaP256Sha256
+        );
+        assert_eq!(
+            ok(&format!(
+                "alg = \"ecdsa-p256-sha256\"\npublic_key = '''{P256}'''"
+            )),
+            Algorithm::EcdsaP256Sha256
+        );
+        let cases = [
+            (
+                "alg = \"hs256\"\npublic_key = \"x\"".to_owned(),
+                "clients[0].keys[0].alg:",
+                "rsa-pss-sha512",
+            ),
+            (
+                format!("alg = \"hmac-sha256\"\npublic_key = \"{SECRET}\""),
+                "clients[0].keys[0]:",
+                "never write it in the config",
+            ),
+            (
+                "alg = \"hmac-sha256\"\nsecret_env = \"WARDEN_TEST_SURELY_UNSET_VARIABLE\"".into(),
+                "clients[0].keys[0].secret_env:",
+                "is not set",
+            ),
+            // A variable that is set but holds no base64 secret: it was read.
+            (
+                "alg = \"hmac-sha256\"\nsecret_env = \"PATH\"".into(),
+                "clients[0].keys[0].secret_env:",
+                "base64",
+            ),
+            (
+                "alg = \"hmac-sha256\"".into(),
+                "clients[0].keys[0]:",
+                "exactly one of secret_file and secret_env",
+            ),
+            (
+                "alg = \"ed25519\"\nsecret_env = \"PATH\"".into(),
+                "clients[0].keys[0]:",
+                "takes a public key",
+            ),
+            (
+                "alg = \"ed25519\"".into(),
+                "clients[0].keys[0]:",
+                "exactly one of public_key",
+            ),
+            (
+                "alg = \"ecdsa-p256-sha256\"\npublic_key_file = \"/nonexistent/key.pem\"".into(),
+                "clients[0].keys[0].public_key_file:",
+                "/nonexistent/key.pem",
+            ),
+            (
+                format!("alg = \"ecdsa-p384-sha384\"\npublic_key = '''{P256}'''"),
+                "clients[0].keys[0].public_key:",
+                "p-256",
+            ),
+        ];
+        for (key, starts, contains) in cases {
+            let e = err(&client(&key));
+            assert!(e.starts_with(starts) && e.contains(contains), "{key}: {e}");
+            assert!(!e.contains(&SECRET[..12]), "{e}");
+        }
     }
 }

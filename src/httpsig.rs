@@ -1,7 +1,9 @@
-//! RFC 9421 HTTP Message Signatures for requests, Ed25519 only: parsing `Signature-Input` /
-//! `Signature`, building the signature base, verifying, signing, and the time policy.
+//! RFC 9421 HTTP Message Signatures, every registered algorithm: parsing `Signature-Input` /
+//! `Signature`, building the signature base of a request or of a response (with `;req`
+//! components of its request), loading keys, verifying, signing, and the time policy.
 //! Pure: no I/O and no clock; choosing a signature, resolving its key and coverage policy belong to the gate.
 
+mod alg;
 mod base;
 pub mod batch;
 mod component;
@@ -11,6 +13,8 @@ mod request;
 mod sign;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_algs;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -18,16 +22,21 @@ use std::fmt;
 use ed25519_dalek::{Signature, VerifyingKey};
 use http::HeaderMap;
 
-pub use base::signature_base;
+pub use alg::{Algorithm, HmacKey, MessageSigner, SignerKey, VerificationKey};
+pub use base::{message_base, signature_base};
 pub use component::Component;
-pub use key::{KeyError, parse_private_key, parse_public_key};
+pub use key::{
+    HMAC_MIN_BYTES, KeyError, RSA_MIN_BITS, generate, parse_hmac_secret, parse_private_key,
+    parse_public_key, parse_signer_key, parse_verification_key, stored_verification_key,
+};
 pub use parse::{
-    ParsedSignature, SigParam, SignatureParams, parse_signature_fields, parse_signatures,
+    ParsedSignature, SigParam, SignatureParams, parse_fields, parse_message_signatures,
+    parse_signature_fields, parse_signatures,
 };
 pub use request::{COVER_IF_PRESENT, SignOptions, default_components, sign_request};
-pub use sign::{SignedHeaders, sign};
+pub use sign::{SignedHeaders, sign, sign_message};
 
-/// The only algorithm this module verifies and signs with (RFC 9421 §3.3.6).
+/// The default algorithm of a registered key, and the one of Warden's batch path (§3.3.6).
 pub const ALGORITHM: &str = "ed25519";
 
 /// Why a signature was refused. [`SigError::is_malformed`] tells a 400 (the request is broken)
@@ -82,7 +91,7 @@ pub enum SigError {
         /// Why the value cannot be built.
         reason: &'static str,
     },
-    /// The `alg` parameter names an algorithm other than Ed25519.
+    /// The `alg` parameter names another algorithm than the key's.
     #[error("signature algorithm {alg} is not allowed")]
     AlgorithmNotAllowed {
         /// The `alg` value received.
@@ -112,6 +121,9 @@ pub enum SigError {
     /// Policy requires `created` and the signature has none.
     #[error("signature has no created parameter")]
     MissingCreated,
+    /// The signer's key failed to sign (an RNG failure; not a property of the message).
+    #[error("signing failed")]
+    SigningFailed,
 }
 
 impl SigError {
@@ -132,7 +144,8 @@ impl SigError {
             | SigError::Expired { .. }
             | SigError::CreatedInFuture { .. }
             | SigError::TooOld { .. }
-            | SigError::MissingCreated => false,
+            | SigError::MissingCreated
+            | SigError::SigningFailed => false,
         }
     }
 }
@@ -218,6 +231,53 @@ impl fmt::Debug for RequestView<'_> {
             .field("header_names", &self.headers.keys().collect::<Vec<_>>())
             .field("request_target", &self.request_target)
             .finish()
+    }
+}
+
+/// Which kind of message a signature is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Request,
+    /// A response: `@status` is allowed, request components need `;req` (RFC 9421 §2.4).
+    Response,
+}
+
+/// What the verifier (and signer) sees of a response, and of the request it answers, which
+/// `;req` components read.
+#[derive(Clone, Copy)]
+pub struct ResponseView<'a> {
+    /// The status code (`@status`).
+    pub status: u16,
+    /// The response header section.
+    pub headers: &'a HeaderMap,
+    /// The related request; `None` when it is not known (then any `;req` component fails).
+    pub request: Option<RequestView<'a>>,
+}
+
+impl fmt::Debug for ResponseView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseView")
+            .field("status", &self.status)
+            .field("header_names", &self.headers.keys().collect::<Vec<_>>())
+            .field("request", &self.request)
+            .finish()
+    }
+}
+
+/// The message a signature base is built from.
+#[derive(Debug, Clone, Copy)]
+pub enum Message<'a> {
+    Request(RequestView<'a>),
+    Response(ResponseView<'a>),
+}
+
+impl Message<'_> {
+    /// Which kind of message this is.
+    pub fn target(&self) -> Target {
+        match self {
+            Message::Request(_) => Target::Request,
+            Message::Response(_) => Target::Response,
+        }
     }
 }
 
@@ -377,6 +437,31 @@ pub fn verify(
     }
     let base = signature_base(view, sig)?;
     verify_ed25519(base.as_bytes(), sig.signature(), key)
+}
+
+/// Rebuilds the base of `sig` over `msg` and verifies it with `key`, of any algorithm. An
+/// `alg` parameter other than the key's algorithm fails before any crypto: the algorithm is
+/// the key's, never the signature's (RFC 9421 §3.2 step 6, §7.3.6). Time, coverage and key
+/// selection are the caller's policy.
+pub fn verify_message(
+    msg: &Message<'_>,
+    sig: &ParsedSignature,
+    key: &VerificationKey,
+) -> Result<(), SigError> {
+    check_alg(sig, key.alg())?;
+    let base = message_base(msg, sig)?;
+    key.verify(base.as_bytes(), sig.signature())
+}
+
+/// Refuses a signature whose `alg` names another algorithm than `alg` (absent `alg`: the
+/// key's algorithm applies).
+pub fn check_alg(sig: &ParsedSignature, alg: Algorithm) -> Result<(), SigError> {
+    match sig.params().alg() {
+        Some(named) if named != alg.name() => Err(SigError::AlgorithmNotAllowed {
+            alg: named.to_owned(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The time policy, with the clock injected (`now` in UNIX seconds):

@@ -244,8 +244,9 @@ impl Issuer {
                     .iter()
                     .map(|k| SigningKey {
                         key_id: k.id.clone(),
-                        alg: k.alg.clone(),
-                        public_key: k.public_key,
+                        alg: k.key.alg().name().to_owned(),
+                        // An HMAC secret is held in memory only: its row has no bytes.
+                        public_key: k.key.stored().unwrap_or_default(),
                     })
                     .collect(),
                 trusted_ips: c.trusted_ips.iter().map(|n| n.to_string()).collect(),

@@ -11,6 +11,8 @@
 //! - [`forward`]: pooled upstream client, header hygiene, streaming, upgrades.
 //! - [`problem`]: the one place where refusals become `application/problem+json` responses.
 //! - [`body`]: the boxed body type shared by all of the above.
+//! - [`response_signing`]: Warden's RFC 9421 signature on the responses of signed routes.
+//! - [`devproxy`]: `warden dev-proxy`, the developer's local signing and token-refreshing proxy.
 //! - [`telemetry`]: log set-up and header redaction.
 //! - [`webhooks`]: events about credentials, signed and delivered to subscribers at least once.
 
@@ -19,6 +21,7 @@ pub mod cache;
 pub mod clock;
 pub mod coarse_timer;
 pub mod config;
+pub mod devproxy;
 pub mod digest;
 pub mod forward;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -29,6 +32,7 @@ pub mod httpsig;
 pub mod idp;
 pub mod issuer;
 pub mod problem;
+pub mod response_signing;
 pub mod router;
 pub mod scope;
 pub mod secret;

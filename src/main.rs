@@ -57,6 +57,109 @@ enum Command {
     Keygen(KeygenArgs),
     /// Print the Content-Digest and RFC 9421 signature headers for a request (local development).
     Sign(SignArgs),
+    /// Check Warden's RFC 9421 signature on a response (saved with `curl -i`), against the
+    /// request it answers.
+    Verify(VerifyArgs),
+    /// A local proxy for development: forwards plain requests (curl, a browser) to a
+    /// Warden-protected API with an access token, X-Client-Id, an idempotency key, the
+    /// Content-Digest and an RFC 9421 signature.
+    #[command(name = "dev-proxy")]
+    DevProxy(DevProxyArgs),
+}
+
+/// `warden dev-proxy`: every setting may also come from `--file` (flags win). Secrets only
+/// from files or environment variables.
+#[derive(clap::Args)]
+struct DevProxyArgs {
+    /// A TOML file with the settings below (names with underscores: api_url, key_file, ...).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Where to listen (default 127.0.0.1:8787; loopback only without --allow-remote).
+    #[arg(long)]
+    listen: Option<String>,
+    /// The Warden-protected API, e.g. https://api.example.com.
+    #[arg(long)]
+    api_url: Option<String>,
+    /// The URL Warden checks signatures against, when it differs from --api-url.
+    #[arg(long)]
+    sign_url: Option<String>,
+    #[arg(long)]
+    client_id: Option<String>,
+    /// A file holding the client secret.
+    #[arg(long)]
+    client_secret_file: Option<PathBuf>,
+    /// An environment variable holding the client secret (default $WARDEN_DEV_CLIENT_SECRET).
+    #[arg(long)]
+    client_secret_env: Option<String>,
+    /// The private key file (from `warden keygen`, or a PEM / JWK of another algorithm).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// An environment variable holding the private key (default $WARDEN_DEV_KEY).
+    #[arg(long)]
+    key_env: Option<String>,
+    /// The keyid registered with Warden.
+    #[arg(long)]
+    key_id: Option<String>,
+    /// The key's algorithm (needed for RSA and HMAC keys).
+    #[arg(long)]
+    key_alg: Option<String>,
+    /// /v1/auth (default) or /v1/oauth/token.
+    #[arg(long)]
+    token_endpoint: Option<String>,
+    /// warden or oauth (default: oauth for a path ending in /oauth/token).
+    #[arg(long)]
+    token_style: Option<String>,
+    /// Scopes to ask for, space-separated (default: all of the client's).
+    #[arg(long)]
+    scope: Option<String>,
+    /// sha-512 (default) or sha-256.
+    #[arg(long)]
+    digest: Option<String>,
+    /// Largest request body buffered to digest and sign (default 10485760).
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+    /// Add a random nonce to every signature.
+    #[arg(long)]
+    nonce: bool,
+    /// Fraction of the token's lifetime after which it is refreshed (default 0.8).
+    #[arg(long)]
+    refresh_at: Option<f64>,
+    /// Listen beyond loopback and accept any Host: anyone who reaches it acts as you.
+    #[arg(long)]
+    allow_remote: bool,
+    /// Refused: a secret on the command line shows in `ps` and the shell history.
+    #[arg(long, hide = true, num_args = 0..=1)]
+    secret: Option<Option<String>>,
+    #[arg(long, hide = true, num_args = 0..=1)]
+    client_secret: Option<Option<String>>,
+    #[arg(long, hide = true, num_args = 0..=1)]
+    key: Option<Option<String>>,
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// Warden's public key (PEM, JWK, or base64 for ed25519): signatures.response_key_file's
+    /// public half.
+    #[arg(long)]
+    key: PathBuf,
+    /// The key's algorithm (signatures.response_key_alg).
+    #[arg(long, default_value = "ed25519")]
+    alg: String,
+    /// The keyid of Warden's signature (signatures.response_key_id); default: Warden's label.
+    #[arg(long)]
+    keyid: Option<String>,
+    /// The request: "METHOD URL", the URL as the client called it.
+    #[arg(long)]
+    request: String,
+    /// A header the request carried, "Name: value" (repeat); its Signature when it was signed.
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// The response as `curl -i` prints it (status line, headers, blank line, body); "-": stdin.
+    #[arg(long)]
+    response: PathBuf,
+    /// Oldest signature accepted ("0s": any age).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    max_age: std::time::Duration,
 }
 
 #[derive(clap::Args)]
@@ -68,13 +171,22 @@ struct KeygenArgs {
     /// The keyid to show in the config snippet.
     #[arg(long, default_value = "my-key-ed25519")]
     keyid: String,
+    /// ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, or hmac-sha256 (a secret, written to
+    /// --out only). RSA keys come from `openssl genpkey`.
+    #[arg(long, default_value = "ed25519")]
+    alg: String,
 }
 
 #[derive(clap::Args)]
 struct SignArgs {
-    /// The private key: a PKCS#8 PEM file from `warden keygen`.
+    /// The private key: a PKCS#8 PEM file from `warden keygen` (or PKCS#1 / SEC1 PEM, a
+    /// private JWK, an HMAC secret file).
     #[arg(long)]
     key: PathBuf,
+    /// The key's algorithm, when the key does not say it (RSA: rsa-pss-sha512 or
+    /// rsa-v1_5-sha256; an HMAC secret: hmac-sha256).
+    #[arg(long)]
+    alg: Option<String>,
     /// The keyid registered with Warden.
     #[arg(long)]
     keyid: String,
@@ -176,6 +288,8 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::Keygen(args)) => return keygen(args),
         Some(Command::Sign(args)) => return sign(args),
+        Some(Command::Verify(args)) => return verify(args),
+        Some(Command::DevProxy(args)) => return dev_proxy(args),
         _ => {}
     }
     let settings = match Settings::load(&cli.config) {
@@ -197,6 +311,121 @@ fn main() -> ExitCode {
         Command::Webhook(cmd) => warden::webhooks::cli::run(settings, cmd),
         Command::Keygen(args) => keygen(&args),
         Command::Sign(args) => sign(&args),
+        Command::Verify(args) => verify(&args),
+        Command::DevProxy(args) => dev_proxy(&args),
+    }
+}
+
+/// `warden dev-proxy`.
+fn dev_proxy(args: &DevProxyArgs) -> ExitCode {
+    use warden::devproxy::{self, DevProxyFile, DevProxySettings};
+    if args.secret.is_some() || args.client_secret.is_some() || args.key.is_some() {
+        eprintln!(
+            "warden: secrets are never taken from the command line (ps and the shell history \
+             show them): use --client-secret-file / --client-secret-env (or ${}) and --key-file \
+             / --key-env (or ${})",
+            devproxy::SECRET_ENV,
+            devproxy::KEY_ENV
+        );
+        return ExitCode::from(2);
+    }
+    let base = match &args.file {
+        Some(path) => match devproxy::read_file(path) {
+            Ok(file) => file,
+            Err(e) => {
+                eprintln!("warden: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => DevProxyFile::default(),
+    };
+    let flags = DevProxyFile {
+        listen: args.listen.clone(),
+        api_url: args.api_url.clone(),
+        sign_url: args.sign_url.clone(),
+        client_id: args.client_id.clone(),
+        client_secret_file: args.client_secret_file.clone(),
+        client_secret_env: args.client_secret_env.clone(),
+        key_file: args.key_file.clone(),
+        key_env: args.key_env.clone(),
+        key_id: args.key_id.clone(),
+        key_alg: args.key_alg.clone(),
+        token_endpoint: args.token_endpoint.clone(),
+        token_style: args.token_style.clone(),
+        scope: args.scope.clone(),
+        digest: args.digest.clone(),
+        max_body_bytes: args.max_body_bytes,
+        nonce: args.nonce.then_some(true),
+        refresh_at: args.refresh_at,
+        allow_remote: args.allow_remote.then_some(true),
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let settings = match DevProxySettings::resolve(base.merge(flags), &env) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("warden: dev-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match devproxy::run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warden: dev-proxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `warden verify`: says whether a response carries Warden's valid signature, and if not why.
+fn verify(args: &VerifyArgs) -> ExitCode {
+    let read = |path: &std::path::Path| {
+        if path.as_os_str() == "-" {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map(|_| buf)
+        } else {
+            std::fs::read(path)
+        }
+    };
+    let (key, response) = match (std::fs::read_to_string(&args.key), read(&args.response)) {
+        (Ok(key), Ok(response)) => (key, response),
+        (Err(e), _) => {
+            eprintln!("warden: cannot read --key {}: {e}", args.key.display());
+            return ExitCode::from(2);
+        }
+        (_, Err(e)) => {
+            eprintln!(
+                "warden: cannot read --response {}: {e}",
+                args.response.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let Some(alg) = warden::httpsig::Algorithm::from_name(&args.alg) else {
+        eprintln!(
+            "warden: --alg {}: not one of {}",
+            args.alg,
+            warden::httpsig::Algorithm::names()
+        );
+        return ExitCode::from(2);
+    };
+    let now = (!args.max_age.is_zero()).then(|| (Clock::default().now(), args.max_age.as_secs()));
+    match warden::response_signing::verify_exchange(
+        &response,
+        &args.request,
+        &args.headers,
+        &key,
+        alg,
+        args.keyid.as_deref(),
+        now,
+    ) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err((code, message)) => {
+            eprintln!("warden: {message}");
+            ExitCode::from(code)
+        }
     }
 }
 
@@ -604,40 +833,46 @@ async fn shutdown_signal() {
     }
 }
 
-/// `warden keygen`: a new Ed25519 key pair; the public half in the config format.
+/// `warden keygen`: a new key pair (or HMAC secret); the public half in the config format.
 fn keygen(args: &KeygenArgs) -> ExitCode {
-    use base64::Engine as _;
-    use ed25519_dalek::pkcs8::EncodePrivateKey as _;
-    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    // PKCS#8 v1 (RFC 8410 §7, private key only): OpenSSL 3.0 and pyca/cryptography refuse the
-    // v2 form with the public key embedded, which is what `SigningKey::to_pkcs8_pem` writes.
-    let v1 = ed25519_dalek::pkcs8::KeypairBytes {
-        secret_key: key.to_bytes(),
-        public_key: None,
+    let Some(alg) = warden::httpsig::Algorithm::from_name(&args.alg) else {
+        eprintln!(
+            "warden: --alg {}: not one of {}",
+            args.alg,
+            warden::httpsig::Algorithm::names()
+        );
+        return ExitCode::from(2);
     };
-    let pem = match v1.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF) {
-        Ok(pem) => pem,
+    let (private, public) = match warden::httpsig::generate(alg) {
+        Ok(pair) => pair,
         Err(e) => {
-            eprintln!("warden: cannot encode the key: {e}");
+            eprintln!("warden: {e}");
             return ExitCode::FAILURE;
         }
     };
     match &args.out {
         Some(path) => {
-            if let Err(e) = write_private(path, pem.as_bytes()) {
+            if let Err(e) = write_private(path, private.as_bytes()) {
                 eprintln!("warden: cannot write {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }
             eprintln!("private key written to {} (keep it secret)", path.display());
         }
-        None => print!("{}", pem.as_str()),
+        None if alg.is_symmetric() => {
+            eprintln!("warden: an hmac-sha256 secret is only written to a file: give --out FILE");
+            return ExitCode::from(2);
+        }
+        None => print!("{private}"),
     }
-    let public = base64::engine::general_purpose::STANDARD.encode(key.verifying_key().to_bytes());
-    println!("# register the public key with the client in warden.toml:");
+    println!("# register the key with the client in warden.toml:");
     println!("[[clients.keys]]");
     println!("id = \"{}\"", args.keyid);
-    println!("alg = \"ed25519\"");
-    println!("public_key = \"{public}\"");
+    println!("alg = \"{alg}\"");
+    match (&args.out, alg.is_symmetric()) {
+        (Some(path), true) => println!("secret_file = {:?}", path.display().to_string()),
+        _ if public.starts_with('{') => println!("public_key = '{public}'"),
+        _ => println!("public_key = \"{public}\""),
+    }
     ExitCode::SUCCESS
 }
 
@@ -666,7 +901,14 @@ fn sign_request(args: &SignArgs) -> Result<(), String> {
     use warden::httpsig::{self, SignOptions};
     let pem = std::fs::read_to_string(&args.key)
         .map_err(|e| format!("cannot read --key {}: {e}", args.key.display()))?;
-    let key = httpsig::parse_private_key(&pem).map_err(|e| format!("--key: {e}"))?;
+    let alg =
+        match args.alg.as_deref() {
+            None => None,
+            Some(name) => Some(httpsig::Algorithm::from_name(name).ok_or_else(|| {
+                format!("--alg {name}: not one of {}", httpsig::Algorithm::names())
+            })?),
+        };
+    let key = httpsig::parse_signer_key(&pem, alg).map_err(|e| format!("--key: {e}"))?;
     let body: Vec<u8> = match (&args.data, &args.data_file) {
         (Some(d), _) => d.clone().into_bytes(),
         (None, Some(path)) => std::fs::read(path)

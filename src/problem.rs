@@ -40,6 +40,9 @@ pub enum Problem {
     UpstreamUnavailable,
     /// The upstream did not answer within `upstream.timeout`.
     UpstreamTimeout { after_ms: u128 },
+    /// A route signs its responses, and this one could not be signed (too large to buffer,
+    /// or its body failed): it is not delivered unsigned (502).
+    ResponseNotSignable { reason: &'static str, limit: u64 },
     /// `/readyz` while a dependency is not usable.
     NotReady { detail: String },
     /// No credential on a route that needs one; carries the `WWW-Authenticate` challenge.
@@ -278,6 +281,15 @@ impl Problem {
                 "upstream_unavailable",
                 "Upstream unavailable",
                 "the service behind Warden could not be reached or closed the connection; retry later".into(),
+            ),
+            Problem::ResponseNotSignable { reason, limit } => (
+                StatusCode::BAD_GATEWAY,
+                "response_not_signable",
+                "Response not signable",
+                format!(
+                    "this route's responses are signed, and the upstream's response could not be \
+                     ({reason}; at most {limit} bytes are signed): it was not delivered unsigned"
+                ),
             ),
             Problem::UpstreamTimeout { after_ms } => (
                 StatusCode::GATEWAY_TIMEOUT,

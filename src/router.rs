@@ -66,13 +66,19 @@ pub struct Policy {
     pub idempotency: IdempotencyMode,
     /// `scopes` and `audience`: what a credential must be granted (bearer routes only).
     pub require: crate::scope::Requirement,
+    /// `sign_responses`, default false: Warden signs this route's responses.
+    pub sign_responses: bool,
 }
 
 impl Policy {
     /// Whether every request this policy admits, `other` admits too: public is the weakest; a
     /// bearer policy needs scopes and an audience that imply `other`'s, a signature mode at
-    /// least as strict (off < optional < auto < required) and every component it covers.
+    /// least as strict (off < optional < auto < required) and every component it covers; and
+    /// it signs its responses if `other` does.
     pub fn at_least_as_strict_as(&self, other: &Policy) -> bool {
+        if other.sign_responses && !self.sign_responses {
+            return false;
+        }
         let rank = |m: SignatureMode| match m {
             SignatureMode::Off => 0,
             SignatureMode::Optional => 1,
@@ -102,6 +108,7 @@ impl Policy {
                 AuthMode::Bearer => IdempotencyMode::Auto,
             },
             require: crate::scope::Requirement::default(),
+            sign_responses: false,
         }
     }
 }

@@ -18,10 +18,11 @@ use crate::forward::{self, Forwarder, Origin};
 use crate::gate::allowlist::Allowlist;
 use crate::gate::idempotency::{Idempotency, Need, ResponseSeal};
 use crate::gate::signature::Verdict;
-use crate::gate::signature::{Endpoint, RequestParts, SignatureGate};
+use crate::gate::signature::{Endpoint, External, RequestParts, SignatureGate};
 use crate::gate::{client_ip, digest};
 use crate::issuer::{Issuer, auth, oauth, tokens_api};
 use crate::problem::{OAuthError, Problem};
+use crate::response_signing::SignedRequest;
 use crate::router::{AuthMode, NormalPath, Route, Router, SignatureMode, Target, normalize_path};
 use crate::store::{self, StoreError, StoreOptions};
 use crate::webhooks::Webhooks;
@@ -318,7 +319,11 @@ impl Warden {
         match route.policy.auth {
             AuthMode::None => {
                 match digest::plan(req.headers(), self.settings.digest.verify_unsigned) {
-                    Ok(digest) => self.proxy(req, origin, None, digest, Need::Off).await,
+                    Ok(digest) => {
+                        let answer = self.answered(&req, route, origin, None);
+                        let resp = self.proxy(req, origin, None, digest, Need::Off).await;
+                        self.sign_response(resp, answer).await
+                    }
                     Err(problem) => problem.into_response(),
                 }
             }
@@ -337,29 +342,82 @@ impl Warden {
                     Ok(identity) => identity,
                     Err(problem) => return problem.into_response(),
                 };
-                let digest = match self.signed(&req, route, &identity, origin).await {
-                    Ok(digest) => digest,
+                let (digest, label) = match self.signed(&req, route, &identity, origin).await {
+                    Ok(checked) => checked,
                     Err(problem) => return problem.into_response(),
                 };
+                let answer = self.answered(&req, route, origin, label.as_deref());
                 let mut req = req;
                 if !self.settings.tokens.forward_authorization {
                     req.headers_mut().remove(header::AUTHORIZATION);
                 }
                 let need = self.idempotency.need(&route.policy, method, req.headers());
-                self.proxy(req, origin, Some(&identity), digest, need).await
+                let resp = self.proxy(req, origin, Some(&identity), digest, need).await;
+                self.sign_response(resp, answer).await
             }
         }
     }
 
+    /// What a signed response of `route` binds of `req` (`None` when the route does not sign
+    /// its responses); `label`: the request's verified signature. Boxed: see [`Warden::handle`].
+    fn answered(
+        &self,
+        req: &Request<Incoming>,
+        route: &Route,
+        origin: &Origin,
+        label: Option<&str>,
+    ) -> Option<Box<SignedRequest>> {
+        if !route.policy.sign_responses {
+            return None;
+        }
+        let parts = RequestParts {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            has_body: false,
+            origin,
+        };
+        let public_url = route.policy.public_url.as_ref().or(self
+            .settings
+            .signatures
+            .public_url
+            .as_ref());
+        let external = External::of(&parts, public_url);
+        Some(Box::new(SignedRequest::new(
+            req.method(),
+            &external,
+            req.uri().query(),
+            req.headers(),
+            label,
+        )))
+    }
+
+    /// Signs `resp` with Warden's key when the route signs its responses.
+    async fn sign_response(
+        &self,
+        resp: Response<Body>,
+        answer: Option<Box<SignedRequest>>,
+    ) -> Response<Body> {
+        match (answer, &self.settings.signatures.response) {
+            (Some(answer), Some(signing)) => {
+                let now = self.issuer.clock().now();
+                let sign = Box::pin(signing.sign(resp, &answer, now));
+                sign.await
+            }
+            _ => resp,
+        }
+    }
+
     /// The signature check of a bearer route, after the credential: `X-Client-Id` and `keyid`
-    /// must name the credential's client. Returns the body's digest check, if it gets one.
+    /// must name the credential's client. Returns the body's digest check, if it gets one, and
+    /// the label of the signature that verified.
     async fn signed(
         &self,
         req: &Request<Incoming>,
         route: &Route,
         identity: &Identity,
         origin: &Origin,
-    ) -> Result<Option<DigestVerifier>, Problem> {
+    ) -> Result<(Option<DigestVerifier>, Option<String>), Problem> {
         let gate = &self.signatures;
         gate.check_client_id(req.headers(), &identity.client_id)?;
         let policy = &route.policy;
@@ -385,10 +443,11 @@ impl Warden {
             gate.check(&parts, &at, &identity.client_id, &keys, now, true)
                 .await?
         };
-        digest::plan(
+        let digest = digest::plan(
             req.headers(),
             verdict.digest_covered() || self.settings.digest.verify_unsigned,
-        )
+        )?;
+        Ok((digest, verdict.label().map(str::to_owned)))
     }
 
     /// Forwards a request that passed its checks, checking its body against `digest` on the way.

@@ -39,10 +39,12 @@ impl SecretHash {
 pub struct SigningKey {
     /// The `keyid` a signature names; unique within one client.
     pub key_id: String,
-    /// Signature algorithm, e.g. `ed25519`.
+    /// Signature algorithm (an RFC 9421 registry name), e.g. `ed25519`.
     pub alg: String,
-    /// The raw public key bytes (ed25519: 32 bytes).
-    pub public_key: [u8; 32],
+    /// The public key bytes (`httpsig::VerificationKey::stored`: ed25519 the 32 raw bytes,
+    /// ecdsa the uncompressed point, rsa the PKCS#1 DER). Empty for `hmac-sha256`: a secret
+    /// is never stored; the config that declared it holds it in memory.
+    pub public_key: Vec<u8>,
 }
 
 /// Where a client was declared, which says who may change it.

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::VerifyingKey;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
 use moka::sync::Cache;
@@ -19,7 +18,7 @@ use crate::config::{NonceMode, PublicUrl, Settings, SignatureSettings};
 use crate::forward::Origin;
 use crate::gate::nonce::{NonceCache, Seen};
 use crate::httpsig::batch::BatchVerifier;
-use crate::httpsig::{self, ParsedSignature, RequestView, SigError, StrongKey};
+use crate::httpsig::{self, Message, ParsedSignature, RequestView, SigError, VerificationKey};
 use crate::problem::{Problem, SignatureProblem, SignatureRefusal};
 use crate::router::SignatureMode;
 use crate::store::{ClientRecord, Store, StoreError};
@@ -42,8 +41,25 @@ const FEED_BATCH: u32 = 1000;
 #[derive(Debug)]
 struct RegisteredKey {
     id: String,
-    alg: String,
-    key: StrongKey,
+    key: VerificationKey,
+}
+
+/// The HMAC secrets of config clients by (client id, key id): held in memory only, never in
+/// the store, whose rows for them carry no bytes.
+pub type HmacSecrets = HashMap<(String, String), VerificationKey>;
+
+/// The HMAC secrets declared in `settings.clients`.
+pub fn hmac_secrets(settings: &Settings) -> HmacSecrets {
+    settings
+        .clients
+        .iter()
+        .flat_map(|c| {
+            c.keys
+                .iter()
+                .filter(|k| k.key.alg().is_symmetric())
+                .map(|k| ((c.id.clone(), k.id.clone()), k.key.clone()))
+        })
+        .collect()
 }
 
 /// A client's signing keys, parsed, and its own signature mode (`clients[].signature`).
@@ -54,23 +70,28 @@ pub struct ClientKeys {
 }
 
 impl ClientKeys {
-    /// Parses the keys of a stored client. A key that is not a usable Ed25519 key is skipped
-    /// (and logged): nothing it would verify can be trusted.
-    pub fn from_record(record: &ClientRecord, mode: SignatureMode) -> Self {
+    /// Parses the keys of a stored client, of any algorithm; an `hmac-sha256` key takes its
+    /// secret from `secrets`. A key that is not usable is skipped (and logged): nothing it
+    /// would verify can be trusted.
+    pub fn from_record(record: &ClientRecord, mode: SignatureMode, secrets: &HmacSecrets) -> Self {
         let mut keys = Vec::with_capacity(record.keys.len());
         for k in &record.keys {
-            let parsed = (k.alg == httpsig::ALGORITHM)
-                .then(|| VerifyingKey::from_bytes(&k.public_key).ok())
-                .flatten()
-                .and_then(StrongKey::new);
+            let parsed = match httpsig::Algorithm::from_name(&k.alg) {
+                Some(alg) if alg.is_symmetric() => secrets
+                    .get(&(record.id.clone(), k.key_id.clone()))
+                    .cloned()
+                    .ok_or("its secret is not in this instance's config"),
+                Some(alg) => httpsig::stored_verification_key(alg, &k.public_key)
+                    .map_err(|_| "its stored public key does not parse"),
+                None => Err("its algorithm is unknown"),
+            };
             match parsed {
-                Some(key) => keys.push(RegisteredKey {
+                Ok(key) => keys.push(RegisteredKey {
                     id: k.key_id.clone(),
-                    alg: k.alg.clone(),
                     key,
                 }),
-                None => {
-                    tracing::warn!(client_id = %record.id, key_id = %k.key_id, "unusable signing key skipped")
+                Err(why) => {
+                    tracing::warn!(client_id = %record.id, key_id = %k.key_id, alg = %k.alg, why, "unusable signing key skipped")
                 }
             }
         }
@@ -126,6 +147,8 @@ pub enum Verdict {
     Verified {
         /// Whether it covers `content-digest`, which then must match the body.
         digest_covered: bool,
+        /// Its label, which a signed response binds (`"signature";req;key=…`).
+        label: String,
     },
 }
 
@@ -135,9 +158,18 @@ impl Verdict {
         matches!(
             self,
             Verdict::Verified {
-                digest_covered: true
+                digest_covered: true,
+                ..
             }
         )
+    }
+
+    /// The label of the signature that verified.
+    pub fn label(&self) -> Option<&str> {
+        match self {
+            Verdict::Verified { label, .. } => Some(label),
+            Verdict::Unchecked => None,
+        }
     }
 }
 
@@ -168,7 +200,11 @@ impl SignatureGate {
                 .iter()
                 .map(|c| (c.id.clone(), c.signature))
                 .collect(),
-            keys: KeyCache::new(cfg.key_cache_capacity, settings.tokens.cache_ttl),
+            keys: KeyCache::new(
+                cfg.key_cache_capacity,
+                settings.tokens.cache_ttl,
+                hmac_secrets(settings),
+            ),
             nonces,
             nonce_warned: AtomicI64::new(i64::MIN),
             challenge,
@@ -180,6 +216,11 @@ impl SignatureGate {
     /// `signatures.*`.
     pub fn settings(&self) -> &SignatureSettings {
         &self.cfg
+    }
+
+    /// The HMAC secrets of config clients (for [`ClientKeys::from_record`]).
+    pub fn hmac_secrets(&self) -> &HmacSecrets {
+        &self.keys.secrets
     }
 
     /// A client's own signature mode.
@@ -307,15 +348,16 @@ impl SignatureGate {
                 format!("the signature must also cover: {missing}"),
             ));
         }
+        // The algorithm is the key's; alg may only agree with it (RFC 9421 §3.2 step 6).
         if let Some(alg) = params.alg()
-            && alg != key.alg
+            && alg != key.key.alg().name()
         {
             return Err(Failure::Refused(
                 SignatureRefusal::AlgorithmMismatch,
                 format!(
                     "alg \"{}\" does not match the key's algorithm ({})",
                     printable(alg),
-                    key.alg
+                    key.key.alg()
                 ),
             ));
         }
@@ -348,19 +390,28 @@ impl SignatureGate {
                 "signature did not verify"
             );
         };
-        let prepared = httpsig::prepare(&view, sig, &key.key).map_err(|e| {
-            log(&e);
-            verify_refusal(e)
-        })?;
-        // The curve arithmetic, batched with concurrent requests' (httpsig::batch).
-        if !self
-            .batch
-            .verify(prepared.base, prepared.signature, *key.key.key())
-            .await
-        {
-            let e = SigError::InvalidSignature;
-            log(&e);
-            return Err(verify_refusal(e).into());
+        match &key.key {
+            VerificationKey::Ed25519(strong) => {
+                let prepared = httpsig::prepare(&view, sig, strong).map_err(|e| {
+                    log(&e);
+                    verify_refusal(e)
+                })?;
+                // The curve arithmetic, batched with concurrent requests' (httpsig::batch).
+                if !self
+                    .batch
+                    .verify(prepared.base, prepared.signature, *strong.key())
+                    .await
+                {
+                    let e = SigError::InvalidSignature;
+                    log(&e);
+                    return Err(verify_refusal(e).into());
+                }
+            }
+            // ECDSA, RSA and HMAC through ring, one at a time.
+            other => httpsig::verify_message(&Message::Request(view), sig, other).map_err(|e| {
+                log(&e);
+                verify_refusal(e)
+            })?,
         }
         // Only a verified signature may burn its nonce, else anyone could void others' nonces.
         if let Some(nonce) = nonce {
@@ -374,6 +425,7 @@ impl SignatureGate {
         }
         Ok(Verdict::Verified {
             digest_covered: sig.covers("content-digest"),
+            label: sig.label().to_owned(),
         })
     }
 
@@ -585,7 +637,7 @@ fn verify_refusal(e: SigError) -> (SignatureRefusal, String) {
         ),
         SigError::AlgorithmNotAllowed { .. } => (
             SignatureRefusal::AlgorithmMismatch,
-            "only ed25519 signatures are accepted".to_owned(),
+            "alg does not match the algorithm of the key keyid names".to_owned(),
         ),
         other => (SignatureRefusal::Invalid, other.to_string()),
     }
@@ -701,11 +753,14 @@ struct KeyCache {
     marker: AtomicU64,
     /// The last change applied; the lock makes one request at a time catch up.
     seq: tokio::sync::Mutex<i64>,
+    /// The HMAC secrets the stored `hmac-sha256` keys take.
+    secrets: HmacSecrets,
 }
 
 impl KeyCache {
-    fn new(capacity: u64, ttl: Duration) -> Self {
+    fn new(capacity: u64, ttl: Duration, secrets: HmacSecrets) -> Self {
         Self {
+            secrets,
             inner: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl.max(Duration::from_secs(1)))
@@ -748,7 +803,7 @@ impl KeyCache {
     ) -> Result<Arc<ClientKeys>, StoreError> {
         let seen = self.generation.load(Ordering::Acquire);
         let keys = Arc::new(match store.get_client(client_id).await? {
-            Some(record) => ClientKeys::from_record(&record, mode),
+            Some(record) => ClientKeys::from_record(&record, mode, &self.secrets),
             None => ClientKeys::none(mode),
         });
         if self.generation.load(Ordering::Acquire) == seen {
@@ -835,7 +890,7 @@ mod tests {
             keys: vec![StoredKey {
                 key_id: id.into(),
                 alg: "ed25519".into(),
-                public_key: signing_key(seed).verifying_key().to_bytes(),
+                public_key: signing_key(seed).verifying_key().to_bytes().to_vec(),
             }],
             trusted_ips: vec![],
             scopes: vec![],
@@ -844,7 +899,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         };
-        ClientKeys::from_record(&record, SignatureMode::Auto)
+        ClientKeys::from_record(&record, SignatureMode::Auto, &HmacSecrets::new())
     }
 
     fn origin(tls: bool, trusted: bool) -> Origin {

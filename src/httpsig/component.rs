@@ -1,11 +1,11 @@
-//! Covered component identifiers (RFC 9421 §2): which ones a request signature may use, and
-//! how each one's value is taken from a [`RequestView`].
+//! Covered component identifiers (RFC 9421 §2): which ones a request or response signature
+//! may use, and how each one's value is taken from a [`Message`].
 
 use http::HeaderName;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sfv::{BareItem, Dictionary, FieldType, Item, KeyRef, List, ListEntry, ListSerializer, Parser};
 
-use super::{RequestView, SigError};
+use super::{Message, RequestView, SigError, Target};
 
 /// The WHATWG application/x-www-form-urlencoded percent-encode set: everything but ASCII
 /// alphanumerics and `*-._` (RFC 9421 §2.2.8). Space becomes `%20`, never `+`.
@@ -15,13 +15,16 @@ const FORM_URLENCODED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_');
 
-/// One covered component, validated for a request signature. It keeps the identifier as
-/// received, parameters in the received order, since that order is part of the signed bytes.
+/// One covered component, validated for a request or response signature. It keeps the
+/// identifier as received, parameters in the received order, since that order is part of the
+/// signed bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Component {
     item: Item,
     identifier: String,
     kind: Kind,
+    /// `;req`: taken from the request a response answers (RFC 9421 §2.4).
+    req: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +37,7 @@ enum Kind {
     Path,
     Query,
     QueryParam(String),
+    Status,
     Field(HeaderName, FieldMode),
 }
 
@@ -77,8 +81,9 @@ fn known_sf_type(name: &str) -> Option<SfType> {
 }
 
 impl Component {
-    /// Validates one Inner List item of a `Signature-Input` member as a request component.
-    pub(crate) fn from_item(item: Item) -> Result<Component, SigError> {
+    /// Validates one Inner List item of a `Signature-Input` member as a component of a
+    /// signature over a `target` message.
+    pub(crate) fn from_item(item: Item, target: Target) -> Result<Component, SigError> {
         let identifier = item.serialize();
         let invalid = |reason: &'static str| SigError::InvalidComponent {
             component: identifier.clone(),
@@ -98,7 +103,7 @@ impl Component {
             return Err(invalid("component names must be lowercase"));
         }
 
-        let (mut sf, mut bs, mut key, mut query_name) = (false, false, None, None);
+        let (mut sf, mut bs, mut key, mut query_name, mut req) = (false, false, None, None, false);
         for (param, value) in &item.params {
             let flag = || match value {
                 BareItem::Boolean(true) => Ok(true),
@@ -113,7 +118,10 @@ impl Component {
                 "bs" => bs = flag()?,
                 "key" => key = Some(string()?),
                 "name" => query_name = Some(string()?),
-                "req" => return Err(invalid("req is not allowed on a request signature")),
+                "req" if target == Target::Request => {
+                    return Err(invalid("req is not allowed on a request signature"));
+                }
+                "req" => req = flag()?,
                 "tr" => return Err(invalid("trailers are not supported")),
                 _ => return Err(invalid("unknown component parameter")),
             }
@@ -125,6 +133,13 @@ impl Component {
             }
             if query_name.is_some() && derived != "query-param" {
                 return Err(invalid("name applies only to @query-param"));
+            }
+            // Request-derived components on a response must say which request (`;req`).
+            let request_side = target == Target::Request || req;
+            if !request_side && derived != "status" && derived != "signature-params" {
+                return Err(invalid(
+                    "a request component on a response signature needs req",
+                ));
             }
             match derived {
                 "method" => Kind::Method,
@@ -138,7 +153,10 @@ impl Component {
                     Some(n) => Kind::QueryParam(n),
                     None => return Err(invalid("@query-param needs a name parameter")),
                 },
-                "status" => return Err(invalid("@status is not allowed on a request")),
+                "status" if request_side => {
+                    return Err(invalid("@status is not allowed on a request"));
+                }
+                "status" => Kind::Status,
                 "signature-params" => return Err(invalid("@signature-params cannot be covered")),
                 _ => return Err(invalid("unknown derived component")),
             }
@@ -167,6 +185,7 @@ impl Component {
             item,
             identifier,
             kind,
+            req,
         })
     }
 
@@ -182,6 +201,11 @@ impl Component {
     /// The identifier strictly serialised, parameters in received order: `"@query-param";name="a"`.
     pub fn identifier(&self) -> &str {
         &self.identifier
+    }
+
+    /// True when the value comes from the request a response answers (`;req`).
+    pub fn is_req(&self) -> bool {
+        self.req
     }
 
     /// True when the component covers only one member of a Dictionary field (`;key`).
@@ -201,15 +225,34 @@ impl Component {
     }
 
     /// Appends `identifier: value\n` to the signature base.
-    pub(crate) fn write_line(
-        &self,
-        view: &RequestView<'_>,
-        out: &mut String,
-    ) -> Result<(), SigError> {
+    pub(crate) fn write_line(&self, msg: &Message<'_>, out: &mut String) -> Result<(), SigError> {
         out.push_str(&self.identifier);
         out.push_str(": ");
         let start = out.len();
-        self.write_value(view, out)?;
+        match (msg, self.req) {
+            (Message::Request(view), false) => self.write_value(view, out)?,
+            (Message::Response(resp), true) => match &resp.request {
+                Some(view) => self.write_value(view, out)?,
+                None => return Err(self.unavailable("the related request is not known")),
+            },
+            (Message::Response(resp), false) => match &self.kind {
+                Kind::Status => {
+                    if !(100..=999).contains(&resp.status) {
+                        return Err(self.unavailable("status is not three digits"));
+                    }
+                    out.push_str(&resp.status.to_string());
+                }
+                Kind::Field(header, mode) => {
+                    self.write_field(resp.headers, header, mode, out)?;
+                }
+                // from_item refuses request components without req on a response.
+                _ => return Err(self.unavailable("not a response component")),
+            },
+            // from_item refuses req on a request signature.
+            (Message::Request(_), true) => {
+                return Err(self.unavailable("req is not allowed on a request signature"));
+            }
+        }
         // Values may not break the line structure nor carry non-ASCII (RFC 9421 §2.1, §2.2, §2.5).
         if !out[start..]
             .bytes()
@@ -249,7 +292,8 @@ impl Component {
                 out.push_str(view.query.unwrap_or(""));
             }
             Kind::QueryParam(name) => out.push_str(&self.query_param(view, name)?),
-            Kind::Field(header, mode) => self.write_field(view, header, mode, out)?,
+            Kind::Status => return Err(self.unavailable("@status is not allowed on a request")),
+            Kind::Field(header, mode) => self.write_field(view.headers, header, mode, out)?,
         }
         Ok(())
     }
@@ -272,12 +316,12 @@ impl Component {
 
     fn write_field(
         &self,
-        view: &RequestView<'_>,
+        headers: &http::HeaderMap,
         header: &HeaderName,
         mode: &FieldMode,
         out: &mut String,
     ) -> Result<(), SigError> {
-        let lines = view.headers.get_all(header);
+        let lines = headers.get_all(header);
         if lines.iter().next().is_none() {
             return Err(self.unavailable("field is missing"));
         }

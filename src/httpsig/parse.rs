@@ -7,8 +7,8 @@ use http::HeaderMap;
 use sfv::visitor::{DictionaryVisitor, EntryVisitor};
 use sfv::{BareItem, Dictionary, InnerList, KeyRef, ListEntry, Parser};
 
-use super::SigError;
 use super::component::Component;
+use super::{SigError, Target};
 
 const SIGNATURE_INPUT: &str = "signature-input";
 const SIGNATURE: &str = "signature";
@@ -158,10 +158,11 @@ impl ParsedSignature {
         label: &str,
         inner: &InnerList,
         signature: Vec<u8>,
+        target: Target,
     ) -> Result<ParsedSignature, SigError> {
         let mut components: Vec<Component> = Vec::with_capacity(inner.items.len());
         for item in &inner.items {
-            let component = Component::from_item(item.clone())?;
+            let component = Component::from_item(item.clone(), target)?;
             if components.iter().any(|c| c.same_as(&component)) {
                 return Err(SigError::InvalidComponent {
                     component: component.identifier().to_owned(),
@@ -218,25 +219,43 @@ impl ParsedSignature {
         &self.params_value
     }
 
-    /// True when `name` (e.g. `@method`, `content-digest`) is covered as a whole, that is in
-    /// any form but a single Dictionary member (`;key`).
+    /// True when `name` (e.g. `@method`, `content-digest`) of the signed message itself is
+    /// covered as a whole, that is in any form but a single Dictionary member (`;key`) and not
+    /// taken from the related request (`;req`).
     pub fn covers(&self, name: &str) -> bool {
         self.components
             .iter()
-            .any(|c| c.name() == name && !c.is_partial())
+            .any(|c| c.name() == name && !c.is_partial() && !c.is_req())
+    }
+
+    /// True when `name` of the related request is covered as a whole (`;req`, not `;key`).
+    pub fn covers_req(&self, name: &str) -> bool {
+        self.components
+            .iter()
+            .any(|c| c.name() == name && !c.is_partial() && c.is_req())
     }
 }
 
 /// Parses the request's `Signature-Input` and `Signature` fields, joining multiple field lines.
 /// Neither present gives [`SigError::Missing`].
 pub fn parse_signatures(headers: &HeaderMap) -> Result<Vec<ParsedSignature>, SigError> {
+    parse_message_signatures(headers, Target::Request)
+}
+
+/// Parses the signatures of a message of either kind: on a response, `@status` and `;req`
+/// components are allowed and request components need `;req`.
+pub fn parse_message_signatures(
+    headers: &HeaderMap,
+    target: Target,
+) -> Result<Vec<ParsedSignature>, SigError> {
     let input = joined(headers, SIGNATURE_INPUT);
     let signature = joined(headers, SIGNATURE);
     match (input, signature) {
         (None, None) => Err(SigError::Missing),
-        (input, signature) => parse_signature_fields(
+        (input, signature) => parse_fields(
             input.as_deref().unwrap_or_default(),
             signature.as_deref().unwrap_or_default(),
+            target,
         ),
     }
 }
@@ -261,6 +280,15 @@ fn joined(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
 pub fn parse_signature_fields(
     signature_input: &[u8],
     signature: &[u8],
+) -> Result<Vec<ParsedSignature>, SigError> {
+    parse_fields(signature_input, signature, Target::Request)
+}
+
+/// [`parse_signature_fields`] for a message of either kind.
+pub fn parse_fields(
+    signature_input: &[u8],
+    signature: &[u8],
+    target: Target,
 ) -> Result<Vec<ParsedSignature>, SigError> {
     let inputs = parse_unique_dictionary(SIGNATURE_INPUT, signature_input)?;
     let signatures = parse_unique_dictionary(SIGNATURE, signature)?;
@@ -290,7 +318,7 @@ pub fn parse_signature_fields(
             },
             Some(ListEntry::InnerList(_)) => return Err(not_bytes(label)),
         };
-        parsed.push(ParsedSignature::from_member(label, inner, bytes)?);
+        parsed.push(ParsedSignature::from_member(label, inner, bytes, target)?);
     }
     if parsed.is_empty() {
         return Err(SigError::Missing);

@@ -2,10 +2,9 @@
 //! (`warden sign`, `examples/sign_client.rs`): the body's `Content-Digest`, the components
 //! Warden's default policy requires, and the `Signature-Input` / `Signature` fields.
 
-use ed25519_dalek::SigningKey;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
-use super::{RequestView, SigError, SigParam, SignedHeaders, sign};
+use super::{MessageSigner, RequestView, SigError, SigParam, SignedHeaders, sign};
 use crate::digest::{Algorithm, content_digest_header};
 
 /// Fields Warden's default policy wants covered whenever a request carries them
@@ -77,7 +76,7 @@ pub fn sign_request(
     headers: &mut HeaderMap,
     body: &[u8],
     opts: &SignOptions<'_>,
-    key: &SigningKey,
+    key: &(impl MessageSigner + ?Sized),
 ) -> Result<SignedHeaders, SigError> {
     let (Some(scheme), Some(authority)) = (url.scheme_str(), url.authority()) else {
         return Err(SigError::ComponentUnavailable {
@@ -103,7 +102,7 @@ pub fn sign_request(
         params.push(SigParam::Nonce(nonce.to_owned()));
     }
     params.push(SigParam::KeyId(opts.key_id.to_owned()));
-    params.push(SigParam::Alg(super::ALGORITHM.to_owned()));
+    params.push(SigParam::Alg(key.alg().name().to_owned()));
     let view = RequestView::new(
         method,
         scheme,
@@ -134,6 +133,7 @@ fn unavailable(name: &str) -> SigError {
 mod tests {
     use super::*;
     use crate::httpsig::{parse_signatures, verify};
+    use ed25519_dalek::SigningKey;
 
     #[test]
     fn a_signed_request_verifies_with_the_default_components() {

@@ -1,12 +1,14 @@
-//! The client side: signs a request with Ed25519 and produces the `Signature-Input` and
-//! `Signature` values, through the same base-building code as the verifier.
+//! The signing side: signs a request (or a response) with any [`MessageSigner`] and produces
+//! the `Signature-Input` and `Signature` values, through the same base-building code as the
+//! verifier.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::{Signer as _, SigningKey};
 use sfv::{InnerList, Item, Key, KeyRef, Parameters, Parser};
 
-use super::{ParsedSignature, RequestView, SigError, SigParam, signature_base};
+use super::{
+    Message, MessageSigner, ParsedSignature, RequestView, SigError, SigParam, message_base,
+};
 
 /// The two header values for one signature, plus the base that was signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +31,19 @@ pub fn sign(
     label: &str,
     components: &[&str],
     params: &[SigParam],
-    key: &SigningKey,
+    key: &(impl MessageSigner + ?Sized),
+) -> Result<SignedHeaders, SigError> {
+    sign_message(&Message::Request(*view), label, components, params, key)
+}
+
+/// [`sign`] for a message of either kind: a response may cover `@status` and the request it
+/// answers (`"@method";req`, `"signature";req;key="sig1"`, ...).
+pub fn sign_message(
+    msg: &Message<'_>,
+    label: &str,
+    components: &[&str],
+    params: &[SigParam],
+    key: &(impl MessageSigner + ?Sized),
 ) -> Result<SignedHeaders, SigError> {
     let bad_label = || SigError::Malformed {
         field: "signature-input",
@@ -58,9 +72,9 @@ pub fn sign(
     }
     let inner = InnerList::with_params(items, sf_params);
     // The same validation and base as a verifier would apply to the result.
-    let sig = ParsedSignature::from_member(label_key.as_str(), &inner, Vec::new())?;
-    let base = signature_base(view, &sig)?;
-    let signature = key.sign(base.as_bytes()).to_bytes();
+    let sig = ParsedSignature::from_member(label_key.as_str(), &inner, Vec::new(), msg.target())?;
+    let base = message_base(msg, &sig)?;
+    let signature = key.sign_base(base.as_bytes())?;
     Ok(SignedHeaders {
         signature_input: format!("{}={}", sig.label(), sig.signature_params_value()),
         signature: format!("{}=:{}:", sig.label(), STANDARD.encode(signature)),

@@ -108,7 +108,11 @@ async fn create(
         })?;
     // The signature is checked after the secret, so that whether a client has a key tells
     // nothing to a caller without its secret. The keys come from the record just read.
-    let keys = ClientKeys::from_record(&client, signatures.client_mode(&client.id));
+    let keys = ClientKeys::from_record(
+        &client,
+        signatures.client_mode(&client.id),
+        signatures.hmac_secrets(),
+    );
     let has_body = !bytes.is_empty();
     // Besides the global policy, a signed form covers its media type, which gives the digested
     // bytes their meaning (as in the Pipevest contract).

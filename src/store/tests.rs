@@ -89,12 +89,12 @@ fn client(id: &str) -> ClientRecord {
             SigningKey {
                 key_id: format!("{id}-ed25519"),
                 alg: "ed25519".to_owned(),
-                public_key: [7; 32],
+                public_key: vec![7; 32],
             },
             SigningKey {
                 key_id: format!("{id}-ed25519-next"),
                 alg: "ed25519".to_owned(),
-                public_key: [8; 32],
+                public_key: vec![8; 32],
             },
         ],
         trusted_ips: vec!["127.0.0.1/32".to_owned(), "::1/128".to_owned()],

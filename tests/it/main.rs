@@ -1,12 +1,15 @@
 //! The one integration test binary: each module starts real servers through [`harness`].
 
+mod algorithms;
 mod connections;
+mod devproxy;
 mod foundation;
 mod harness;
 mod idempotency;
 mod idp;
 mod issuer;
 mod lenient;
+mod responses;
 mod routing;
 mod signatures;
 mod tokens;
