@@ -1,7 +1,7 @@
-//! The secret that seals the upstream responses kept for idempotency keys
-//! (`store.seal_key_file`): read from a file the operator provides (a mounted Kubernetes
-//! Secret, say), or else from `<database name>.seal-key` beside the database, made (0600, 256
-//! random bits) on first start.
+//! The secret that seals the upstream responses kept for idempotency keys, and webhook
+//! subscriptions' signing secrets (`store.seal_key_file`): read from a file the operator
+//! provides (a mounted Kubernetes Secret, say), or else from `<database name>.seal-key` beside
+//! the database, made (0600, 256 random bits) on first start.
 //!
 //! What it protects is the database's files without the key: a copy of `warden.db` (and its
 //! `-wal`), an SQLite backup or dump, a file handed over for debugging. A key beside the
