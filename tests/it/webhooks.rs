@@ -1263,3 +1263,78 @@ async fn operator_subscriptions_are_listed_without_their_secret() {
     let new = run_cli(Path::new(&file), &["webhook", "new-secret"]).await;
     Secret::parse(new.trim()).unwrap();
 }
+
+/// `kill -9` at moments the test does not choose, three times over, while tokens are issued
+/// and deliveries are in flight: every issuance that was answered has its event delivered in
+/// the end (at least once: the receiver counts distinct webhook-ids).
+#[tokio::test]
+async fn no_answered_change_loses_its_event_across_repeated_kill_9() {
+    let rx = Receiver::start().await;
+    // Slow answers keep deliveries in flight when the kills land.
+    rx.answer_always(Answer::Hold(Duration::from_millis(150)));
+    let up = Upstream::start().await;
+    let store = StoreDir::new();
+    let delivery = "[webhook_delivery]\nallow_http = true\npoll_interval = \"100ms\"\n\
+                    timeout = \"2s\"\nlease = \"7s\"\nretry_schedule = [\"1s\", \"1s\", \"1s\", \"1s\"]\n";
+    let (file, secret) = binary_config(&store, &up, &rx, delivery);
+    let mut answered = 0usize;
+    for round in 0..3u64 {
+        let w = Spawned::start(&file).await;
+        let base = w.url("");
+        // Issue tokens until the kill; count those answered.
+        let issuing = {
+            let http = Client::http1();
+            tokio::spawn(async move {
+                let basic = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", ADMIN.0, ADMIN.1));
+                let mut ok = 0usize;
+                for _ in 0..200 {
+                    let req = Request::post(format!("{base}/v1/oauth/token"))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .header("authorization", format!("Basic {basic}"))
+                        .body(Full::from("grant_type=client_credentials"))
+                        .unwrap();
+                    match http.try_send(req).await {
+                        Ok(r) if r.status == StatusCode::OK => ok += 1,
+                        _ => break,
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                ok
+            })
+        };
+        // A moment the test does not pick: somewhere in the first 1.5 s of each run.
+        let at = Duration::from_millis(300 + (rand::random::<u64>() ^ round) % 1200);
+        tokio::time::sleep(at).await;
+        w.kill().await;
+        answered += issuing.await.unwrap();
+    }
+    assert!(answered > 0, "nothing was issued");
+    // A last Warden, left alone: the leases of the killed ones run out and it sends the rest.
+    let last = Spawned::start(&file).await;
+    let got = rx
+        .wait_until(
+            Duration::from_secs(60),
+            "every answered change's event",
+            |got| {
+                let ids: std::collections::BTreeSet<&str> =
+                    got.iter().map(|g| g.id.as_str()).collect();
+                ids.len() >= answered
+            },
+        )
+        .await;
+    assert_signed(&secret, &got);
+    // And the store agrees: every delivery ends delivered, those cut by a kill included (sent
+    // again once their lease ran out).
+    let all = wait_deliveries(&store, Duration::from_secs(60), "all delivered", |d| {
+        d.len() >= answered && d.iter().all(|d| d.state == DeliveryState::Delivered)
+    })
+    .await;
+    let resent = all.iter().filter(|d| d.attempts > 1).count();
+    eprintln!(
+        "{answered} answered issuances, {} deliveries, {resent} sent more than once, {} requests",
+        all.len(),
+        rx.got().len()
+    );
+    last.kill().await;
+}
