@@ -39,6 +39,8 @@ enum Answer {
     Redirect,
     /// Holds the request this long before answering 200.
     Hold(Duration),
+    /// 200 with a body that never ends.
+    Endless,
 }
 
 /// One request the receiver got.
@@ -173,10 +175,12 @@ impl Receiver {
     }
 }
 
+type ReplyBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
 async fn receive(
     req: Request<hyper::body::Incoming>,
     st: Arc<Mutex<ReceiverState>>,
-) -> Response<Full<Bytes>> {
+) -> Response<ReplyBody> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -211,7 +215,7 @@ async fn receive(
             .or_else(|| s.default.clone())
             .unwrap_or(Answer::Status(200))
     };
-    let mut resp = Response::new(Full::new(Bytes::from_static(b"thanks")));
+    let mut resp = Response::new(Full::new(Bytes::from_static(b"thanks")).boxed());
     match answer {
         Answer::Status(code) => *resp.status_mut() = StatusCode::from_u16(code).unwrap(),
         Answer::RetryAfter(code, after) => {
@@ -225,6 +229,12 @@ async fn receive(
                 .insert("location", "/elsewhere".parse().unwrap());
         }
         Answer::Hold(d) => tokio::time::sleep(d).await,
+        Answer::Endless => {
+            let chunks = futures_util::stream::repeat_with(|| {
+                Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from_static(&[b'x'; 16384])))
+            });
+            *resp.body_mut() = http_body_util::StreamBody::new(chunks).boxed();
+        }
     }
     resp
 }
@@ -991,6 +1001,64 @@ async fn a_failing_receiver_gets_the_event_again_until_it_takes_it() {
     assert_eq!((d.attempts, d.last_status), (4, Some(200)));
     assert_eq!(rx.settle(Duration::from_millis(1500)).await.len(), 4);
     python_verifies(&secret, &got).await;
+}
+
+/// A receiver slower than `webhook_delivery.timeout` has failed that attempt and gets the event
+/// again; one whose body never ends is read up to `max_response_bytes`, and its 200 counts.
+#[tokio::test]
+async fn a_slow_receiver_times_out_and_an_endless_body_is_cut_short() {
+    let slow = Receiver::start().await;
+    slow.plan(&[Answer::Hold(Duration::from_secs(4))]);
+    let endless = Receiver::start().await;
+    endless.answer_always(Answer::Endless);
+    let s = setup(&format!(
+        "{LOCAL_DELIVERY}timeout = \"1s\"\nlease = \"6s\"\nmax_response_bytes = 65536\n"
+    ))
+    .await;
+    let admin = oauth_token(&s.http, &s.url(""), ADMIN).await;
+    let (slow_hook, _) = s.subscribe(&admin, &slow.url("/slow"), json!("*")).await;
+    let (endless_hook, _) = s
+        .subscribe(&admin, &endless.url("/endless"), json!("*"))
+        .await;
+    oauth_token(&s.http, &s.url(""), ADMIN).await;
+    let first = wait_deliveries(&s.store, PATIENCE, "the slow attempt failed", |d| {
+        d.iter()
+            .any(|d| d.subscription_id == slow_hook && d.last_error.is_some())
+    })
+    .await;
+    let d = first
+        .iter()
+        .find(|d| d.subscription_id == slow_hook)
+        .unwrap();
+    assert!(
+        d.last_error
+            .as_deref()
+            .unwrap()
+            .contains("no answer within 1s"),
+        "{d:?}"
+    );
+    let all = wait_deliveries(&s.store, PATIENCE, "both delivered", |d| {
+        d.iter().all(|d| d.state == DeliveryState::Delivered)
+    })
+    .await;
+    let by = |hook: &str| {
+        all.iter()
+            .find(|d| d.subscription_id == hook)
+            .unwrap()
+            .attempts
+    };
+    assert_eq!(
+        by(&slow_hook),
+        2,
+        "the timed-out attempt, then the one that got through"
+    );
+    assert_eq!(
+        by(&endless_hook),
+        1,
+        "the endless body did not hold the attempt"
+    );
+    let got = slow.wait_for(2, PATIENCE).await;
+    assert_eq!(got[0].id, got[1].id);
 }
 
 /// After the last attempt a delivery is dead; `warden webhook replay` sends it again, by id
