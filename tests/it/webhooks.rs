@@ -66,6 +66,9 @@ struct ReceiverState {
     /// Answers for the next requests, in order; then `default`.
     plan: VecDeque<Answer>,
     default: Option<Answer>,
+    /// Requests being held now, and the most ever held at once.
+    held: usize,
+    most_held: usize,
 }
 
 /// A webhook receiver on 127.0.0.1:0: keeps every request and answers as planned (200 unless
@@ -228,7 +231,15 @@ async fn receive(
             resp.headers_mut()
                 .insert("location", "/elsewhere".parse().unwrap());
         }
-        Answer::Hold(d) => tokio::time::sleep(d).await,
+        Answer::Hold(d) => {
+            {
+                let mut s = st.lock().unwrap();
+                s.held += 1;
+                s.most_held = s.most_held.max(s.held);
+            }
+            tokio::time::sleep(d).await;
+            st.lock().unwrap().held -= 1;
+        }
         Answer::Endless => {
             let chunks = futures_util::stream::repeat_with(|| {
                 Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from_static(&[b'x'; 16384])))
@@ -1059,6 +1070,26 @@ async fn a_slow_receiver_times_out_and_an_endless_body_is_cut_short() {
     );
     let got = slow.wait_for(2, PATIENCE).await;
     assert_eq!(got[0].id, got[1].id);
+}
+
+/// One process has at most `webhook_delivery.max_concurrent_deliveries` attempts in flight.
+#[tokio::test]
+async fn at_most_max_concurrent_deliveries_are_in_flight() {
+    let rx = Receiver::start().await;
+    rx.answer_always(Answer::Hold(Duration::from_millis(400)));
+    let s = setup(&format!("{LOCAL_DELIVERY}max_concurrent_deliveries = 2\n")).await;
+    let admin = oauth_token(&s.http, &s.url(""), ADMIN).await;
+    s.subscribe(&admin, &rx.url("/hook"), json!("*")).await;
+    for _ in 0..6 {
+        oauth_token(&s.http, &s.url(""), ADMIN).await;
+    }
+    rx.wait_for(6, PATIENCE).await;
+    wait_deliveries(&s.store, PATIENCE, "all delivered", |d| {
+        d.len() == 6 && d.iter().all(|d| d.state == DeliveryState::Delivered)
+    })
+    .await;
+    let most = rx.state.lock().unwrap().most_held;
+    assert!((1..=2).contains(&most), "{most} requests in flight at once");
 }
 
 /// After the last attempt a delivery is dead; `warden webhook replay` sends it again, by id
