@@ -88,6 +88,9 @@ pub(super) fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
 pub(super) async fn run(worker: Arc<Worker>, mut stop: watch::Receiver<bool>, grace: Duration) {
     let max = worker.settings.max_concurrent_deliveries;
     let permits = Arc::new(Semaphore::new(max));
+    // An attempt that ends frees a slot: look again at once rather than at the next poll, so a
+    // backlog drains at the receivers' pace, not max_concurrent_deliveries a poll interval.
+    let freed = Arc::new(tokio::sync::Notify::new());
     let mut failures = 0u32;
     loop {
         if *stop.borrow() {
@@ -113,9 +116,11 @@ pub(super) async fn run(worker: Arc<Worker>, mut stop: watch::Receiver<bool>, gr
                             break;
                         };
                         let w = worker.clone();
+                        let freed = freed.clone();
                         tokio::spawn(async move {
                             w.attempt(c).await;
                             drop(permit);
+                            freed.notify_one();
                         });
                     }
                 }
@@ -133,6 +138,7 @@ pub(super) async fn run(worker: Arc<Worker>, mut stop: watch::Receiver<bool>, gr
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            () = freed.notified() => {}
             // Stopped, or its handle gone (the server's future dropped): either way, stop.
             changed = stop.changed() => if changed.is_err() { break; },
         }

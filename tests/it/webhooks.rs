@@ -1092,6 +1092,29 @@ async fn at_most_max_concurrent_deliveries_are_in_flight() {
     assert!((1..=2).contains(&most), "{most} requests in flight at once");
 }
 
+/// A backlog drains at the receiver's pace: a finished attempt frees its slot for the next due
+/// delivery at once, not at the next poll.
+#[tokio::test]
+async fn a_backlog_drains_without_waiting_for_the_next_poll() {
+    let rx = Receiver::start().await;
+    let s = setup(
+        "[webhook_delivery]\nallow_http = true\nallow_private_targets = true\n\
+         poll_interval = \"4s\"\nmax_concurrent_deliveries = 1\n",
+    )
+    .await;
+    let admin = oauth_token(&s.http, &s.url(""), ADMIN).await;
+    s.subscribe(&admin, &rx.url("/hook"), json!("*")).await;
+    for _ in 0..5 {
+        oauth_token(&s.http, &s.url(""), ADMIN).await;
+    }
+    let got = rx.wait_for(5, Duration::from_secs(20)).await;
+    let spread = got[4].at.duration_since(got[0].at);
+    assert!(
+        spread < Duration::from_secs(3),
+        "one delivery a poll interval: {spread:?}"
+    );
+}
+
 /// After the last attempt a delivery is dead; `warden webhook replay` sends it again, by id
 /// or all failed since a time, and the receiver that recovered takes it.
 #[tokio::test]
