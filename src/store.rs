@@ -692,13 +692,16 @@ pub trait Outbox: Send + Sync {
     /// Claims at most `limit` pending deliveries due at `now` (oldest due first) whose
     /// subscription is enabled and that no live lease holds: each gets `owner` and
     /// `lease_until`, and its attempt count goes up by one, atomically, so no other caller
-    /// claims it before the lease ends or [`Outbox::finish_attempt`] releases it.
+    /// claims it before the lease ends or [`Outbox::finish_attempt`] releases it. No
+    /// subscription ends up with more than `per_subscription` live leases (all owners
+    /// together), so one slow receiver cannot hold every sender.
     async fn claim_deliveries(
         &self,
         owner: &str,
         now: i64,
         lease_until: i64,
         limit: u32,
+        per_subscription: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
     /// Records an attempt's outcome and ends its lease; fenced by the claim (`owner`,
     /// `lease_until`): changes nothing (`false`) when the lease was lost.

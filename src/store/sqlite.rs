@@ -544,8 +544,10 @@ impl Outbox for SqliteStore {
         now: i64,
         lease_until: i64,
         limit: u32,
+        per_subscription: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.claim_deliveries(owner, now, lease_until, limit).await
+        self.claim_deliveries(owner, now, lease_until, limit, per_subscription)
+            .await
     }
     async fn finish_attempt(
         &self,

@@ -430,7 +430,7 @@ pub(super) async fn outbox_event_is_written_with_the_token_and_not_without_it<B:
         .expect("insert");
     let claimed = db
         .store
-        .claim_deliveries("w1", T0, T0 + 60, 10)
+        .claim_deliveries("w1", T0, T0 + 60, 10, 100)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
@@ -1140,7 +1140,7 @@ pub(super) async fn events_fan_out_to_the_subscriptions_that_want_them<B: Backen
 
     // One event id for all its deliveries, so receivers see the same webhook-id.
     let claimed = s
-        .claim_deliveries("w1", T0 + 5, T0 + 60, 10)
+        .claim_deliveries("w1", T0 + 5, T0 + 60, 10, 100)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 4);
@@ -1168,14 +1168,14 @@ pub(super) async fn deliveries_are_leased_retried_declared_dead_and_replayed<B: 
         .await
         .expect("insert");
     assert!(
-        s.claim_deliveries("w1", T0 - 1, T0 + 60, 10)
+        s.claim_deliveries("w1", T0 - 1, T0 + 60, 10, 100)
             .await
             .expect("early")
             .is_empty(),
         "not due before the event"
     );
     let c = s
-        .claim_deliveries("w1", T0, T0 + 60, 10)
+        .claim_deliveries("w1", T0, T0 + 60, 10, 100)
         .await
         .expect("claim")
         .pop()
@@ -1183,7 +1183,7 @@ pub(super) async fn deliveries_are_leased_retried_declared_dead_and_replayed<B: 
     assert_eq!((c.attempt, c.lease_until), (1, T0 + 60));
     // Leased: nobody else gets it, not even after it falls due again.
     assert!(
-        s.claim_deliveries("w2", T0 + 59, T0 + 120, 10)
+        s.claim_deliveries("w2", T0 + 59, T0 + 120, 10, 100)
             .await
             .expect("leased")
             .is_empty()
@@ -1217,13 +1217,13 @@ pub(super) async fn deliveries_are_leased_retried_declared_dead_and_replayed<B: 
     );
     assert_eq!(d.last_error.as_deref(), Some("HTTP 500"));
     assert!(
-        s.claim_deliveries("w2", T0 + 99, T0 + 200, 10)
+        s.claim_deliveries("w2", T0 + 99, T0 + 200, 10, 100)
             .await
             .expect("not yet")
             .is_empty()
     );
     let c2 = s
-        .claim_deliveries("w2", T0 + 100, T0 + 200, 10)
+        .claim_deliveries("w2", T0 + 100, T0 + 200, 10, 100)
         .await
         .expect("claim")
         .pop()
@@ -1246,7 +1246,7 @@ pub(super) async fn deliveries_are_leased_retried_declared_dead_and_replayed<B: 
         (DeliveryState::Dead, Some(T0 + 150), None)
     );
     assert!(
-        s.claim_deliveries("w1", i64::MAX / 2, i64::MAX / 2 + 1, 10)
+        s.claim_deliveries("w1", i64::MAX / 2, i64::MAX / 2 + 1, 10, 100)
             .await
             .expect("dead stays")
             .is_empty()
@@ -1279,7 +1279,7 @@ pub(super) async fn deliveries_are_leased_retried_declared_dead_and_replayed<B: 
     );
     assert!(s.list_deliveries(dead_only).await.expect("list").is_empty());
     let c3 = s
-        .claim_deliveries("w3", T0 + 300, T0 + 360, 10)
+        .claim_deliveries("w3", T0 + 300, T0 + 360, 10, 100)
         .await
         .expect("claim")
         .pop()
@@ -1319,7 +1319,7 @@ pub(super) async fn deliveries_are_leased_retried_declared_dead_and_replayed<B: 
     assert!(s.replay_delivery(c.id, T0 + 400).await.expect("replay"));
     assert!(!s.replay_delivery(999_999, T0).await.expect("unknown"));
     let again = s
-        .claim_deliveries("w1", T0 + 400, T0 + 460, 10)
+        .claim_deliveries("w1", T0 + 400, T0 + 460, 10, 100)
         .await
         .expect("claim");
     assert_eq!(again.len(), 1);
@@ -1333,7 +1333,7 @@ pub(super) async fn a_lapsed_lease_is_claimed_again_and_fences_its_first_holder<
         .await
         .expect("insert");
     let first = s
-        .claim_deliveries("crashed", T0, T0 + 30, 10)
+        .claim_deliveries("crashed", T0, T0 + 30, 10, 100)
         .await
         .expect("claim")
         .pop()
@@ -1341,7 +1341,7 @@ pub(super) async fn a_lapsed_lease_is_claimed_again_and_fences_its_first_holder<
     // The holder died: at the end of its lease the delivery goes to the next claimant.
     let other = db.other().await;
     let second = other
-        .claim_deliveries("w2", T0 + 30, T0 + 90, 10)
+        .claim_deliveries("w2", T0 + 30, T0 + 90, 10, 100)
         .await
         .expect("claim")
         .pop()
@@ -1385,7 +1385,7 @@ pub(super) async fn gone_disables_the_subscription_and_its_deliveries_wait<B: Ba
         .expect("insert");
     }
     let c = s
-        .claim_deliveries("w1", T0, T0 + 60, 1)
+        .claim_deliveries("w1", T0, T0 + 60, 1, 100)
         .await
         .expect("claim")
         .pop()
@@ -1412,7 +1412,7 @@ pub(super) async fn gone_disables_the_subscription_and_its_deliveries_wait<B: Ba
         Some("the receiver answered 410 Gone")
     );
     assert!(
-        s.claim_deliveries("w1", T0 + 10, T0 + 70, 10)
+        s.claim_deliveries("w1", T0 + 10, T0 + 70, 10, 100)
             .await
             .expect("claim")
             .is_empty(),
@@ -1430,7 +1430,7 @@ pub(super) async fn gone_disables_the_subscription_and_its_deliveries_wait<B: Ba
             .expect("enable")
     );
     let resumed = s
-        .claim_deliveries("w1", T0 + 10, T0 + 70, 10)
+        .claim_deliveries("w1", T0 + 10, T0 + 70, 10, 100)
         .await
         .expect("claim");
     assert_eq!(
@@ -1568,7 +1568,7 @@ pub(super) async fn finished_deliveries_and_their_events_are_purged<B: Backend>(
         .expect("insert");
     }
     let claimed = s
-        .claim_deliveries("w1", T0, T0 + 60, 2)
+        .claim_deliveries("w1", T0, T0 + 60, 2, 100)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 2);
@@ -1599,7 +1599,7 @@ pub(super) async fn finished_deliveries_and_their_events_are_purged<B: Backend>(
     assert_eq!(s.purge_webhooks(T0 + 1000, 100).await.expect("purge"), 2);
     assert_eq!(event_types(s).await, ["AUTH.CREATED"]);
     let left = s
-        .claim_deliveries("w1", T0 + 1000, T0 + 1060, 10)
+        .claim_deliveries("w1", T0 + 1000, T0 + 1060, 10, 100)
         .await
         .expect("claim");
     assert_eq!(left.len(), 1);
@@ -1615,6 +1615,87 @@ pub(super) async fn finished_deliveries_and_their_events_are_purged<B: Backend>(
         .await
         .expect("list");
     assert!(newest[0].id > claimed[1].id);
+}
+
+/// One subscription's backlog never takes more than its share of the senders, whoever claims.
+pub(super) async fn a_subscription_never_holds_more_than_its_share_of_leases<B: Backend>() {
+    let db = Db::<B>::new().await;
+    let s = db.store.as_ref();
+    let mut quiet = subscription("wh_quiet", Some("globex"), &["*"]);
+    quiet.created_at = T0 + 1;
+    assert!(
+        s.insert_subscription(subscription("wh_busy", Some("acme"), &["*"]), 10)
+            .await
+            .expect("busy")
+    );
+    assert!(s.insert_subscription(quiet, 10).await.expect("quiet"));
+    // acme's backlog is older than globex's two events.
+    for i in 0..10 {
+        s.insert_token(
+            token(&format!("a{i}"), TokenKind::Access),
+            event("AUTH.CREATED", T0),
+        )
+        .await
+        .expect("insert");
+    }
+    for i in 0..2 {
+        s.insert_token(
+            token(&format!("g{i}"), TokenKind::Access),
+            Some(event_of("globex", "AUTH.CREATED", T0 + 1)),
+        )
+        .await
+        .expect("insert");
+    }
+    let first = s
+        .claim_deliveries("w1", T0 + 5, T0 + 60, 10, 3)
+        .await
+        .expect("claim");
+    let count = |claimed: &[crate::store::ClaimedDelivery], sub: &str| {
+        claimed.iter().filter(|c| c.subscription.id == sub).count()
+    };
+    assert_eq!(
+        (count(&first, "wh_busy"), count(&first, "wh_quiet")),
+        (3, 2)
+    );
+    let other = db.other().await;
+    assert!(
+        other
+            .claim_deliveries("w2", T0 + 5, T0 + 60, 10, 3)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "acme holds its three, across owners"
+    );
+    let done = first
+        .iter()
+        .find(|c| c.subscription.id == "wh_busy")
+        .expect("one");
+    assert!(
+        s.finish_attempt(
+            done.id,
+            "w1",
+            T0 + 60,
+            AttemptOutcome::Delivered { status: 200 },
+            T0 + 6
+        )
+        .await
+        .expect("finish")
+    );
+    let next = other
+        .claim_deliveries("w2", T0 + 6, T0 + 60, 10, 3)
+        .await
+        .expect("claim");
+    assert_eq!(
+        (next.len(), count(&next, "wh_busy")),
+        (1, 1),
+        "one slot came free"
+    );
+    // Leases that ran out free their slots too.
+    let later = other
+        .claim_deliveries("w2", T0 + 60, T0 + 120, 10, 3)
+        .await
+        .expect("claim");
+    assert_eq!(count(&later, "wh_busy"), 3);
 }
 
 /// Two processes claiming at once never get the same delivery.
@@ -1638,7 +1719,7 @@ pub(super) async fn concurrent_claims_never_share_a_delivery<B: Backend>() {
             // Bounded: a store that handed leased deliveries out again would never run dry.
             for _ in 0..50 {
                 let got = store
-                    .claim_deliveries(&format!("w{w}"), T0, T0 + 60, 3)
+                    .claim_deliveries(&format!("w{w}"), T0, T0 + 60, 3, 100)
                     .await
                     .expect("claim");
                 if got.is_empty() {
@@ -1890,6 +1971,7 @@ macro_rules! contract_suite {
             gone_disables_the_subscription_and_its_deliveries_wait,
             subscriptions_round_trip_and_are_limited_per_account,
             finished_deliveries_and_their_events_are_purged,
+            a_subscription_never_holds_more_than_its_share_of_leases,
             everything_written_is_there_after_a_reopen,
             a_reservation_made_before_a_restart_completes_after_it,
             the_change_feed_sees_token_and_client_changes_from_another_process,

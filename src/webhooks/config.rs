@@ -25,6 +25,7 @@ fn invalid(key: impl Into<String>, detail: impl Into<String>) -> ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct RawWebhookDelivery {
     pub max_concurrent_deliveries: usize,
+    pub max_in_flight_per_subscription: u32,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -48,6 +49,7 @@ impl Default for RawWebhookDelivery {
     fn default() -> Self {
         Self {
             max_concurrent_deliveries: 16,
+            max_in_flight_per_subscription: 8,
             timeout: Duration::from_secs(15),
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
@@ -94,6 +96,10 @@ pub struct DeliverySettings {
     /// `webhook_delivery.max_concurrent_deliveries`, default 16: attempts in flight at once in
     /// this process.
     pub max_concurrent_deliveries: usize,
+    /// `webhook_delivery.max_in_flight_per_subscription`, default 8: attempts in flight to one
+    /// subscription at once, all Wardens on the store together, so that a slow or hanging
+    /// receiver holds at most this many senders and others' events still go out.
+    pub max_in_flight_per_subscription: u32,
     /// `webhook_delivery.timeout`, default 15s: one attempt whole (resolve, connect, TLS, send,
     /// the response head and its bounded body).
     pub timeout: Duration,
@@ -171,6 +177,12 @@ pub fn validate(
             "must be between 1 and 1024",
         ));
     }
+    if raw.max_in_flight_per_subscription == 0 {
+        return Err(invalid(
+            format!("{K}.max_in_flight_per_subscription"),
+            "must be at least 1",
+        ));
+    }
     if raw.timeout.is_zero() || raw.timeout > Duration::from_secs(300) {
         return Err(invalid(
             format!("{K}.timeout"),
@@ -209,6 +221,7 @@ pub fn validate(
     }
     let delivery = DeliverySettings {
         max_concurrent_deliveries: raw.max_concurrent_deliveries,
+        max_in_flight_per_subscription: raw.max_in_flight_per_subscription,
         timeout: raw.timeout,
         lease: raw.lease,
         poll_interval: raw.poll_interval,

@@ -103,7 +103,13 @@ pub(super) async fn run(worker: Arc<Worker>, mut stop: watch::Receiver<bool>, gr
             let lease_until = now.saturating_add(schedule::ceil_secs(worker.settings.lease));
             match worker
                 .store
-                .claim_deliveries(&worker.owner, now, lease_until, free as u32)
+                .claim_deliveries(
+                    &worker.owner,
+                    now,
+                    lease_until,
+                    free as u32,
+                    worker.settings.max_in_flight_per_subscription,
+                )
                 .await
             {
                 Ok(claimed) => {

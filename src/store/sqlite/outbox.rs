@@ -328,6 +328,7 @@ impl SqliteStore {
         now: i64,
         lease_until: i64,
         limit: u32,
+        per_subscription: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         const OP: &str = "claim_deliveries";
         // Most polls find nothing due: a read says so without taking the write lock, which
@@ -350,24 +351,62 @@ impl SqliteStore {
         let owner = owner.to_owned();
         self.write(OP, move |tx| {
             // Under the write lock: no other process claims between the choice and the update.
-            let claimed: Vec<(i64, u32, i64, String)> = tx
+            // Live leases per subscription (few: the attempts in flight, all processes).
+            let mut busy: std::collections::HashMap<String, u32> = tx
                 .prepare_cached(
-                    "UPDATE webhook_deliveries \
-                     SET lease_owner = ?1, lease_until = ?3, attempts = attempts + 1 \
-                     WHERE id IN (SELECT d.id FROM webhook_deliveries d \
-                       JOIN webhook_subscriptions s ON s.id = d.subscription_id \
-                       WHERE d.state = 'pending' AND d.next_attempt_at <= ?2 \
-                       AND d.lease_until <= ?2 AND s.enabled = 1 \
-                       ORDER BY d.next_attempt_at, d.id LIMIT ?4) \
-                     RETURNING id, attempts, event_seq, subscription_id",
+                    "SELECT subscription_id, count(*) FROM webhook_deliveries \
+                     WHERE lease_until > ?1 AND state = 'pending' GROUP BY subscription_id",
                 )
                 .and_then(|mut stmt| {
-                    stmt.query_map(params![owner, now, lease_until, limit], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()
+                    stmt.query_map([now], |row| Ok((row.get(0)?, row.get(1)?)))?
+                        .collect::<rusqlite::Result<_>>()
                 })
                 .map_err(db(OP))?;
+            // Due deliveries, oldest first, of subscriptions below their share; the window is
+            // wider than `limit` so that one subscription's backlog does not fill it alone.
+            let candidates: Vec<(i64, String)> = tx
+                .prepare_cached(
+                    "SELECT d.id, d.subscription_id FROM webhook_deliveries d \
+                     JOIN webhook_subscriptions s ON s.id = d.subscription_id \
+                     WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 \
+                     AND d.lease_until <= ?1 AND s.enabled = 1 \
+                     AND d.subscription_id NOT IN (SELECT subscription_id \
+                       FROM webhook_deliveries WHERE lease_until > ?1 AND state = 'pending' \
+                       GROUP BY subscription_id HAVING count(*) >= ?2) \
+                     ORDER BY d.next_attempt_at, d.id LIMIT ?3",
+                )
+                .and_then(|mut stmt| {
+                    let window = limit.saturating_mul(4).max(limit);
+                    stmt.query_map(params![now, per_subscription, window], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()
+                })
+                .map_err(db(OP))?;
+            let mut claimed: Vec<(i64, u32, i64, String)> = Vec::new();
+            for (id, subscription) in candidates {
+                if claimed.len() as u32 >= limit {
+                    break;
+                }
+                let held = busy.entry(subscription).or_insert(0);
+                if *held >= per_subscription {
+                    continue;
+                }
+                *held += 1;
+                let row = tx
+                    .prepare_cached(
+                        "UPDATE webhook_deliveries \
+                         SET lease_owner = ?2, lease_until = ?3, attempts = attempts + 1 \
+                         WHERE id = ?1 RETURNING id, attempts, event_seq, subscription_id",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_row(params![id, owner, lease_until], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                        })
+                    })
+                    .map_err(db(OP))?;
+                claimed.push(row);
+            }
             let mut out = Vec::with_capacity(claimed.len());
             for (id, attempt, seq, subscription) in claimed {
                 let event = tx
@@ -402,8 +441,6 @@ impl SqliteStore {
                     subscription,
                 });
             }
-            // Oldest due first, as chosen (RETURNING gives no order).
-            out.sort_by_key(|c| c.id);
             Ok(out)
         })
         .await

@@ -256,6 +256,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE state != 'pending';
     CREATE INDEX webhook_deliveries_by_subscription
         ON webhook_deliveries (subscription_id, state);
+    -- The live leases, per subscription at claim time: only rows ever claimed are in it.
+    CREATE INDEX webhook_deliveries_leased ON webhook_deliveries (lease_until)
+        WHERE lease_until > 0;
     "#,
 ];
 
