@@ -841,8 +841,9 @@ async fn subscriptions_are_listed_disabled_rotated_and_deleted_by_their_account_
     let new_secret = Secret::parse(rotated.json()["secret"].as_str().unwrap()).unwrap();
     assert_ne!(new_secret, secret);
     oauth_token(&s.http, &base, ADMIN).await;
-    rx.wait_until(PATIENCE, "a delivery to /a", |got| {
-        got.iter().any(|g| g.path == "/a")
+    rx.wait_until(PATIENCE, "two deliveries to /a and to /c", |got| {
+        let at = |p: &str| got.iter().filter(|g| g.path == p).count();
+        at("/a") >= 2 && at("/c") >= 2
     })
     .await;
     let got = rx.settle(Duration::from_millis(700)).await;
