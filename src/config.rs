@@ -748,6 +748,16 @@ pub struct EndpointSettings {
     pub webhooks: Option<crate::issuer::tokens_api::TokensBase>,
 }
 
+/// The `WARDEN_<SECTION>__<KEY>` variables. Only names with a `__` are keys: every key lives in
+/// a section, and names without one are someone else's. Kubernetes sets `WARDEN_PORT`,
+/// `WARDEN_SERVICE_HOST`, `WARDEN_PORT_8080_TCP…` for a Service named `warden` (service links),
+/// and `warden dev-proxy` reads `WARDEN_DEV_KEY`; none of them may stop the sidecar from starting.
+fn environment() -> Env {
+    Env::prefixed("WARDEN_")
+        .filter(|key| key.as_str().contains("__"))
+        .split("__")
+}
+
 impl Settings {
     /// Loads defaults → `path` → environment, and validates. The file must exist.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -758,8 +768,7 @@ impl Settings {
         }
         let figment = Figment::from(Serialized::defaults(RawConfig::default()))
             .merge(Toml::file_exact(path))
-            // WARDEN_CONFIG names the file itself; it is not a key.
-            .merge(Env::prefixed("WARDEN_").ignore(&["config"]).split("__"));
+            .merge(environment());
         Self::from_figment(figment)
     }
 

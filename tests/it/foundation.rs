@@ -718,6 +718,38 @@ async fn binary_refuses_a_bad_environment_override_and_names_the_key() {
 }
 
 #[tokio::test]
+async fn environment_variables_that_name_no_key_are_left_alone() {
+    // What Kubernetes sets for a Service named `warden` (service links), and the dev proxy's own
+    // variables: no `__`, so none of them is a key, and the sidecar starts.
+    let (_dir, path) = config_file("[server]\nlisten = \"127.0.0.1:0\"\n");
+    let foreign = [
+        ("WARDEN_PORT", "tcp://10.96.0.12:8080"),
+        ("WARDEN_SERVICE_HOST", "10.96.0.12"),
+        ("WARDEN_SERVICE_PORT", "8080"),
+        ("WARDEN_PORT_8080_TCP", "tcp://10.96.0.12:8080"),
+        ("WARDEN_PORT_8080_TCP_PROTO", "tcp"),
+        ("WARDEN_DEV_KEY", "not-a-key"),
+    ];
+    let (code, stderr) = run_binary(
+        &["--config", path.to_str().unwrap(), "check-config"],
+        &foreign,
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // A name with `__` is still a key, beside them.
+    let mut keyed = foreign.to_vec();
+    keyed.push(("WARDEN_SERVER__LISTEN", "nope"));
+    let (code, stderr) = run_binary(
+        &["--config", path.to_str().unwrap(), "check-config"],
+        &keyed,
+    )
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("server.listen"), "{stderr}");
+}
+
+#[tokio::test]
 async fn binary_refuses_a_missing_config_file_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("absent.toml");
