@@ -124,26 +124,41 @@ fn narrow(path: &Path) {
     let _ = path;
 }
 
-/// Warns when others than the owner may read a configured key file (left as it is: it may
-/// be a read-only mount).
+/// Warns when someone other than Warden may read a configured key file (left as it is: it may
+/// be a read-only mount). Group read is Warden's own when the file's group is one of the
+/// process's groups: that is how a Kubernetes Secret reaches a non-root container under
+/// `fsGroup` (owned by root, group = fsGroup, mode 0440), and it is not a warning.
 fn warn_if_shared(path: &Path) {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         if let Ok(meta) = std::fs::metadata(path) {
             let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
+            let mut groups: Vec<u32> = rustix::process::getgroups()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|g| g.as_raw())
+                .collect();
+            groups.push(rustix::process::getegid().as_raw());
+            if readable_by_strangers(mode, meta.gid(), &groups) {
                 tracing::warn!(
                     path = %path.display(),
                     mode = format!("{mode:o}"),
-                    "the seal key file is readable by others than its owner (for a Kubernetes \
-                     Secret, set defaultMode: 0400)"
+                    "the seal key file is readable by others than Warden (for a Kubernetes \
+                     Secret, set defaultMode: 0400 or 0440 with fsGroup)"
                 );
             }
         }
     }
     #[cfg(not(unix))]
     let _ = path;
+}
+
+/// Whether a file with `mode` and group `file_gid` may be read by someone who is neither its
+/// owner nor in one of `own_groups` (the process's groups).
+#[cfg(unix)]
+fn readable_by_strangers(mode: u32, file_gid: u32, own_groups: &[u32]) -> bool {
+    mode & 0o007 != 0 || (mode & 0o070 != 0 && !own_groups.contains(&file_gid))
 }
 
 #[cfg(test)]
@@ -178,6 +193,18 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(leftovers, [std::ffi::OsString::from("warden.seal-key")]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn group_read_is_a_warning_only_when_the_group_is_not_wardens() {
+        // Kubernetes Secret under fsGroup 65532: root-owned, group 65532, 0440.
+        assert!(!readable_by_strangers(0o440, 65532, &[65532]));
+        assert!(!readable_by_strangers(0o400, 0, &[65532]));
+        assert!(!readable_by_strangers(0o600, 0, &[]));
+        assert!(readable_by_strangers(0o440, 0, &[65532]), "root's group");
+        assert!(readable_by_strangers(0o604, 65532, &[65532]), "world");
+        assert!(readable_by_strangers(0o644, 65532, &[65532]), "world");
     }
 
     #[test]
