@@ -342,7 +342,14 @@ impl Warden {
                     Ok(identity) => identity,
                     Err(problem) => return problem.into_response(),
                 };
-                let (digest, label) = match self.signed(&req, route, &identity, origin).await {
+                let parts = RequestParts {
+                    method: req.method(),
+                    uri: req.uri(),
+                    headers: req.headers(),
+                    has_body: !req.body().is_end_stream(),
+                    origin,
+                };
+                let (digest, label) = match self.signed(&parts, route, &identity).await {
                     Ok(checked) => checked,
                     Err(problem) => return problem.into_response(),
                 };
@@ -410,16 +417,16 @@ impl Warden {
 
     /// The signature check of a bearer route, after the credential: `X-Client-Id` and `keyid`
     /// must name the credential's client. Returns the body's digest check, if it gets one, and
-    /// the label of the signature that verified.
-    async fn signed(
+    /// the label of the signature that verified. `parts`: the request as the client sent it
+    /// (the forward-auth endpoint passes the original request a proxy describes).
+    pub(crate) async fn signed(
         &self,
-        req: &Request<Incoming>,
+        parts: &RequestParts<'_>,
         route: &Route,
         identity: &Identity,
-        origin: &Origin,
     ) -> Result<(Option<DigestVerifier>, Option<String>), Problem> {
         let gate = &self.signatures;
-        gate.check_client_id(req.headers(), &identity.client_id)?;
+        gate.check_client_id(parts.headers, &identity.client_id)?;
         let policy = &route.policy;
         let verdict = if policy.signature == SignatureMode::Off {
             Verdict::Unchecked
@@ -427,24 +434,17 @@ impl Warden {
             let keys = gate
                 .client_keys(self.issuer.store().as_ref(), &identity.client_id)
                 .await?;
-            let parts = RequestParts {
-                method: req.method(),
-                uri: req.uri(),
-                headers: req.headers(),
-                has_body: !req.body().is_end_stream(),
-                origin,
-            };
             let at = Endpoint {
                 mode: policy.signature,
                 cover: &policy.cover,
                 public_url: policy.public_url.as_ref(),
             };
             let now = self.issuer.clock().now();
-            gate.check(&parts, &at, &identity.client_id, &keys, now, true)
+            gate.check(parts, &at, &identity.client_id, &keys, now, true)
                 .await?
         };
         let digest = digest::plan(
-            req.headers(),
+            parts.headers,
             verdict.digest_covered() || self.settings.digest.verify_unsigned,
         )?;
         Ok((digest, verdict.label().map(str::to_owned)))
