@@ -75,6 +75,8 @@ pub struct Warden {
     idp: Option<crate::idp::Idp>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     webhooks: Webhooks,
+    /// `endpoints.forward_auth` and its decision cache; `None` when off.
+    forward_auth: Option<crate::forward_auth::ForwardAuth>,
 }
 
 impl Warden {
@@ -130,7 +132,9 @@ impl Warden {
             issuer.clock().clone(),
             &settings.tokens.realm,
         );
+        let forward_auth = crate::forward_auth::ForwardAuth::new(&settings);
         Ok(Arc::new(Self {
+            forward_auth,
             idp,
             settings,
             timer,
@@ -166,6 +170,16 @@ impl Warden {
     /// The configured issuers (`[[issuers]]`), if any.
     pub fn idp(&self) -> Option<&crate::idp::Idp> {
         self.idp.as_ref()
+    }
+
+    /// The forward-auth endpoint's state, when `endpoints.forward_auth` is on.
+    pub fn forward_auth(&self) -> Option<&crate::forward_auth::ForwardAuth> {
+        self.forward_auth.as_ref()
+    }
+
+    /// The routing table.
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     /// Idempotency keys: reservations, replays and their housekeeping.
@@ -296,6 +310,10 @@ impl Warden {
                     origin,
                     client_ip,
                 )),
+            ),
+            Target::ForwardAuth => (
+                "forward_auth",
+                Box::pin(crate::forward_auth::handle(self, req, origin, client_ip)),
             ),
             Target::Health | Target::NotFound | Target::MethodNotAllowed(_) | Target::Proxy(_) => {
                 // Answered by the caller; kept exhaustive so a new target cannot fall through.
