@@ -376,9 +376,59 @@ pub async fn handle(
     let Some(fa) = warden.forward_auth() else {
         return Problem::RouteNotFound.into_response();
     };
+    // Envoy copies the identity headers Warden sets, and leaves the client's own under the
+    // names Warden does not set: those it is told to remove.
+    let envoy = req
+        .uri()
+        .path()
+        .strip_prefix(fa.endpoint.as_str())
+        .is_some_and(|rest| rest.starts_with('/'));
+    let spoofed = envoy.then(|| client_claims(req.headers()));
     match decide(warden, fa, req, origin, client_ip).await {
-        Decision::Allow(identity) => allowed(identity.as_deref()),
+        Decision::Allow(identity) => {
+            let mut resp = allowed(identity.as_deref());
+            if let Some(mut names) = spoofed {
+                if identity.is_some() && !warden.settings().tokens.forward_authorization {
+                    names.push(header::AUTHORIZATION);
+                }
+                envoy_removals(&mut resp, names);
+            }
+            resp
+        }
         Decision::Refuse(problem) => problem.into_response(),
+    }
+}
+
+/// Envoy `ext_authz` (HTTP service): the response header naming request headers to remove.
+const X_ENVOY_AUTH_HEADERS_TO_REMOVE: HeaderName =
+    HeaderName::from_static("x-envoy-auth-headers-to-remove");
+
+/// The headers of `headers` that Warden's own proxy removes as a client's claims to speak for
+/// Warden or a proxy ([`forward::strip_identity`]).
+fn client_claims(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut kept = headers.clone();
+    forward::strip_identity(&mut kept);
+    let mut names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| !kept.contains_key(*k))
+        .cloned()
+        .collect();
+    names.dedup();
+    names
+}
+
+/// Lists `names` in `x-envoy-auth-headers-to-remove`, except those the answer sets itself.
+fn envoy_removals(resp: &mut Response<Body>, names: Vec<HeaderName>) {
+    let list: Vec<&str> = names
+        .iter()
+        .filter(|n| !resp.headers().contains_key(*n))
+        .map(HeaderName::as_str)
+        .collect();
+    if list.is_empty() {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+        resp.headers_mut().insert(X_ENVOY_AUTH_HEADERS_TO_REMOVE, v);
     }
 }
 

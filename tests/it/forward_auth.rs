@@ -361,6 +361,48 @@ async fn envoy_sends_the_original_as_the_path_under_the_endpoint() {
         )
         .await;
     spoof.problem(403, "insufficient_scope");
+    // Envoy is told to remove the client's claims Warden does not overwrite, and the
+    // credential (tokens.forward_authorization is off), as Warden's own proxy does.
+    let claims = [
+        ("x-warden-audience", "api://spoofed"),
+        ("x_warden_client_id", "boss"),
+        ("x-original-url", "/api/admin"),
+        ("x-warden-client-id", "boss"),
+    ];
+    let ok = fa
+        .send(
+            "GET",
+            &format!("{FA}/api/x"),
+            Some(&reader),
+            &claims,
+            Bytes::new(),
+        )
+        .await;
+    allowed_as(&ok, "reader", "read");
+    let removed = ok.header("x-envoy-auth-headers-to-remove").unwrap();
+    let mut removed: Vec<&str> = removed.split(", ").collect();
+    removed.sort_unstable();
+    assert_eq!(
+        removed,
+        [
+            "authorization",
+            "x-original-url",
+            "x-warden-audience",
+            "x_warden_client_id"
+        ]
+    );
+    let public = fa
+        .send(
+            "GET",
+            &format!("{FA}/about"),
+            Some(&reader),
+            &claims,
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(public.status, StatusCode::OK);
+    let removed = public.header("x-envoy-auth-headers-to-remove").unwrap();
+    assert!(removed.contains("x-warden-client-id") && !removed.contains("authorization"));
 }
 
 #[tokio::test]
