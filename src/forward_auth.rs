@@ -262,6 +262,14 @@ impl ForwardAuth {
     /// The endpoint of `settings`, `None` when `endpoints.forward_auth` is off.
     pub fn new(settings: &Settings) -> Option<Self> {
         let endpoint = settings.endpoints.forward_auth.clone()?;
+        for route in &settings.routes {
+            if route.policy.idempotency == crate::gate::idempotency::IdempotencyMode::Required {
+                tracing::warn!(
+                    route = %route.name,
+                    "forward auth refuses this route's unsafe requests: it requires idempotency keys, which only Warden's proxy can enforce"
+                );
+            }
+        }
         let s = &settings.forward_auth;
         let cache = (s.cache_capacity > 0 && !s.cache_ttl.is_zero()).then(|| {
             Cache::builder()
@@ -704,6 +712,25 @@ mod tests {
         }
         assert_eq!(ask("GET", "/fax/a", &[]), Err(OriginalInvalid));
         assert_eq!(ask("GET", "/FA/a", &[]), Err(OriginalInvalid));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_original_is_read_or_refused_without_panicking(
+            uri in "\\PC{0,40}", method in "\\PC{0,10}", path in "/fa[/a-z%0-9;.]{0,20}"
+        ) {
+            let mut h = HeaderMap::new();
+            if let (Ok(u), Ok(m)) = (HeaderValue::from_str(&uri), HeaderValue::from_str(&method)) {
+                h.insert(X_ORIGINAL_URI, u);
+                h.insert(X_ORIGINAL_METHOD, m);
+            }
+            if let Ok(target) = path.parse::<Uri>() {
+                if let Ok(o) = original(&Method::GET, &target, &h, "/fa") {
+                    proptest::prop_assert!(o.uri.path().starts_with('/'));
+                    proptest::prop_assert!(o.uri.authority().is_none());
+                }
+            }
+        }
     }
 
     #[test]
