@@ -56,6 +56,10 @@ pub const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri
 /// no body: a body it announces must be covered by the signature's `content-digest`.
 pub const X_ORIGINAL_CONTENT_LENGTH: HeaderName =
     HeaderName::from_static("x-original-content-length");
+/// The original request's `Transfer-Encoding` (nginx: `$http_transfer_encoding`): a chunked
+/// body has no length to announce.
+pub const X_ORIGINAL_TRANSFER_ENCODING: HeaderName =
+    HeaderName::from_static("x-original-transfer-encoding");
 /// Envoy `ext_authz` (`allow_partial_message`): the body it sent is cut short.
 const X_ENVOY_AUTH_PARTIAL_BODY: HeaderName = HeaderName::from_static("x-envoy-auth-partial-body");
 
@@ -557,17 +561,21 @@ async fn bearer(
 }
 
 /// Whether the original request has a body, as far as the proxy tells: it sent one (Envoy
-/// `with_request_body`), or announces one in `X-Original-Content-Length` (nginx). A proxy that
-/// says neither is taken at its word; see the README on what that leaves to the upstream.
+/// `with_request_body`), or announces one in `X-Original-Content-Length` (other than 0) or
+/// `X-Original-Transfer-Encoding` (nginx). A proxy that says neither is taken at its word; see
+/// the README on what that leaves to the upstream.
 fn announces_body(req: &Request<Incoming>) -> bool {
     use http_body::Body as _;
     if !req.body().is_end_stream() {
         return true;
     }
-    req.headers()
-        .get_all(&X_ORIGINAL_CONTENT_LENGTH)
+    let h = req.headers();
+    h.get_all(&X_ORIGINAL_CONTENT_LENGTH)
         .iter()
         .any(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) != Some(0))
+        || h.get_all(&X_ORIGINAL_TRANSFER_ENCODING)
+            .iter()
+            .any(|v| !v.as_bytes().trim_ascii().is_empty())
 }
 
 /// Checks the original body's `Content-Digest`, when the proxy sent the whole body (Envoy
