@@ -950,5 +950,39 @@ async fn nginx_auth_request_lets_through_only_what_warden_allows() {
     )
     .await;
     assert_eq!(spoof.status, StatusCode::FORBIDDEN);
+    // A signed body nginx does not show Warden is refused, not passed unchecked.
+    let basic = STANDARD.encode("signer:signer-secret-3Cc");
+    let req = Request::post(format!("http://{warden_addr}/v1/oauth/token"))
+        .header("authorization", format!("Basic {basic}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::from("grant_type=client_credentials"))
+        .unwrap();
+    let signer = http.send(req).await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = br#"{"amount":100}"#;
+    let url = nginx.url("/strict/orders");
+    let mut post = Request::post(&url).body(Full::from(&body[..])).unwrap();
+    *post.headers_mut() = signed("POST", &url, body, &signer);
+    let refused = http.send(post).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
     assert_eq!(up.calls(), calls, "no refused request reached the upstream");
+
+    // A signed GET through nginx: the signature over nginx's address verifies (X-Forwarded-Host
+    // and -Proto from the example), and the upstream gets the signer's identity.
+    let url = nginx.url("/strict/x?a=1");
+    let mut get_signed = Request::get(&url).body(Full::default()).unwrap();
+    *get_signed.headers_mut() = signed("GET", &url, b"", &signer);
+    let ok = http.send(get_signed).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    assert_eq!(
+        ok.echo().header("x-warden-client-id").as_deref(),
+        Some("signer")
+    );
+    let url = nginx.url("/strict/x?a=2");
+    let mut tampered = Request::get(&url).body(Full::default()).unwrap();
+    *tampered.headers_mut() = signed("GET", &nginx.url("/strict/x?a=1"), b"", &signer);
+    let refused = http.send(tampered).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
 }
