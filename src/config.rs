@@ -59,6 +59,8 @@ pub struct RawConfig {
     pub webhooks: Vec<crate::webhooks::config::RawWebhook>,
     /// `[[issuers]]`: identity providers whose access tokens are accepted (see `idp.rs`).
     pub issuers: Vec<crate::idp::settings::RawIssuer>,
+    /// `[forward_auth]`: the decision cache of `endpoints.forward_auth`.
+    pub forward_auth: crate::forward_auth::RawForwardAuth,
 }
 
 /// `[router]`: how request paths are compared with route patterns.
@@ -488,6 +490,9 @@ pub struct RawEndpoints {
     pub tokens: String,
     /// Webhook subscriptions of an account; one `{account}` segment; "" turns it off.
     pub webhooks: String,
+    /// The forward-auth decision endpoint (nginx `auth_request`, Envoy `ext_authz`, Traefik,
+    /// Caddy); default "" (off). Needs `server.trusted_proxies`.
+    pub forward_auth: String,
 }
 
 impl Default for RawEndpoints {
@@ -502,6 +507,7 @@ impl Default for RawEndpoints {
             oauth_introspect: "/v1/oauth/introspect".into(),
             tokens: "/ws/accounts/{account}/credentials/tokens".into(),
             webhooks: "/ws/accounts/{account}/webhooks".into(),
+            forward_auth: String::new(),
         }
     }
 }
@@ -555,6 +561,8 @@ pub struct Settings {
     pub webhooks: crate::webhooks::config::WebhookSettings,
     /// `[[issuers]]`, validated; default none.
     pub issuers: Vec<crate::idp::settings::IssuerSettings>,
+    /// `[forward_auth]`, validated.
+    pub forward_auth: crate::forward_auth::ForwardAuthSettings,
 }
 
 /// `[idempotency]`, validated.
@@ -746,6 +754,8 @@ pub struct EndpointSettings {
     pub tokens: Option<crate::issuer::tokens_api::TokensBase>,
     /// `endpoints.webhooks`, default `/ws/accounts/{account}/webhooks`; `None`: off.
     pub webhooks: Option<crate::issuer::tokens_api::TokensBase>,
+    /// `endpoints.forward_auth`, default off (`None`).
+    pub forward_auth: Option<String>,
 }
 
 /// The `WARDEN_<SECTION>__<KEY>` variables. Only names with a `__` are keys: every key lives in
@@ -904,6 +914,9 @@ impl Settings {
                 ));
             }
         }
+        let own_paths: Vec<&str> = own.iter().map(|(_, p)| p.as_str()).collect();
+        let forward_auth =
+            crate::forward_auth::validate_endpoint(&e.forward_auth, &trusted_proxies, &own_paths)?;
 
         let level = raw.log.level.clone();
         if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
@@ -1052,6 +1065,7 @@ impl Settings {
                             .map_err(|detail| invalid("endpoints.webhooks", detail))?,
                     ),
                 },
+                forward_auth,
             },
             store: validate_store(&raw.store)?,
             tokens: validate_tokens(&raw.tokens)?,
@@ -1063,6 +1077,7 @@ impl Settings {
             routes,
             webhooks: crate::webhooks::config::validate(&raw.webhook_delivery, &raw.webhooks)?,
             issuers: crate::idp::settings::validate(&raw.issuers)?,
+            forward_auth: crate::forward_auth::validate(&raw.forward_auth)?,
         })
     }
 }

@@ -619,6 +619,14 @@ impl Issuer {
         self.cache.invalidate_all();
     }
 
+    /// The credential cache's generation once changes by any writer have been read (as on a
+    /// bearer check). A decision drawn from credentials and clients at generation `g` still
+    /// holds while this returns `g`: every revocation or client change moves it.
+    pub async fn settled_generation(&self) -> Result<u64, StoreError> {
+        self.catch_up().await?;
+        Ok(self.cache.generation())
+    }
+
     /// Looks a token up by its value, whatever its state (for revocation and introspection).
     pub async fn find_by_value(&self, value: &str) -> Result<Option<TokenRecord>, StoreError> {
         self.store.token_by_hash(&secret::hash(value)).await

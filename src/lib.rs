@@ -9,6 +9,7 @@
 //! - [`gate`]: the checks, one file each (client IP, …).
 //! - [`idp`]: access tokens of other issuers (`[[issuers]]`): JWTs, JWKS, introspection.
 //! - [`forward`]: pooled upstream client, header hygiene, streaming, upgrades.
+//! - [`forward_auth`]: the decision endpoint for nginx `auth_request`, Envoy `ext_authz`, …
 //! - [`problem`]: the one place where refusals become `application/problem+json` responses.
 //! - [`body`]: the boxed body type shared by all of the above.
 //! - [`response_signing`]: Warden's RFC 9421 signature on the responses of signed routes.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod devproxy;
 pub mod digest;
 pub mod forward;
+pub mod forward_auth;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -124,6 +124,31 @@ pub enum Problem {
     /// A verified signature whose nonce cannot be remembered: its client already holds
     /// `limit` nonces still within their window (`signatures.nonce_cache_per_client`, 429).
     NonceQuotaExceeded { limit: u64, retry_after: u64 },
+    /// A forward-auth decision request (`endpoints.forward_auth`) that cannot be decided.
+    ForwardAuth(ForwardAuthRefusal),
+}
+
+/// Why the forward-auth endpoint cannot decide about the request a proxy describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardAuthRefusal {
+    /// The asker is not in `server.trusted_proxies`: what it says the original request was is
+    /// not believed (403 `forward_auth_untrusted_peer`).
+    UntrustedPeer,
+    /// Neither a path under the endpoint (Envoy) nor the original method and URI headers
+    /// (400 `forward_auth_original_missing`).
+    OriginalMissing,
+    /// Both `X-Original-*` and `X-Forwarded-Method`/`-Uri`, or one of them twice: a client may
+    /// have added one family (400 `forward_auth_original_ambiguous`).
+    OriginalAmbiguous,
+    /// An original URI that is not an origin-form path (with query), or a method that is not
+    /// a token (400 `forward_auth_original_invalid`).
+    OriginalInvalid,
+    /// The request's `Content-Digest` must be checked and the proxy did not send the whole
+    /// body (403 `digest_unverifiable`).
+    DigestUnseen,
+    /// The route requires an idempotency key for this request, which only Warden's own proxy
+    /// can enforce (403 `idempotency_unenforceable`).
+    IdempotencyUnenforceable,
 }
 
 /// Why a token-management request was refused.
@@ -570,6 +595,7 @@ impl Problem {
                      {retry_after} seconds"
                 ),
             ),
+            Problem::ForwardAuth(refusal) => forward_auth_parts(*refusal),
             Problem::NonceQuotaExceeded { limit, retry_after } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "nonce_quota_exceeded",
@@ -650,6 +676,58 @@ impl Problem {
         }
         resp
     }
+}
+
+/// The status, code, title and detail of a forward-auth refusal.
+fn forward_auth_parts(
+    refusal: ForwardAuthRefusal,
+) -> (StatusCode, &'static str, &'static str, String) {
+    let (status, code, title, detail) = match refusal {
+        ForwardAuthRefusal::UntrustedPeer => (
+            StatusCode::FORBIDDEN,
+            "forward_auth_untrusted_peer",
+            "Not a trusted proxy",
+            "only a proxy in server.trusted_proxies may ask for a forward-auth decision",
+        ),
+        ForwardAuthRefusal::OriginalMissing => (
+            StatusCode::BAD_REQUEST,
+            "forward_auth_original_missing",
+            "Original request missing",
+            "send the original request as a path under the endpoint (Envoy ext_authz \
+             path_prefix), or its method and URI in X-Original-Method and X-Original-URI \
+             (nginx) or X-Forwarded-Method and X-Forwarded-Uri (Traefik, Caddy)",
+        ),
+        ForwardAuthRefusal::OriginalAmbiguous => (
+            StatusCode::BAD_REQUEST,
+            "forward_auth_original_ambiguous",
+            "Original request ambiguous",
+            "send the original method and URI once, in one family of headers: X-Original-* \
+             and X-Forwarded-Method/-Uri together mean a client added one of them",
+        ),
+        ForwardAuthRefusal::OriginalInvalid => (
+            StatusCode::BAD_REQUEST,
+            "forward_auth_original_invalid",
+            "Original request invalid",
+            "the original URI must be an origin-form path starting with / (with its query), \
+             under the endpoint exactly as configured, and the method a token",
+        ),
+        ForwardAuthRefusal::DigestUnseen => (
+            StatusCode::FORBIDDEN,
+            "digest_unverifiable",
+            "Body not seen",
+            "this request's Content-Digest must be checked against its body, and the proxy \
+             asking did not send the whole body: send the request through Warden's proxy, or \
+             have the proxy send the body (Envoy ext_authz with_request_body)",
+        ),
+        ForwardAuthRefusal::IdempotencyUnenforceable => (
+            StatusCode::FORBIDDEN,
+            "idempotency_unenforceable",
+            "Idempotency not enforceable",
+            "this route requires an idempotency key for this request, and only Warden's own \
+             proxy can hold requests to their key: send it through Warden's proxy",
+        ),
+    };
+    (status, code, title, detail.into())
 }
 
 /// An RFC 6749 §5.2 error from a token, revocation or introspection endpoint.

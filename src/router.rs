@@ -496,6 +496,9 @@ pub enum Target<'a> {
     Tokens,
     /// Anything under `endpoints.webhooks` (an account's webhook subscriptions).
     Webhooks,
+    /// `endpoints.forward_auth`, or a path under it (Envoy `ext_authz` puts the original path
+    /// there).
+    ForwardAuth,
     Proxy(&'a Route),
     /// The path matched routes, but none for this method; carries the `Allow` value.
     MethodNotAllowed(String),
@@ -517,6 +520,8 @@ pub struct Router {
     webhooks: Option<crate::issuer::tokens_api::TokensBase>,
     /// The webhooks API's paths as a pattern (`{base}/**`).
     webhooks_space: Option<PathPattern>,
+    /// `endpoints.forward_auth` and the paths under it (`{path}/**`).
+    forward_auth: Option<(String, PathPattern)>,
     routes: Vec<Route>,
     /// `router.case_insensitive`: own endpoints are recognised in any ASCII case too.
     case_insensitive: bool,
@@ -541,6 +546,10 @@ impl Router {
                 .as_ref()
                 .and_then(|t| PathPattern::parse(&format!("{}/**", t.pattern())).ok()),
             webhooks: endpoints.webhooks.clone(),
+            forward_auth: endpoints.forward_auth.as_ref().and_then(|p| {
+                let under = PathPattern::parse(&format!("{}/**", p.trim_end_matches('/'))).ok()?;
+                Some((p.clone(), under))
+            }),
             routes,
             case_insensitive: false,
         }
@@ -552,6 +561,9 @@ impl Router {
         self.case_insensitive = yes;
         self.tokens_space = self.tokens_space.map(|p| p.case_insensitive(yes));
         self.webhooks_space = self.webhooks_space.map(|p| p.case_insensitive(yes));
+        self.forward_auth = self
+            .forward_auth
+            .map(|(path, under)| (path, under.case_insensitive(yes)));
         self
     }
 
@@ -593,6 +605,11 @@ impl Router {
         }
         if self.is_own(path, &self.oauth_introspect) {
             return Target::OAuthIntrospect;
+        }
+        if let Some((own, under)) = &self.forward_auth {
+            if self.is_own(path, own) || under.matches(path) {
+                return Target::ForwardAuth;
+            }
         }
         if self.tokens.as_ref().is_some_and(|t| t.claims(path))
             || self.tokens_space.as_ref().is_some_and(|p| p.matches(path))

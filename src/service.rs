@@ -75,6 +75,8 @@ pub struct Warden {
     idp: Option<crate::idp::Idp>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     webhooks: Webhooks,
+    /// `endpoints.forward_auth` and its decision cache; `None` when off.
+    forward_auth: Option<crate::forward_auth::ForwardAuth>,
 }
 
 impl Warden {
@@ -130,7 +132,9 @@ impl Warden {
             issuer.clock().clone(),
             &settings.tokens.realm,
         );
+        let forward_auth = crate::forward_auth::ForwardAuth::new(&settings);
         Ok(Arc::new(Self {
+            forward_auth,
             idp,
             settings,
             timer,
@@ -166,6 +170,16 @@ impl Warden {
     /// The configured issuers (`[[issuers]]`), if any.
     pub fn idp(&self) -> Option<&crate::idp::Idp> {
         self.idp.as_ref()
+    }
+
+    /// The forward-auth endpoint's state, when `endpoints.forward_auth` is on.
+    pub fn forward_auth(&self) -> Option<&crate::forward_auth::ForwardAuth> {
+        self.forward_auth.as_ref()
+    }
+
+    /// The routing table.
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     /// Idempotency keys: reservations, replays and their housekeeping.
@@ -297,6 +311,10 @@ impl Warden {
                     client_ip,
                 )),
             ),
+            Target::ForwardAuth => (
+                "forward_auth",
+                Box::pin(crate::forward_auth::handle(self, req, origin, client_ip)),
+            ),
             Target::Health | Target::NotFound | Target::MethodNotAllowed(_) | Target::Proxy(_) => {
                 // Answered by the caller; kept exhaustive so a new target cannot fall through.
                 (
@@ -342,7 +360,14 @@ impl Warden {
                     Ok(identity) => identity,
                     Err(problem) => return problem.into_response(),
                 };
-                let (digest, label) = match self.signed(&req, route, &identity, origin).await {
+                let parts = RequestParts {
+                    method: req.method(),
+                    uri: req.uri(),
+                    headers: req.headers(),
+                    has_body: !req.body().is_end_stream(),
+                    origin,
+                };
+                let (digest, label) = match self.signed(&parts, route, &identity).await {
                     Ok(checked) => checked,
                     Err(problem) => return problem.into_response(),
                 };
@@ -410,16 +435,16 @@ impl Warden {
 
     /// The signature check of a bearer route, after the credential: `X-Client-Id` and `keyid`
     /// must name the credential's client. Returns the body's digest check, if it gets one, and
-    /// the label of the signature that verified.
-    async fn signed(
+    /// the label of the signature that verified. `parts`: the request as the client sent it
+    /// (the forward-auth endpoint passes the original request a proxy describes).
+    pub(crate) async fn signed(
         &self,
-        req: &Request<Incoming>,
+        parts: &RequestParts<'_>,
         route: &Route,
         identity: &Identity,
-        origin: &Origin,
     ) -> Result<(Option<DigestVerifier>, Option<String>), Problem> {
         let gate = &self.signatures;
-        gate.check_client_id(req.headers(), &identity.client_id)?;
+        gate.check_client_id(parts.headers, &identity.client_id)?;
         let policy = &route.policy;
         let verdict = if policy.signature == SignatureMode::Off {
             Verdict::Unchecked
@@ -427,24 +452,17 @@ impl Warden {
             let keys = gate
                 .client_keys(self.issuer.store().as_ref(), &identity.client_id)
                 .await?;
-            let parts = RequestParts {
-                method: req.method(),
-                uri: req.uri(),
-                headers: req.headers(),
-                has_body: !req.body().is_end_stream(),
-                origin,
-            };
             let at = Endpoint {
                 mode: policy.signature,
                 cover: &policy.cover,
                 public_url: policy.public_url.as_ref(),
             };
             let now = self.issuer.clock().now();
-            gate.check(&parts, &at, &identity.client_id, &keys, now, true)
+            gate.check(parts, &at, &identity.client_id, &keys, now, true)
                 .await?
         };
         let digest = digest::plan(
-            req.headers(),
+            parts.headers,
             verdict.digest_covered() || self.settings.digest.verify_unsigned,
         )?;
         Ok((digest, verdict.label().map(str::to_owned)))

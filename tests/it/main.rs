@@ -3,6 +3,7 @@
 mod algorithms;
 mod connections;
 mod devproxy;
+mod forward_auth;
 mod foundation;
 mod harness;
 mod idempotency;

@@ -1,0 +1,758 @@
+//! The forward-auth decision endpoint (`endpoints.forward_auth`): Warden as the authorizer of a
+//! proxy that forwards by itself (nginx `auth_request`, Envoy `ext_authz` HTTP service, Traefik
+//! `forwardAuth`, Caddy `forward_auth`). The proxy describes the original request; Warden routes
+//! it as it would route a request to its own proxy (same path normalisation and refusals), runs
+//! the route's checks, and answers 200 with the identity headers for the proxy to copy, or the
+//! refusal. It forwards nothing and keeps no idempotency records.
+//!
+//! Where the original request comes from, believed only from a peer in
+//! `server.trusted_proxies`:
+//! - Envoy: the check request's own method, and its path (with query) after the endpoint's
+//!   path (`path_prefix`);
+//! - nginx: `X-Original-Method` and `X-Original-URI`, set by the proxy's config;
+//! - Traefik, Caddy: `X-Forwarded-Method` and `X-Forwarded-Uri`.
+//!
+//! Both header families at once are refused: a client may have added one of them, and a proxy
+//! that sets one family passes the other through.
+//!
+//! Decisions about unsigned requests with Warden's own credentials are cached ([`ForwardAuth`]):
+//! keyed by the route, the credential, `X-Client-Id` and the client address, and valid only while
+//! the credential cache's generation is unchanged, so a revocation (or any change to a client)
+//! applies on the next decision, as it does on Warden's own proxy.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
+};
+use hyper::body::Incoming;
+use ipnet::IpNet;
+use moka::sync::Cache;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::body::{Body, full};
+use crate::cache::Identity;
+use crate::config::{ConfigError, Settings};
+use crate::digest::DigestVerifier;
+use crate::forward::{self, Origin};
+use crate::gate::idempotency::Need;
+use crate::gate::signature::RequestParts;
+use crate::problem::{ForwardAuthRefusal, Problem};
+use crate::router::{AuthMode, Route, Target, normalize_path};
+use crate::service::Warden;
+use crate::store::Hash;
+
+/// nginx `auth_request`: the original method and URI, set by `proxy_set_header`.
+pub const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+pub const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+/// Traefik `forwardAuth` and Caddy `forward_auth`.
+pub const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+pub const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+/// The original request's `Content-Length` (nginx: `$content_length`), for a proxy that sends
+/// no body: a body it announces must be covered by the signature's `content-digest`.
+pub const X_ORIGINAL_CONTENT_LENGTH: HeaderName =
+    HeaderName::from_static("x-original-content-length");
+/// The original request's `Transfer-Encoding` (nginx: `$http_transfer_encoding`): a chunked
+/// body has no length to announce.
+pub const X_ORIGINAL_TRANSFER_ENCODING: HeaderName =
+    HeaderName::from_static("x-original-transfer-encoding");
+/// Envoy `ext_authz` (`allow_partial_message`): the body it sent is cut short.
+const X_ENVOY_AUTH_PARTIAL_BODY: HeaderName = HeaderName::from_static("x-envoy-auth-partial-body");
+
+/// `[forward_auth]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawForwardAuth {
+    /// Most decisions kept; default 10000; 0 turns the cache off.
+    pub cache_capacity: u64,
+    /// Longest a decision is kept; default 5s. A revocation or client change ends it at once
+    /// whatever this says; it bounds the memory of decisions nobody asks for again.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+}
+
+impl Default for RawForwardAuth {
+    fn default() -> Self {
+        Self {
+            cache_capacity: 10_000,
+            cache_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[forward_auth]`, validated.
+#[derive(Debug, Clone)]
+pub struct ForwardAuthSettings {
+    /// `forward_auth.cache_capacity`, default 10000 (0: no cache).
+    pub cache_capacity: u64,
+    /// `forward_auth.cache_ttl`, default 5s.
+    pub cache_ttl: Duration,
+}
+
+/// The longest `forward_auth.cache_ttl` accepted.
+const MAX_CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// Validates `[forward_auth]`.
+pub fn validate(raw: &RawForwardAuth) -> Result<ForwardAuthSettings, ConfigError> {
+    if raw.cache_ttl > MAX_CACHE_TTL {
+        return Err(ConfigError::Invalid {
+            key: "forward_auth.cache_ttl".into(),
+            detail: "must be at most 5m".into(),
+        });
+    }
+    Ok(ForwardAuthSettings {
+        cache_capacity: raw.cache_capacity,
+        cache_ttl: raw.cache_ttl,
+    })
+}
+
+/// Validates `endpoints.forward_auth`: "" is off; else a literal path, not another endpoint's,
+/// and only with `server.trusted_proxies` (nobody else is believed).
+pub fn validate_endpoint(
+    path: &str,
+    trusted_proxies: &[IpNet],
+    own: &[&str],
+) -> Result<Option<String>, ConfigError> {
+    let bad = |detail: String| ConfigError::Invalid {
+        key: "endpoints.forward_auth".into(),
+        detail,
+    };
+    if path.is_empty() {
+        return Ok(None);
+    }
+    if !path.starts_with('/') || path.len() < 2 || path.ends_with('/') {
+        return Err(bad(format!(
+            "'{path}' must start with / and not end with /"
+        )));
+    }
+    if path.contains(['{', '}', '*', '%', '?', '#']) || normalize_path(path).is_err() {
+        return Err(bad(format!(
+            "'{path}' must be a plain path: no wildcards, escapes, query or dot-segments"
+        )));
+    }
+    if own.iter().any(|o| o.trim_end_matches('/') == path) {
+        return Err(bad(format!("'{path}' is already used by another endpoint")));
+    }
+    if trusted_proxies.is_empty() {
+        return Err(bad(
+            "needs server.trusted_proxies: the original request is believed only from them".into(),
+        ));
+    }
+    Ok(Some(path.to_owned()))
+}
+
+/// How the asking proxy described the original request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Convention {
+    /// Envoy `ext_authz`: the check request's method and the path under the endpoint.
+    PathPrefix,
+    /// nginx: `X-Original-Method` / `X-Original-URI`.
+    Original,
+    /// Traefik, Caddy: `X-Forwarded-Method` / `X-Forwarded-Uri`.
+    Forwarded,
+}
+
+/// The request the proxy asks about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalRequest {
+    pub method: Method,
+    /// Origin form: path and query only.
+    pub uri: Uri,
+    pub convention: Convention,
+}
+
+/// Reads the original request from a check request to `endpoint` (see the module doc).
+pub fn original(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    endpoint: &str,
+) -> Result<OriginalRequest, ForwardAuthRefusal> {
+    let path = uri.path();
+    if let Some(rest) = path.strip_prefix(endpoint) {
+        if rest.starts_with('/') {
+            let target = match uri.query() {
+                Some(q) => format!("{rest}?{q}"),
+                None => rest.to_owned(),
+            };
+            return Ok(OriginalRequest {
+                method: method.clone(),
+                uri: origin_form(&target)?,
+                convention: Convention::PathPrefix,
+            });
+        }
+        if !rest.is_empty() {
+            return Err(ForwardAuthRefusal::OriginalInvalid);
+        }
+    } else {
+        // The router sent it here by its decoded or case-folded path: only the literal
+        // spelling is read, so the original's path is cut where the proxy put it.
+        return Err(ForwardAuthRefusal::OriginalInvalid);
+    }
+    let one = |name: &HeaderName| -> Result<Option<&HeaderValue>, ForwardAuthRefusal> {
+        let mut all = headers.get_all(name).iter();
+        let first = all.next();
+        if all.next().is_some() {
+            return Err(ForwardAuthRefusal::OriginalAmbiguous);
+        }
+        Ok(first)
+    };
+    let original = (one(&X_ORIGINAL_METHOD)?, one(&X_ORIGINAL_URI)?);
+    let forwarded = (one(&X_FORWARDED_METHOD)?, one(&X_FORWARDED_URI)?);
+    let any = |pair: &(Option<_>, Option<_>)| pair.0.is_some() || pair.1.is_some();
+    let (pair, convention) = match (any(&original), any(&forwarded)) {
+        (true, true) => return Err(ForwardAuthRefusal::OriginalAmbiguous),
+        (true, false) => (original, Convention::Original),
+        (false, true) => (forwarded, Convention::Forwarded),
+        (false, false) => return Err(ForwardAuthRefusal::OriginalMissing),
+    };
+    let (Some(m), Some(u)) = pair else {
+        return Err(ForwardAuthRefusal::OriginalMissing);
+    };
+    let method =
+        Method::from_bytes(m.as_bytes()).map_err(|_| ForwardAuthRefusal::OriginalInvalid)?;
+    let target = u
+        .to_str()
+        .map_err(|_| ForwardAuthRefusal::OriginalInvalid)?;
+    Ok(OriginalRequest {
+        method,
+        uri: origin_form(target)?,
+        convention,
+    })
+}
+
+/// An origin-form request target (`/path?query`), nothing else: no scheme or authority, no
+/// fragment, no white space.
+fn origin_form(target: &str) -> Result<Uri, ForwardAuthRefusal> {
+    if !target.starts_with('/') || target.starts_with("//") || target.contains('#') {
+        return Err(ForwardAuthRefusal::OriginalInvalid);
+    }
+    let uri: Uri = target
+        .parse()
+        .map_err(|_| ForwardAuthRefusal::OriginalInvalid)?;
+    if uri.scheme().is_some() || uri.authority().is_some() {
+        return Err(ForwardAuthRefusal::OriginalInvalid);
+    }
+    Ok(uri)
+}
+
+/// What was decided about one request.
+#[derive(Debug, Clone)]
+enum Decision {
+    /// 200, with the caller's identity on a bearer route.
+    Allow(Option<Arc<Identity>>),
+    Refuse(Problem),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    decision: Decision,
+    /// The credential cache's generation before the decision was drawn.
+    generation: u64,
+}
+
+/// The endpoint's state: its path and the decision cache.
+pub struct ForwardAuth {
+    endpoint: String,
+    cache: Option<Cache<Hash, Entry>>,
+    hits: AtomicU64,
+}
+
+impl ForwardAuth {
+    /// The endpoint of `settings`, `None` when `endpoints.forward_auth` is off.
+    pub fn new(settings: &Settings) -> Option<Self> {
+        let endpoint = settings.endpoints.forward_auth.clone()?;
+        for route in &settings.routes {
+            if route.policy.idempotency == crate::gate::idempotency::IdempotencyMode::Required {
+                tracing::warn!(
+                    route = %route.name,
+                    "forward auth refuses this route's unsafe requests: it requires idempotency keys, which only Warden's proxy can enforce"
+                );
+            }
+        }
+        let s = &settings.forward_auth;
+        let cache = (s.cache_capacity > 0 && !s.cache_ttl.is_zero()).then(|| {
+            Cache::builder()
+                .name("forward_auth_decisions")
+                .max_capacity(s.cache_capacity)
+                .time_to_live(s.cache_ttl)
+                .build()
+        });
+        Some(Self {
+            endpoint,
+            cache,
+            hits: AtomicU64::new(0),
+        })
+    }
+
+    /// Decisions answered from the cache since start.
+    pub fn cache_hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// A cached decision drawn at `generation`, if any still holds at `now` (unix seconds).
+    fn cached(&self, key: &Hash, generation: u64, now: i64) -> Option<Decision> {
+        let entry = self.cache.as_ref()?.get(key)?;
+        if entry.generation != generation {
+            return None;
+        }
+        if let Decision::Allow(Some(id)) = &entry.decision {
+            if id.expires_at.is_some_and(|end| end <= now) {
+                return None;
+            }
+        }
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(entry.decision)
+    }
+
+    fn remember(&self, key: Hash, decision: &Decision, generation: u64) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        // Only what follows from the credential and the route alone: not an unavailable
+        // store or issuer, not a rate limit.
+        let keep = match decision {
+            Decision::Allow(id) => id.as_ref().is_none_or(|id| id.remote.is_none()),
+            Decision::Refuse(p) => matches!(
+                p,
+                Problem::TokenMissing { .. }
+                    | Problem::InvalidToken { .. }
+                    | Problem::MalformedCredential { .. }
+                    | Problem::InsufficientScope { .. }
+                    | Problem::InvalidAudience
+                    | Problem::IpNotAllowed
+            ),
+        };
+        if keep {
+            cache.insert(
+                key,
+                Entry {
+                    decision: decision.clone(),
+                    generation,
+                },
+            );
+        }
+    }
+}
+
+/// The cache key of a decision: the route (its place in the routing table, which lives as long
+/// as the process), the credential, `X-Client-Id` and the client address. Each part is
+/// length-prefixed so no two requests share a key.
+fn cache_key(route: &Route, headers: &HeaderMap, client_ip: IpAddr) -> Hash {
+    let mut h = Sha256::new();
+    h.update((route as *const Route as usize).to_be_bytes());
+    for name in [
+        header::AUTHORIZATION,
+        HeaderName::from_static("x-client-id"),
+    ] {
+        let values: Vec<&HeaderValue> = headers.get_all(&name).iter().collect();
+        h.update((values.len() as u64).to_be_bytes());
+        for v in values {
+            h.update((v.len() as u64).to_be_bytes());
+            h.update(v.as_bytes());
+        }
+    }
+    h.update(client_ip.to_string().as_bytes());
+    h.finalize().into()
+}
+
+/// Whether a decision may come from (and go to) the cache: a signature (its nonce, its
+/// `created`) or a body digest is checked per request, and a token of another issuer has its
+/// own cache in `idp.rs`, which must stay the only one bounding how stale its answer is.
+fn cacheable(headers: &HeaderMap, warden: &Warden) -> bool {
+    if ["signature", "signature-input", "content-digest"]
+        .iter()
+        .any(|n| headers.contains_key(*n))
+    {
+        return false;
+    }
+    match crate::gate::bearer::presented(headers) {
+        crate::gate::bearer::Presented::Bearer(t) => {
+            warden.idp().is_none() || t.starts_with(crate::idp::WARDEN_PREFIX)
+        }
+        _ => true,
+    }
+}
+
+/// Answers one decision request (see the module doc).
+pub async fn handle(
+    warden: &Warden,
+    req: Request<Incoming>,
+    origin: &Origin,
+    client_ip: IpAddr,
+) -> Response<Body> {
+    let Some(fa) = warden.forward_auth() else {
+        return Problem::RouteNotFound.into_response();
+    };
+    // Envoy copies the identity headers Warden sets, and leaves the client's own under the
+    // names Warden does not set: those it is told to remove.
+    let envoy = req
+        .uri()
+        .path()
+        .strip_prefix(fa.endpoint.as_str())
+        .is_some_and(|rest| rest.starts_with('/'));
+    let spoofed = envoy.then(|| client_claims(req.headers()));
+    match decide(warden, fa, req, origin, client_ip).await {
+        Decision::Allow(identity) => {
+            let mut resp = allowed(identity.as_deref());
+            if let Some(mut names) = spoofed {
+                if identity.is_some() && !warden.settings().tokens.forward_authorization {
+                    names.push(header::AUTHORIZATION);
+                }
+                envoy_removals(&mut resp, names);
+            }
+            resp
+        }
+        Decision::Refuse(problem) => problem.into_response(),
+    }
+}
+
+/// Envoy `ext_authz` (HTTP service): the response header naming request headers to remove.
+const X_ENVOY_AUTH_HEADERS_TO_REMOVE: HeaderName =
+    HeaderName::from_static("x-envoy-auth-headers-to-remove");
+
+/// The headers of `headers` that Warden's own proxy removes as a client's claims to speak for
+/// Warden or a proxy ([`forward::strip_identity`]).
+fn client_claims(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut kept = headers.clone();
+    forward::strip_identity(&mut kept);
+    let mut names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| !kept.contains_key(*k))
+        .cloned()
+        .collect();
+    names.dedup();
+    names
+}
+
+/// Lists `names` in `x-envoy-auth-headers-to-remove`, except those the answer sets itself.
+fn envoy_removals(resp: &mut Response<Body>, names: Vec<HeaderName>) {
+    let list: Vec<&str> = names
+        .iter()
+        .filter(|n| !resp.headers().contains_key(*n))
+        .map(HeaderName::as_str)
+        .collect();
+    if list.is_empty() {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+        resp.headers_mut().insert(X_ENVOY_AUTH_HEADERS_TO_REMOVE, v);
+    }
+}
+
+async fn decide(
+    warden: &Warden,
+    fa: &ForwardAuth,
+    req: Request<Incoming>,
+    origin: &Origin,
+    client_ip: IpAddr,
+) -> Decision {
+    use Decision::Refuse;
+    if !origin.peer_trusted {
+        return Refuse(Problem::ForwardAuth(ForwardAuthRefusal::UntrustedPeer));
+    }
+    let orig = match original(req.method(), req.uri(), req.headers(), &fa.endpoint) {
+        Ok(o) => o,
+        Err(why) => return Refuse(Problem::ForwardAuth(why)),
+    };
+    // The refusals of Warden's own proxy, on the original request.
+    let path = match normalize_path(orig.uri.path()) {
+        Ok(p) => p,
+        Err(refusal) => {
+            return Refuse(Problem::InvalidPath {
+                detail: refusal.detail(),
+            });
+        }
+    };
+    if orig.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Refuse(Problem::MethodNotUpperCase);
+    }
+    if let Some(name) = forward::method_override(req.headers(), orig.uri.query()) {
+        return Refuse(Problem::MethodOverride { name });
+    }
+    let route = match warden.router().resolve(&orig.method, &path.decoded) {
+        Target::Proxy(route) => route,
+        Target::MethodNotAllowed(allow) => return Refuse(Problem::MethodNotAllowed { allow }),
+        // Not found, or one of Warden's own endpoints: those are never proxied, so no proxy
+        // in front of an upstream may pass a request there either.
+        _ => return Refuse(Problem::RouteNotFound),
+    };
+    if warden
+        .idempotency()
+        .need(&route.policy, &orig.method, req.headers())
+        == Need::Required
+    {
+        return Refuse(Problem::ForwardAuth(
+            ForwardAuthRefusal::IdempotencyUnenforceable,
+        ));
+    }
+    if route.policy.auth == AuthMode::None {
+        let verify = warden.settings().digest.verify_unsigned;
+        return match crate::gate::digest::plan(req.headers(), verify) {
+            Ok(None) => Decision::Allow(None),
+            Ok(Some(verifier)) => match check_body(warden, req, verifier).await {
+                Ok(()) => Decision::Allow(None),
+                Err(problem) => Refuse(problem),
+            },
+            Err(problem) => Refuse(problem),
+        };
+    }
+
+    let cache = (fa.cache.is_some() && cacheable(req.headers(), warden))
+        .then(|| (cache_key(route, req.headers(), client_ip), warden.issuer()));
+    let mut generation = None;
+    if let Some((key, issuer)) = &cache {
+        match issuer.settled_generation().await {
+            Ok(g) => {
+                if let Some(d) = fa.cached(key, g, issuer.clock().now()) {
+                    return d;
+                }
+                generation = Some(g);
+            }
+            Err(e) => tracing::warn!(error = %e, "store change feed unreadable; deciding afresh"),
+        }
+    }
+    let decision = bearer(warden, route, &orig, req, origin, client_ip).await;
+    if let (Some((key, _)), Some(g)) = (cache, generation) {
+        fa.remember(key, &decision, g);
+    }
+    decision
+}
+
+/// The checks of a bearer route, in the order of Warden's own proxy: the credential (Warden's
+/// or another issuer's), scopes and audience, `X-Client-Id` and the signature over the
+/// original request, then its body's digest.
+async fn bearer(
+    warden: &Warden,
+    route: &Route,
+    orig: &OriginalRequest,
+    req: Request<Incoming>,
+    origin: &Origin,
+    client_ip: IpAddr,
+) -> Decision {
+    let identity = match crate::idp::caller(warden.issuer(), warden.idp(), req.headers(), client_ip)
+        .await
+        .and_then(|id| route.policy.require.check(&id).map(|()| id))
+    {
+        Ok(identity) => identity,
+        Err(problem) => return Decision::Refuse(problem),
+    };
+    let parts = RequestParts {
+        method: &orig.method,
+        uri: &orig.uri,
+        headers: req.headers(),
+        has_body: announces_body(&req),
+        origin,
+    };
+    let verifier = match warden.signed(&parts, route, &identity).await {
+        Ok((digest, _label)) => digest,
+        Err(problem) => return Decision::Refuse(problem),
+    };
+    if let Some(verifier) = verifier {
+        if let Err(problem) = check_body(warden, req, verifier).await {
+            return Decision::Refuse(problem);
+        }
+    }
+    Decision::Allow(Some(identity))
+}
+
+/// Whether the original request has a body, as far as the proxy tells: it sent one (Envoy
+/// `with_request_body`), or announces one in `X-Original-Content-Length` (other than 0) or
+/// `X-Original-Transfer-Encoding` (nginx). A proxy that says neither is taken at its word; see
+/// the README on what that leaves to the upstream.
+fn announces_body(req: &Request<Incoming>) -> bool {
+    use http_body::Body as _;
+    if !req.body().is_end_stream() {
+        return true;
+    }
+    let h = req.headers();
+    h.get_all(&X_ORIGINAL_CONTENT_LENGTH)
+        .iter()
+        .any(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) != Some(0))
+        || h.get_all(&X_ORIGINAL_TRANSFER_ENCODING)
+            .iter()
+            .any(|v| !v.as_bytes().trim_ascii().is_empty())
+}
+
+/// Checks the original body's `Content-Digest`, when the proxy sent the whole body (Envoy
+/// `with_request_body` without a cut); otherwise the digest cannot be checked and the request
+/// is refused rather than passed unchecked.
+async fn check_body(
+    warden: &Warden,
+    req: Request<Incoming>,
+    verifier: DigestVerifier,
+) -> Result<(), Problem> {
+    use http_body::Body as _;
+    let partial = req
+        .headers()
+        .get(&X_ENVOY_AUTH_PARTIAL_BODY)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    if partial {
+        return Err(Problem::ForwardAuth(ForwardAuthRefusal::DigestUnseen));
+    }
+    if req.body().is_end_stream() {
+        // Nothing sent: the body is known only when the proxy says there is none.
+        return if announces_body(&req) || !req.headers().contains_key(&X_ORIGINAL_CONTENT_LENGTH) {
+            Err(Problem::ForwardAuth(ForwardAuthRefusal::DigestUnseen))
+        } else {
+            crate::gate::digest::check_whole(verifier, b"")
+        };
+    }
+    let limit = warden.settings().server.max_body_bytes;
+    let deadline = warden.settings().tokens.request_read_timeout;
+    let body = crate::issuer::form::read_body(
+        req.into_body(),
+        usize::try_from(limit).unwrap_or(usize::MAX),
+        deadline,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::issuer::form::FormError::TooLarge { .. } => Problem::PayloadTooLarge { limit },
+        crate::issuer::form::FormError::TimedOut => Problem::BodyTimeout,
+        _ => Problem::BadRequest {
+            detail: "the request body could not be read".into(),
+        },
+    })?;
+    crate::gate::digest::check_whole(verifier, &body)
+}
+
+/// The 200 of an allowed request: the identity headers Warden would set for the upstream, for
+/// the proxy to copy (and with them overwrite whatever the client sent under those names).
+fn allowed(identity: Option<&Identity>) -> Response<Body> {
+    let mut resp = Response::new(full(""));
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(id) = identity {
+        forward::set_identity(h, id);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<OriginalRequest, ForwardAuthRefusal> {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        let uri: Uri = target.parse().unwrap();
+        original(
+            &Method::from_bytes(method.as_bytes()).unwrap(),
+            &uri,
+            &h,
+            "/fa",
+        )
+    }
+
+    #[test]
+    fn envoy_puts_the_original_path_and_query_under_the_endpoint() {
+        let o = ask("DELETE", "/fa/api/x?y=1", &[]).unwrap();
+        assert_eq!(o.method, Method::DELETE);
+        assert_eq!(o.uri, "/api/x?y=1");
+        assert_eq!(o.convention, Convention::PathPrefix);
+        assert_eq!(ask("GET", "/fa/", &[]).unwrap().uri, "/");
+        // Headers a client sent through Envoy are not read in this mode.
+        let o = ask("GET", "/fa/api", &[("x-original-uri", "/admin")]).unwrap();
+        assert_eq!(o.uri, "/api");
+    }
+
+    #[test]
+    fn nginx_and_traefik_name_the_original_in_headers() {
+        let o = ask(
+            "GET",
+            "/fa",
+            &[("x-original-method", "POST"), ("x-original-uri", "/a?b")],
+        )
+        .unwrap();
+        assert_eq!(
+            (o.method, o.uri.to_string(), o.convention),
+            (Method::POST, "/a?b".into(), Convention::Original)
+        );
+        let o = ask(
+            "GET",
+            "/fa",
+            &[("x-forwarded-method", "PUT"), ("x-forwarded-uri", "/c")],
+        )
+        .unwrap();
+        assert_eq!(
+            (o.method, o.convention),
+            (Method::PUT, Convention::Forwarded)
+        );
+    }
+
+    #[test]
+    fn mixed_repeated_partial_or_missing_originals_are_refused() {
+        use ForwardAuthRefusal::*;
+        let both = [
+            ("x-original-method", "GET"),
+            ("x-original-uri", "/a"),
+            ("x-forwarded-uri", "/admin"),
+        ];
+        assert_eq!(ask("GET", "/fa", &both), Err(OriginalAmbiguous));
+        let twice = [
+            ("x-original-method", "GET"),
+            ("x-original-uri", "/a"),
+            ("x-original-uri", "/b"),
+        ];
+        assert_eq!(ask("GET", "/fa", &twice), Err(OriginalAmbiguous));
+        assert_eq!(
+            ask("GET", "/fa", &[("x-original-uri", "/a")]),
+            Err(OriginalMissing)
+        );
+        assert_eq!(ask("GET", "/fa", &[]), Err(OriginalMissing));
+        for bad in ["http://evil/a", "//evil/a", "a", "/a#f", "*"] {
+            let h = [("x-original-method", "GET"), ("x-original-uri", bad)];
+            assert_eq!(ask("GET", "/fa", &h), Err(OriginalInvalid), "{bad}");
+        }
+        assert_eq!(ask("GET", "/fax/a", &[]), Err(OriginalInvalid));
+        assert_eq!(ask("GET", "/FA/a", &[]), Err(OriginalInvalid));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_original_is_read_or_refused_without_panicking(
+            uri in "\\PC{0,40}", method in "\\PC{0,10}", path in "/fa[/a-z%0-9;.]{0,20}"
+        ) {
+            let mut h = HeaderMap::new();
+            if let (Ok(u), Ok(m)) = (HeaderValue::from_str(&uri), HeaderValue::from_str(&method)) {
+                h.insert(X_ORIGINAL_URI, u);
+                h.insert(X_ORIGINAL_METHOD, m);
+            }
+            if let Ok(target) = path.parse::<Uri>() {
+                if let Ok(o) = original(&Method::GET, &target, &h, "/fa") {
+                    proptest::prop_assert!(o.uri.path().starts_with('/'));
+                    proptest::prop_assert!(o.uri.authority().is_none());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_endpoint_needs_trusted_proxies_and_a_plain_path() {
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(validate_endpoint("", &[], &[]).unwrap(), None);
+        assert!(validate_endpoint("/fa", &[], &[]).is_err());
+        assert_eq!(
+            validate_endpoint("/fa", &nets, &[]).unwrap().as_deref(),
+            Some("/fa")
+        );
+        for bad in ["fa", "/fa/", "/f*", "/a/../b", "/%66a", "/{x}"] {
+            assert!(validate_endpoint(bad, &nets, &[]).is_err(), "{bad}");
+        }
+        assert!(validate_endpoint("/v1/auth", &nets, &["/v1/auth"]).is_err());
+    }
+}
