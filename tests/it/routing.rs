@@ -786,6 +786,11 @@ async fn no_spelling_of_wardens_own_endpoints_is_forwarded() {
         "/v1/oauth/token.json",
         "/WS/accounts/acme/credentials/Tokens",
         "/ws/accounts/acme/credentials/tokens/",
+        "/WS/Accounts/acme/Webhooks",
+        "/ws/accounts/acme/webhooks/",
+        "/ws/accounts/acme/%77ebhooks",
+        "/ws/accounts/acme/webhooks.json",
+        "/ws/accounts/acme/webhooks/wh_1/DISABLE",
     ] {
         let reply = Client::http1().get(&proxy.url(path)).await;
         assert_ne!(reply.header("x-upstream"), Some("echo"), "{path}");
