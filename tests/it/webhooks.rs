@@ -1387,6 +1387,77 @@ async fn operator_subscriptions_are_listed_without_their_secret() {
     Secret::parse(new.trim()).unwrap();
 }
 
+/// The CLI manages an account's subscription beside a running Warden: a rotation made by the
+/// command signs the running Warden's next delivery with both secrets; disable, enable and
+/// delete take effect in the store the server reads.
+#[tokio::test]
+async fn the_cli_disables_enables_rotates_and_deletes_a_subscription() {
+    let rx = Receiver::start().await;
+    let up = Upstream::start().await;
+    let store = StoreDir::new();
+    let cfg = config(&up, LOCAL_DELIVERY).store(&store);
+    let file = cfg.write_file();
+    let created = run_cli(
+        &file,
+        &[
+            "webhook",
+            "create",
+            "--account",
+            "acme",
+            "--url",
+            &rx.url("/in"),
+            "--event",
+            "AUTH.CREATED",
+        ],
+    )
+    .await;
+    let id = printed_after(&created, "subscription created:").to_owned();
+    let first = Secret::parse(printed_after(
+        &created,
+        "(shown once, give it to the receiver now):",
+    ))
+    .unwrap();
+
+    let proxy = Proxy::start(config(&up, LOCAL_DELIVERY).store(&store)).await;
+    let http = Client::http1();
+    oauth_token(&http, &proxy.url(""), ADMIN).await;
+    let got = rx.wait_for(1, PATIENCE).await;
+    assert_signed(&first, &got);
+
+    let rotated = run_cli(&file, &["webhook", "rotate", &id, "--overlap", "1h"]).await;
+    let second = Secret::parse(printed_after(
+        &rotated,
+        "(shown once, give it to the receiver now):",
+    ))
+    .unwrap();
+    assert_ne!(second.expose(), first.expose());
+    oauth_token(&http, &proxy.url(""), ADMIN).await;
+    let got = rx.wait_for(2, PATIENCE).await;
+    let after = &got[1..];
+    assert_signed(&second, after);
+    assert_signed(&first, after);
+
+    let shown = |text: &str| -> Value { serde_json::from_str(text).unwrap() };
+    run_cli(
+        &file,
+        &["webhook", "disable", &id, "--reason", "maintenance"],
+    )
+    .await;
+    let off = shown(&run_cli(&file, &["webhook", "show", &id]).await);
+    assert_eq!(
+        (&off["enabled"], &off["disabledReason"]),
+        (&json!(false), &json!("maintenance")),
+        "{off}"
+    );
+    run_cli(&file, &["webhook", "enable", &id]).await;
+    let on = shown(&run_cli(&file, &["webhook", "show", &id]).await);
+    assert_eq!(on["enabled"], true, "{on}");
+
+    run_cli(&file, &["webhook", "delete", &id]).await;
+    let listed = run_cli(&file, &["webhook", "list"]).await;
+    assert!(!listed.contains(&id), "{listed}");
+}
+
 /// `kill -9` at moments the test does not choose, three times over, while tokens are issued
 /// and deliveries are in flight: every issuance that was answered has its event delivered in
 /// the end (at least once: the receiver counts distinct webhook-ids).
