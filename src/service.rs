@@ -103,6 +103,7 @@ impl Warden {
         issuer.start_feed().await?;
         let signatures = SignatureGate::new(&settings, issuer.challenge());
         signatures.start(issuer.store().as_ref()).await?;
+        signatures.fence_nonces(issuer.clock().now());
         let allowlist = Allowlist::new(
             settings.server.allow_ips.clone(),
             settings.server.deny_ips.clone(),

@@ -181,6 +181,11 @@ pub struct SignatureGate {
     client_modes: HashMap<String, SignatureMode>,
     keys: KeyCache,
     nonces: Option<NonceCache>,
+    /// Unix second from which this process has remembered nonces ([`Self::fence_nonces`]):
+    /// a signature created earlier may have used its nonce before, where this process cannot
+    /// see it (a restart forgets the nonces in memory), so one that carries a nonce is refused.
+    /// `i64::MIN` (no fence) until set.
+    nonces_since: AtomicI64,
     /// The second of the last warning about refused nonces (one a second at most).
     nonce_warned: AtomicI64,
     challenge: HeaderValue,
@@ -206,6 +211,7 @@ impl SignatureGate {
                 hmac_secrets(settings),
             ),
             nonces,
+            nonces_since: AtomicI64::new(i64::MIN),
             nonce_warned: AtomicI64::new(i64::MIN),
             challenge,
             batch: BatchVerifier::new(cfg.verify_batch_max),
@@ -229,6 +235,13 @@ impl SignatureGate {
             .get(client_id)
             .copied()
             .unwrap_or_default()
+    }
+
+    /// Refuses, from now on, signatures with a nonce created before `started` (unix seconds):
+    /// their nonce may have been used before this process began remembering nonces. Called once
+    /// at start, so a request captured before a restart cannot be replayed after it.
+    pub fn fence_nonces(&self, started: i64) {
+        self.nonces_since.store(started, Ordering::Relaxed);
     }
 
     /// Starts following the store's change feed (call once, after the config clients are written).
@@ -412,6 +425,18 @@ impl SignatureGate {
                 log(&e);
                 verify_refusal(e)
             })?,
+        }
+        // A nonce used before this process started is one it cannot have remembered.
+        if nonce.is_some()
+            && self.nonces.is_some()
+            && params
+                .created()
+                .is_some_and(|created| created < self.nonces_since.load(Ordering::Relaxed))
+        {
+            return Err(Failure::Refused(
+                SignatureRefusal::Replayed,
+                "this signature was created before Warden last started, so its nonce may have been used already; sign the request again".into(),
+            ));
         }
         // Only a verified signature may burn its nonce, else anyone could void others' nonces.
         if let Some(nonce) = nonce {
@@ -1271,6 +1296,38 @@ mod tests {
         p.extend(expires.map(SigParam::Expires));
         req.sign(&signing_key(1), &["@method", "@target-uri"], &p);
         req
+    }
+
+    #[tokio::test]
+    async fn a_nonce_signed_before_the_process_started_is_refused() {
+        // A restart forgets the nonces in memory: what was signed before it cannot be vouched
+        // for, what is signed from then on is checked as always; signatures without a nonce
+        // are not affected.
+        let g = gate("[signatures]\nnonce = \"optional\"\nmax_age = \"5m\"\n");
+        let keys = keys_of(1, "k1");
+        let clock = Clock::default();
+        clock.freeze();
+        let started = clock.now();
+        g.fence_nonces(started);
+        let check = async |req: &Req| {
+            g.check(&req.parts(), &route(), "c1", &keys, clock.now(), true)
+                .await
+        };
+        assert_eq!(
+            code(check(&nonced("n-before", started - 1, None)).await),
+            "signature_replayed"
+        );
+        assert!(check(&nonced("n-at-start", started, None)).await.is_ok());
+        let mut plain = Req::new("GET", "/a", &[("host", "api.test")], false);
+        plain.sign(
+            &signing_key(1),
+            &["@method", "@target-uri"],
+            &[
+                SigParam::Created(started - 60),
+                SigParam::KeyId("k1".into()),
+            ],
+        );
+        assert!(check(&plain).await.is_ok(), "no nonce, no fence");
     }
 
     #[tokio::test]

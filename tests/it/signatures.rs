@@ -14,7 +14,9 @@ use http_body_util::Full;
 use warden::clock::Clock;
 use warden::httpsig::{self, SignOptions};
 
-use crate::harness::{Client, Config, Proxy, RawConn, Reply, Upstream, printed_after, run_cli};
+use crate::harness::{
+    Client, Config, PATIENCE, Proxy, RawConn, Reply, StoreDir, Upstream, printed_after, run_cli,
+};
 
 const ROUTES: &str = r#"
 [[routes]]
@@ -530,6 +532,52 @@ async fn another_clients_flood_of_nonces_never_makes_a_captured_request_replayab
         .sign_as(&key(), KEY_ID, None, |o| o.nonce = Some("n-2"));
     assert_eq!(next.send().await.status, 200, "the victim keeps its share");
     assert_eq!(up.calls(), 1 + 25 + 1);
+}
+
+/// Nonces live in memory with the embedded store, so a restart forgets them: a request
+/// captured before it must not be accepted again after it.
+#[tokio::test]
+async fn a_request_captured_before_a_restart_cannot_be_replayed_after_it() {
+    let up = Upstream::start().await;
+    let store = StoreDir::new();
+    let cfg = || {
+        config(
+            &up,
+            "[signatures]\nnonce = \"optional\"\npublic_url = \"https://api.example.com\"\n",
+        )
+        .store(&store)
+    };
+    let public = "https://api.example.com/api/orders";
+    let first = Proxy::start(cfg()).await;
+    let token = token(&first, SIGNER).await;
+    let captured = Call::new("GET", &first.url("/api/orders"))
+        .bearer(&token)
+        .sign_as(&key(), KEY_ID, Some(public), |o| {
+            o.nonce = Some("n-captured")
+        });
+    assert_eq!(captured.send().await.status, 200);
+    captured.send().await.problem(401, "signature_replayed");
+    first.stopped(PATIENCE).await;
+    // Signatures carry whole seconds: the restart happens in a later one.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let second = Proxy::start(cfg()).await;
+    let replay = Call {
+        url: second.url("/api/orders"),
+        ..captured.clone()
+    };
+    let refused = replay.send().await;
+    assert!(
+        refused.text().contains("before Warden last started"),
+        "{}",
+        refused.text()
+    );
+    refused.problem(401, "signature_replayed");
+    let fresh = Call::new("GET", &second.url("/api/orders"))
+        .bearer(&token)
+        .sign_as(&key(), KEY_ID, Some(public), |o| o.nonce = Some("n-fresh"));
+    assert_eq!(fresh.send().await.status, 200);
+    assert_eq!(up.calls(), 2);
 }
 
 #[tokio::test]
