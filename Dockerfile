@@ -8,13 +8,15 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 
 # Dependencies in a layer of their own, rebuilt only when Cargo.toml or Cargo.lock change:
-# built against stub sources (every target Cargo.toml declares must exist), which are then
+# built against stub sources (every target Cargo.toml declares must exist: the benches are
+# read from its [[bench]] tables), which are then
 # removed with Warden's own artifacts, so that the next build compiles the real sources.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches tests/it \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && for b in request_path store; do echo 'fn main() {}' > "benches/$b.rs"; done \
+    && sed -n '/^\[\[bench\]\]/,/^name/s/^name = "\(.*\)"/\1/p' Cargo.toml > benches/.names \
+    && while read -r b; do echo 'fn main() {}' > "benches/$b.rs"; done < benches/.names \
     && touch tests/it/main.rs \
     && cargo build --release --locked --bin warden \
     && rm -rf src benches tests target/release/warden target/release/.fingerprint/warden-* \
