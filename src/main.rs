@@ -1,6 +1,15 @@
 //! The `warden` binary: parse arguments, load the configuration, start serving.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use warden::{Settings, Warden};
+
+mod cli;
+
+use cli::admin::{ApiKeyCmd, ClientCmd, TokenCmd, admin, api_key_cmd, client_cmd, token_cmd};
+use cli::dev::{DevProxyArgs, KeygenArgs, SignArgs, VerifyArgs, dev_proxy, keygen, sign, verify};
 
 /// mimalloc: the request path allocates small, short-lived objects, where it beats the system
 /// allocator (measured in docs/benchmarks.md). Its `override` feature (Cargo.toml) makes it
@@ -8,10 +17,6 @@ use std::path::PathBuf;
 /// text and blobs are copied, cursors allocated) skip glibc's allocator as well.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use std::process::ExitCode;
-
-use clap::{Parser, Subcommand};
-use warden::{Settings, Warden};
 
 #[derive(Parser)]
 #[command(
@@ -63,11 +68,6 @@ enum Command {
     #[command(name = "dev-proxy")]
     DevProxy(DevProxyArgs),
 }
-
-mod cli;
-
-use cli::admin::{ApiKeyCmd, ClientCmd, TokenCmd, admin, api_key_cmd, client_cmd, token_cmd};
-use cli::dev::{DevProxyArgs, KeygenArgs, SignArgs, VerifyArgs, dev_proxy, keygen, sign, verify};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
