@@ -621,72 +621,32 @@ async fn serve(
             ),
         });
     }
-    let method = req.method().clone();
-    let id = match at.rest {
-        Rest::Collection => None,
-        Rest::Token(id) | Rest::Operation(id, _) => Some(id),
-    };
-    let op = match at.rest {
-        Rest::Operation(_, op) if matches!(op, "enable" | "disable" | "rename") => Some(op),
-        Rest::Operation(..) => {
-            return Err(Problem::NotFound {
-                what: "token operation",
-            });
-        }
-        _ => None,
-    };
-    let allow = match (id, op) {
-        (None, _) => "GET, POST",
-        (Some(_), None) => "DELETE, GET",
-        (Some(_), Some(_)) => "PUT",
-    };
-    if !allow.split(", ").any(|m| m == method.as_str()) {
-        return Err(Problem::MethodNotAllowed {
-            allow: allow.into(),
-        });
-    }
+    let op = TokenOp::of(req.method(), at.rest)?;
     let now = issuer.clock().now();
-    let Some(id) = id else {
-        return if method == Method::GET {
-            list(issuer, &caller.account, now).await
-        } else {
+    let max_name = issuer.settings().max_name_length;
+    let (token, updated) = match op {
+        TokenOp::List => return list(issuer, &caller.account, now).await,
+        TokenOp::Create => {
             let bytes = read_json(issuer, req, digest, true).await?;
-            create(issuer, base, &caller, &bytes, now).await
-        };
-    };
-    if !valid_token_id(id) {
-        return Err(token_problem(refuse(
-            TokenRefusal::MalformedId,
-            "a token id is mt_ followed by 32 lowercase hex digits",
-        )));
-    }
-    let token = issuer
-        .managed_token(id, Some(&caller.account))
-        .await
-        .map_err(store_failed)?
-        .ok_or(Problem::NotFound { what: "token" })?;
-    let updated = match op {
-        None if method == Method::GET => return Ok(json(StatusCode::OK, &entity(&token, now))),
-        None => {
-            issuer
-                .delete_managed_token(&token)
-                .await
-                .map_err(store_failed)?;
-            tracing::info!(account = %caller.account, token_id = %token.id, by = %caller.token_id, "managed token deleted");
-            let mut resp = Response::new(crate::body::empty());
-            *resp.status_mut() = StatusCode::NO_CONTENT;
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return Ok(resp);
+            return create(issuer, base, &caller, &bytes, now).await;
         }
-        Some("rename") => {
+        TokenOp::Show(id) => {
+            let token = load(issuer, &caller, id).await?;
+            return Ok(json(StatusCode::OK, &entity(&token, now)));
+        }
+        TokenOp::Delete(id) => {
+            return delete(issuer, &caller, &load(issuer, &caller, id).await?).await;
+        }
+        TokenOp::Rename(id) => {
+            let token = load(issuer, &caller, id).await?;
             let bytes = read_json(issuer, req, digest, true).await?;
             let body: RenameBody = parse_json(&bytes)?;
-            check_name("name", &body.name, issuer.settings().max_name_length)
-                .map_err(token_problem)?;
-            issuer.rename_managed_token(&token, body.name).await
+            check_name("name", &body.name, max_name).map_err(token_problem)?;
+            let updated = issuer.rename_managed_token(&token, body.name).await;
+            (token, updated)
         }
-        Some("disable") => {
+        TokenOp::Disable(id) => {
+            let token = load(issuer, &caller, id).await?;
             let bytes = read_json(issuer, req, digest, false).await?;
             let body: DisableBody = if bytes.is_empty() {
                 DisableBody::default()
@@ -694,24 +654,132 @@ async fn serve(
                 parse_json(&bytes)?
             };
             if let Some(reason) = &body.reason {
-                check_name("reason", reason, issuer.settings().max_name_length)
-                    .map_err(token_problem)?;
+                check_name("reason", reason, max_name).map_err(token_problem)?;
             }
-            issuer.set_managed_enabled(&token, false, body.reason).await
+            let updated = issuer.set_managed_enabled(&token, false, body.reason).await;
+            (token, updated)
         }
-        Some(_) => {
+        TokenOp::Enable(id) => {
+            let token = load(issuer, &caller, id).await?;
             let bytes = read_json(issuer, req, digest, false).await?;
             if !bytes.is_empty() {
                 let EnableBody {} = parse_json(&bytes)?;
             }
-            issuer.set_managed_enabled(&token, true, None).await
+            let updated = issuer.set_managed_enabled(&token, true, None).await;
+            (token, updated)
         }
     };
     let updated = updated
         .map_err(store_failed)?
         .ok_or(Problem::NotFound { what: "token" })?;
-    tracing::info!(account = %caller.account, token_id = %token.id, by = %caller.token_id, operation = op.unwrap_or("-"), "managed token changed");
+    tracing::info!(account = %caller.account, token_id = %token.id, by = %caller.token_id, operation = op.name(), "managed token changed");
     Ok(json(StatusCode::OK, &entity(&updated, now)))
+}
+
+/// One operation of the API: what a (method, path) pair under the base asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenOp<'a> {
+    /// `GET {base}`.
+    List,
+    /// `POST {base}`.
+    Create,
+    /// `GET {base}/{tokenId}`.
+    Show(&'a str),
+    /// `DELETE {base}/{tokenId}`.
+    Delete(&'a str),
+    /// `PUT {base}/{tokenId}/rename`.
+    Rename(&'a str),
+    /// `PUT {base}/{tokenId}/enable`.
+    Enable(&'a str),
+    /// `PUT {base}/{tokenId}/disable`.
+    Disable(&'a str),
+}
+
+impl<'a> TokenOp<'a> {
+    /// The operation `method` asks of `rest`: 404 for an operation segment the API does not
+    /// have, 405 with the methods the path takes for any other method.
+    pub(crate) fn of(method: &Method, rest: Rest<'a>) -> Result<Self, Problem> {
+        let (op, allow) = match rest {
+            Rest::Collection => (
+                match *method {
+                    Method::GET => Some(TokenOp::List),
+                    Method::POST => Some(TokenOp::Create),
+                    _ => None,
+                },
+                "GET, POST",
+            ),
+            Rest::Token(id) => (
+                match *method {
+                    Method::GET => Some(TokenOp::Show(id)),
+                    Method::DELETE => Some(TokenOp::Delete(id)),
+                    _ => None,
+                },
+                "DELETE, GET",
+            ),
+            Rest::Operation(id, name) => {
+                let op = match name {
+                    "rename" => TokenOp::Rename(id),
+                    "enable" => TokenOp::Enable(id),
+                    "disable" => TokenOp::Disable(id),
+                    _ => {
+                        return Err(Problem::NotFound {
+                            what: "token operation",
+                        });
+                    }
+                };
+                ((*method == Method::PUT).then_some(op), "PUT")
+            }
+        };
+        op.ok_or_else(|| Problem::MethodNotAllowed {
+            allow: allow.into(),
+        })
+    }
+
+    /// Its name in logs.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            TokenOp::List => "list",
+            TokenOp::Create => "create",
+            TokenOp::Show(_) => "show",
+            TokenOp::Delete(_) => "delete",
+            TokenOp::Rename(_) => "rename",
+            TokenOp::Enable(_) => "enable",
+            TokenOp::Disable(_) => "disable",
+        }
+    }
+}
+
+/// The caller's account's token `id`: 400 for an id of the wrong shape, 404 for any other
+/// account's token or none.
+async fn load(issuer: &Issuer, caller: &Identity, id: &str) -> Result<TokenRecord, Problem> {
+    if !valid_token_id(id) {
+        return Err(token_problem(refuse(
+            TokenRefusal::MalformedId,
+            "a token id is mt_ followed by 32 lowercase hex digits",
+        )));
+    }
+    issuer
+        .managed_token(id, Some(&caller.account))
+        .await
+        .map_err(store_failed)?
+        .ok_or(Problem::NotFound { what: "token" })
+}
+
+async fn delete(
+    issuer: &Issuer,
+    caller: &Identity,
+    token: &TokenRecord,
+) -> Result<Response<Body>, Problem> {
+    issuer
+        .delete_managed_token(token)
+        .await
+        .map_err(store_failed)?;
+    tracing::info!(account = %caller.account, token_id = %token.id, by = %caller.token_id, "managed token deleted");
+    let mut resp = Response::new(crate::body::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
 }
 
 /// Reads a JSON body (at most `tokens.max_request_bytes`) and checks its digest. Without
@@ -851,6 +919,51 @@ mod tests {
             b.token_path("acme", "mt_1"),
             "/ws/accounts/acme/credentials/tokens/mt_1"
         );
+    }
+
+    #[test]
+    fn each_method_and_path_is_one_operation_or_a_clear_refusal() {
+        let id = "mt_0123456789abcdef0123456789abcdef";
+        let cases = [
+            (Method::GET, Rest::Collection, Ok(TokenOp::List)),
+            (Method::POST, Rest::Collection, Ok(TokenOp::Create)),
+            (Method::GET, Rest::Token(id), Ok(TokenOp::Show(id))),
+            (Method::DELETE, Rest::Token(id), Ok(TokenOp::Delete(id))),
+            (
+                Method::PUT,
+                Rest::Operation(id, "rename"),
+                Ok(TokenOp::Rename(id)),
+            ),
+            (
+                Method::PUT,
+                Rest::Operation(id, "enable"),
+                Ok(TokenOp::Enable(id)),
+            ),
+            (
+                Method::PUT,
+                Rest::Operation(id, "disable"),
+                Ok(TokenOp::Disable(id)),
+            ),
+            (Method::DELETE, Rest::Collection, Err("GET, POST")),
+            (Method::HEAD, Rest::Token(id), Err("DELETE, GET")),
+            (Method::POST, Rest::Operation(id, "enable"), Err("PUT")),
+        ];
+        for (method, rest, want) in cases {
+            match (TokenOp::of(&method, rest), want) {
+                (Ok(op), Ok(w)) => assert_eq!(op, w),
+                (Err(Problem::MethodNotAllowed { allow }), Err(w)) => assert_eq!(allow, w),
+                (got, w) => panic!("{method} {rest:?}: {got:?}, wanted {w:?}"),
+            }
+        }
+        // An operation the API does not have is not found, whatever the method.
+        for method in [Method::PUT, Method::GET] {
+            assert!(matches!(
+                TokenOp::of(&method, Rest::Operation(id, "Enable")),
+                Err(Problem::NotFound {
+                    what: "token operation"
+                })
+            ));
+        }
     }
 
     #[test]
