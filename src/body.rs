@@ -26,3 +26,27 @@ pub fn empty() -> Body {
         .map_err(|never| match never {})
         .boxed()
 }
+
+/// A JSON answer Warden writes itself: `Content-Type: application/json` and
+/// `Cache-Control: no-store` (every such answer is about credentials or the caller).
+pub fn json(status: http::StatusCode, bytes: impl Into<Bytes>) -> http::Response<Body> {
+    use http::HeaderValue;
+    use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+    let mut resp = http::Response::new(full(bytes));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// [`json`] with `Pragma: no-cache` too, as RFC 6749 §5.1 asks of an answer holding a
+/// credential.
+pub fn json_credential(status: http::StatusCode, bytes: impl Into<Bytes>) -> http::Response<Body> {
+    let mut resp = json(status, bytes);
+    resp.headers_mut().insert(
+        http::header::PRAGMA,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    resp
+}

@@ -770,15 +770,8 @@ impl OAuthError {
             })
             .collect();
         let json = serde_json::json!({"error": self.error, "error_description": description});
-        let mut resp = Response::new(full(json.to_string()));
-        *resp.status_mut() = self.status;
+        let mut resp = crate::body::json_credential(self.status, json.to_string());
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if let Some(c) = self.challenge {
             h.insert(header::WWW_AUTHENTICATE, c);
         }

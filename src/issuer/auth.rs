@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 
 use super::form::{self, FormError};
 use super::{ClientAuthError, Issuer, narrow_scopes};
-use crate::body::{Body, full};
+use crate::body::Body;
 use crate::forward::Origin;
 use crate::gate::digest;
 use crate::gate::idempotency::{self, BodyDigest, Idempotency, TokenRun};
@@ -162,15 +162,7 @@ async fn create(
         "createdAt": r.created_at,
         "updatedAt": r.updated_at,
     });
-    let mut resp = Response::new(full(entity.to_string()));
-    *resp.status_mut() = StatusCode::CREATED;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    let resp = crate::body::json_credential(StatusCode::CREATED, entity.to_string());
     match ticket {
         Some(ticket) => Ok(ticket.finish(resp).await),
         None => Ok(resp),

@@ -4,12 +4,12 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::form::{self, FormError, Params};
 use super::{ClientAuthError, Issuer, effective_scopes, narrow_scopes};
-use crate::body::{Body, full};
+use crate::body::Body;
 use crate::problem::{OAuthError, Problem};
 use crate::store::ClientRecord;
 
@@ -158,16 +158,7 @@ async fn authenticate(
 }
 
 fn json_no_store(status: StatusCode, value: serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(full(value.to_string()));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    resp
+    crate::body::json_credential(status, value.to_string())
 }
 
 /// `POST /v1/oauth/token`.

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::form::{self, FormError};
 use super::{Issued, Issuer, new_token_record};
-use crate::body::{Body, full};
+use crate::body::Body;
 use crate::cache::Identity;
 use crate::config::Settings;
 use crate::forward::Origin;
@@ -873,15 +873,7 @@ async fn create(
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(full(value.to_string()));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    crate::body::json(status, value.to_string())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::{Refusal, Webhooks, WithSecret};
-use crate::body::{Body, full};
+use crate::body::Body;
 use crate::config::Settings;
 use crate::forward::Origin;
 use crate::gate::signature::SignatureGate;
@@ -110,15 +110,7 @@ fn problem_of(r: Refusal) -> Problem {
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(full(value.to_string()));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    crate::body::json(status, value.to_string())
 }
 
 /// Shows a subscription with its new secret, this once.
