@@ -2,6 +2,7 @@
 //! plain function over parsed request parts that returns a decision; `problem` turns a refusal
 //! into a response.
 
+pub mod admit;
 pub mod allowlist;
 pub mod bearer;
 pub mod client_ip;

@@ -17,13 +17,12 @@ use crate::digest::DigestVerifier;
 use crate::forward::{self, Forwarder, Origin};
 use crate::gate::allowlist::Allowlist;
 use crate::gate::idempotency::{Idempotency, Need, ResponseSeal};
-use crate::gate::signature::Verdict;
 use crate::gate::signature::{Endpoint, External, RequestParts, SignatureGate};
 use crate::gate::{client_ip, digest};
 use crate::issuer::{Issuer, auth, oauth, tokens_api};
 use crate::problem::{OAuthError, Problem};
 use crate::response_signing::SignedRequest;
-use crate::router::{AuthMode, NormalPath, Route, Router, SignatureMode, Target, normalize_path};
+use crate::router::{AuthMode, NormalPath, Route, Router, Target, normalize_path};
 use crate::store::{self, StoreError, StoreOptions};
 use crate::webhooks::Webhooks;
 use http_body::Body as _;
@@ -444,29 +443,24 @@ impl Warden {
         route: &Route,
         identity: &Identity,
     ) -> Result<(Option<DigestVerifier>, Option<String>), Problem> {
-        let gate = &self.signatures;
-        gate.check_client_id(parts.headers, &identity.client_id)?;
         let policy = &route.policy;
-        let verdict = if policy.signature == SignatureMode::Off {
-            Verdict::Unchecked
-        } else {
-            let keys = gate
-                .client_keys(self.issuer.store().as_ref(), &identity.client_id)
-                .await?;
-            let at = Endpoint {
-                mode: policy.signature,
-                cover: &policy.cover,
-                public_url: policy.public_url.as_ref(),
-            };
-            let now = self.issuer.clock().now();
-            gate.check(parts, &at, &identity.client_id, &keys, now, true)
-                .await?
+        let at = Endpoint {
+            mode: policy.signature,
+            cover: &policy.cover,
+            public_url: policy.public_url.as_ref(),
         };
-        let digest = digest::plan(
-            parts.headers,
-            verdict.digest_covered() || self.settings.digest.verify_unsigned,
-        )?;
-        Ok((digest, verdict.label().map(str::to_owned)))
+        let admitted = self
+            .signatures
+            .admit(
+                self.issuer.store().as_ref(),
+                parts,
+                &at,
+                &identity.client_id,
+                self.issuer.clock().now(),
+                self.settings.digest.verify_unsigned,
+            )
+            .await?;
+        Ok((admitted.digest, admitted.label))
     }
 
     /// Forwards a request that passed its checks, checking its body against `digest` on the way.

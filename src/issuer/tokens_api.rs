@@ -564,10 +564,6 @@ pub(crate) async fn authenticate(
     ip: IpAddr,
 ) -> Result<(Arc<Identity>, Option<crate::digest::DigestVerifier>), Problem> {
     let identity = issuer.caller(req.headers(), ip).await?;
-    signatures.check_client_id(req.headers(), &identity.client_id)?;
-    let keys = signatures
-        .client_keys(issuer.store().as_ref(), &identity.client_id)
-        .await?;
     let parts = RequestParts {
         method: req.method(),
         uri: req.uri(),
@@ -580,15 +576,17 @@ pub(crate) async fn authenticate(
         cover: &[],
         public_url: None,
     };
-    let now = issuer.clock().now();
-    let verdict = signatures
-        .check(&parts, &at, &identity.client_id, &keys, now, true)
+    let admitted = signatures
+        .admit(
+            issuer.store().as_ref(),
+            &parts,
+            &at,
+            &identity.client_id,
+            issuer.clock().now(),
+            settings.digest.verify_unsigned,
+        )
         .await?;
-    let digest = digest::plan(
-        req.headers(),
-        verdict.digest_covered() || settings.digest.verify_unsigned,
-    )?;
-    Ok((identity, digest))
+    Ok((identity, admitted.digest))
 }
 
 async fn serve(
