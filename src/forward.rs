@@ -175,7 +175,7 @@ fn connection_tokens(v: &HeaderValue) -> impl Iterator<Item = &str> {
 
 /// Removes hop-by-hop headers and those the `Connection` header names, except fields that
 /// must reach the upstream as Warden saw them: a field a signature on the message covers
-/// (`Signature-Input`), one Warden reads to decide ([`CHECKED`]) or sets (`X-Warden-*`,
+/// (`Signature-Input`), one Warden reads to decide (`CHECKED`) or sets (`X-Warden-*`,
 /// `X-Forwarded-*`, `Forwarded`). Otherwise `Connection: x-dry-run` would strip a signed
 /// field after its signature was verified. When `keep_upgrade` is set, the `Upgrade` header
 /// survives and `Connection: upgrade` is restored.

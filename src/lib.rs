@@ -1,21 +1,47 @@
 //! Warden: an authentication sidecar in front of an HTTP API.
 //!
-//! Module map (see `docs/architecture.md`):
-//! - [`config`]: defaults → TOML → `WARDEN_…` env, validated into typed [`config::Settings`].
-//! - [`server`]: accept loop, TLS, HTTP/1.1 + HTTP/2, limits, graceful shutdown.
-//! - [`service`]: the per-request handler: route → checks → own endpoint or forward.
-//! - [`router`]: path patterns and methods → Warden endpoint or proxied route with its policy.
-//! - [`scope`]: scope validity and wildcard matching (`table://*.**`), route scope requirements.
-//! - [`gate`]: the checks, one file each (client IP, …).
+//! # Layout
+//! Read top to bottom, a request's way through (the picture is in `docs/architecture.md`).
+//!
+//! **Serving**
+//! - [`server`]: accept loop, TLS, HTTP/1.1 + HTTP/2, connection limits, graceful shutdown.
+//! - [`service`]: [`Warden`], the per-request handler: route → checks → own endpoint or forward.
+//! - [`router`]: path normalisation and patterns → Warden endpoint or proxied route and policy.
+//! - [`problem`]: the one place where a refusal becomes an `application/problem+json` (or
+//!   OAuth error) response.
+//! - [`body`]: the boxed body type and the small bodies and JSON answers Warden writes itself.
+//!
+//! **Checks** (each decided in one file)
+//! - [`gate`]: client IP and address lists, bearer credentials, signatures (and nonces),
+//!   digests, idempotency keys; [`gate::admit`] is the sequence every credential goes through.
+//! - [`scope`]: scope validity and wildcard matching (`table://*.**`), route requirements.
+//! - [`httpsig`]: RFC 9421 message signatures, pure (no I/O, no clock).
+//! - [`digest`]: RFC 9530 `Content-Digest`, pure.
 //! - [`idp`]: access tokens of other issuers (`[[issuers]]`): JWTs, JWKS, introspection.
+//!
+//! **Credentials Warden issues**
+//! - [`issuer`]: clients, access tokens, API keys, managed tokens, revocation; its HTTP
+//!   endpoints (`/v1/auth`, `/v1/oauth/*`, the tokens API) in `issuer/`.
+//! - [`cache`]: the bounded credential cache and its invalidation generation.
+//! - [`secret`]: minting secret values and hashing them (only hashes are stored).
+//! - [`store`]: persistence behind the [`store::Store`] trait (SQLite backend in `store/sqlite/`).
+//! - [`webhooks`]: events about credentials, signed and delivered to subscribers at least once.
+//!
+//! **Around the proxy**
 //! - [`forward`]: pooled upstream client, header hygiene, streaming, upgrades.
 //! - [`forward_auth`]: the decision endpoint for nginx `auth_request`, Envoy `ext_authz`, …
-//! - [`problem`]: the one place where refusals become `application/problem+json` responses.
-//! - [`body`]: the boxed body type shared by all of the above.
 //! - [`response_signing`]: Warden's RFC 9421 signature on the responses of signed routes.
 //! - [`devproxy`]: `warden dev-proxy`, the developer's local signing and token-refreshing proxy.
+//!
+//! **Foundations**
+//! - [`config`]: defaults → TOML → `WARDEN_…` env, validated into typed [`config::Settings`].
+//! - [`clock`]: the clock every expiry reads (tests move it); [`coarse_timer`]: the cheap
+//!   per-request deadlines.
 //! - [`telemetry`]: log set-up and header redaction.
-//! - [`webhooks`]: events about credentials, signed and delivered to subscribers at least once.
+//! - `fuzzing` (tests and the `fuzzing` feature only): the parsers' fuzz entry points.
+//!
+//! The `warden` binary (`src/main.rs`, with `src/cli/` for the admin and development
+//! commands) is a thin layer over this library.
 
 pub mod body;
 pub mod cache;

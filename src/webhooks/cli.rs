@@ -12,7 +12,7 @@ use crate::store::{DeliveryFilter, DeliveryState};
 
 #[derive(clap::Subcommand)]
 pub enum WebhookCmd {
-    /// List subscriptions (never their secrets); the operator's ([[webhooks]]) show account "*".
+    /// List subscriptions (never their secrets); the operator's (`[[webhooks]]`) show account "*".
     List {
         /// Only this account's.
         #[arg(long)]
@@ -74,7 +74,7 @@ pub enum WebhookCmd {
         #[arg(long, requires = "failed_since")]
         subscription: Option<String>,
     },
-    /// Print a new secret (whsec_…) for a [[webhooks]] secret_file or secret_env.
+    /// Print a new secret (whsec_…) for a `[[webhooks]]` `secret_file` or `secret_env`.
     NewSecret,
 }
 
