@@ -2,6 +2,8 @@
 //! (RFC 9457) with a stable `code`, a `detail` a person can act on, and `Cache-Control: no-store`.
 //! Details never carry secrets; internals go to the log, not to the client.
 
+use std::borrow::Cow;
+
 use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
@@ -730,36 +732,97 @@ fn forward_auth_parts(
     (status, code, title, detail.into())
 }
 
-/// An RFC 6749 §5.2 error from a token, revocation or introspection endpoint.
+/// An RFC 6749 §5.2 error from a token, revocation or introspection endpoint: every refusal
+/// the OAuth endpoints give, mapped to its status, `error` and description in one place
+/// ([`OAuthError::parts`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OAuthError {
-    pub status: StatusCode,
-    /// `invalid_request`, `invalid_client`, `unsupported_grant_type`, `invalid_scope`, …
-    pub error: &'static str,
-    pub description: String,
-    /// `WWW-Authenticate` to send (401 after HTTP Basic must carry `Basic`).
-    pub challenge: Option<HeaderValue>,
-    /// `Retry-After` seconds, for 429 and 503.
-    pub retry_after: Option<u64>,
+pub enum OAuthError {
+    /// 400 `invalid_request`: a parameter missing, repeated, malformed or misplaced.
+    InvalidRequest(Cow<'static, str>),
+    /// 413 `invalid_request`: the body is over `tokens.max_request_bytes`.
+    BodyTooLarge { limit: usize },
+    /// 408 `invalid_request`: the body did not arrive within `tokens.request_read_timeout`.
+    BodyTimeout,
+    /// 401 `invalid_client`: no client authentication at all (with a `Basic` challenge).
+    ClientAuthRequired { challenge: Option<HeaderValue> },
+    /// 401 `invalid_client`: unknown client, wrong secret or disabled client, alike; after
+    /// HTTP Basic the 401 carries a `Basic` challenge (RFC 6749 §5.2).
+    InvalidClient { challenge: Option<HeaderValue> },
+    /// 429 `invalid_client` with `Retry-After`: too many failed authentications.
+    RateLimited { retry_after: u64 },
+    /// 403 `access_denied`: the address may not call (the client's trusted IPs, or the
+    /// network policy).
+    AccessDenied(&'static str),
+    /// 400 `unsupported_grant_type`: only `client_credentials` is served.
+    UnsupportedGrantType,
+    /// 400 `invalid_scope`: a scope the client does not hold.
+    InvalidScope { scope: String },
+    /// 503 `temporarily_unavailable` with `Retry-After: 1`: the store did not answer.
+    TemporarilyUnavailable,
 }
 
 impl OAuthError {
-    /// A 400 with `error` and a description.
-    pub fn bad(error: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            error,
-            description: description.into(),
-            challenge: None,
-            retry_after: None,
+    /// A 400 `invalid_request` saying what is wrong.
+    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+        OAuthError::InvalidRequest(description.into())
+    }
+
+    /// Status, `error` code and `error_description`.
+    pub fn parts(&self) -> (StatusCode, &'static str, Cow<'_, str>) {
+        match self {
+            OAuthError::InvalidRequest(d) => {
+                (StatusCode::BAD_REQUEST, "invalid_request", Cow::Borrowed(d))
+            }
+            OAuthError::BodyTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                format!("the body exceeds {limit} bytes").into(),
+            ),
+            OAuthError::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "the body did not arrive in time".into(),
+            ),
+            OAuthError::ClientAuthRequired { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication is required".into(),
+            ),
+            OAuthError::InvalidClient { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication failed".into(),
+            ),
+            OAuthError::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_client",
+                format!("too many failed authentications; retry after {retry_after} seconds")
+                    .into(),
+            ),
+            OAuthError::AccessDenied(d) => (StatusCode::FORBIDDEN, "access_denied", (*d).into()),
+            OAuthError::UnsupportedGrantType => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials is supported".into(),
+            ),
+            OAuthError::InvalidScope { scope } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                format!("the client may not request scope '{scope}'").into(),
+            ),
+            OAuthError::TemporarilyUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the token store did not answer; retry shortly".into(),
+            ),
         }
     }
 
     /// The JSON error response, with `Cache-Control: no-store` and `Pragma: no-cache`.
     pub fn into_response(self) -> Response<Body> {
+        let (status, error, description) = self.parts();
         // error_description allows only %x20-21 / %x23-5B / %x5D-7E.
-        let description: String = self
-            .description
+        let description: String = description
             .chars()
             .map(|c| {
                 if c == '"' || c == '\\' || !(' '..='~').contains(&c) {
@@ -769,14 +832,21 @@ impl OAuthError {
                 }
             })
             .collect();
-        let json = serde_json::json!({"error": self.error, "error_description": description});
-        let mut resp = crate::body::json_credential(self.status, json.to_string());
+        let json = serde_json::json!({"error": error, "error_description": description});
+        let mut resp = crate::body::json_credential(status, json.to_string());
         let h = resp.headers_mut();
-        if let Some(c) = self.challenge {
-            h.insert(header::WWW_AUTHENTICATE, c);
-        }
-        if let Some(s) = self.retry_after {
-            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        match self {
+            OAuthError::ClientAuthRequired { challenge: Some(c) }
+            | OAuthError::InvalidClient { challenge: Some(c) } => {
+                h.insert(header::WWW_AUTHENTICATE, c);
+            }
+            OAuthError::RateLimited { retry_after } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            OAuthError::TemporarilyUnavailable => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+            }
+            _ => {}
         }
         resp
     }
@@ -786,6 +856,111 @@ impl OAuthError {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    /// A refusal, its status, `error`, `WWW-Authenticate` and `Retry-After`.
+    type Case = (
+        OAuthError,
+        u16,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+
+    #[tokio::test]
+    async fn every_oauth_refusal_has_its_rfc6749_status_code_and_headers() {
+        let basic = HeaderValue::from_static("Basic realm=\"warden\"");
+        let cases: [Case; 10] = [
+            (
+                OAuthError::invalid_request("x \"q\" é"),
+                400,
+                "invalid_request",
+                None,
+                None,
+            ),
+            (
+                OAuthError::BodyTooLarge { limit: 9 },
+                413,
+                "invalid_request",
+                None,
+                None,
+            ),
+            (OAuthError::BodyTimeout, 408, "invalid_request", None, None),
+            (
+                OAuthError::ClientAuthRequired {
+                    challenge: Some(basic.clone()),
+                },
+                401,
+                "invalid_client",
+                Some("Basic realm=\"warden\""),
+                None,
+            ),
+            (
+                OAuthError::InvalidClient { challenge: None },
+                401,
+                "invalid_client",
+                None,
+                None,
+            ),
+            (
+                OAuthError::RateLimited { retry_after: 7 },
+                429,
+                "invalid_client",
+                None,
+                Some("7"),
+            ),
+            (
+                OAuthError::AccessDenied("no"),
+                403,
+                "access_denied",
+                None,
+                None,
+            ),
+            (
+                OAuthError::UnsupportedGrantType,
+                400,
+                "unsupported_grant_type",
+                None,
+                None,
+            ),
+            (
+                OAuthError::InvalidScope { scope: "a".into() },
+                400,
+                "invalid_scope",
+                None,
+                None,
+            ),
+            (
+                OAuthError::TemporarilyUnavailable,
+                503,
+                "temporarily_unavailable",
+                None,
+                Some("1"),
+            ),
+        ];
+        for (e, status, code, challenge, retry) in cases {
+            let resp = e.into_response();
+            assert_eq!(resp.status(), status, "{code}");
+            let h = resp.headers().clone();
+            assert_eq!(h["content-type"], "application/json");
+            assert_eq!(h["cache-control"], "no-store");
+            assert_eq!(h["pragma"], "no-cache");
+            assert_eq!(
+                h.get("www-authenticate").map(|v| v.to_str().unwrap()),
+                challenge
+            );
+            assert_eq!(h.get("retry-after").map(|v| v.to_str().unwrap()), retry);
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"], code);
+            // error_description keeps to the characters RFC 6749 allows.
+            let d = v["error_description"].as_str().unwrap();
+            assert!(
+                d.chars()
+                    .all(|c| c != '"' && c != '\\' && (' '..='~').contains(&c)),
+                "{d}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn problems_are_problem_json_and_not_cached() {

@@ -559,14 +559,9 @@ impl Warden {
 /// The refusal of an address by the network policy, in the endpoint's own error form.
 fn blocked(target: &Target<'_>) -> Response<Body> {
     match target {
-        Target::OAuthToken | Target::OAuthRevoke | Target::OAuthIntrospect => OAuthError {
-            status: StatusCode::FORBIDDEN,
-            ..OAuthError::bad(
-                "access_denied",
-                "requests from this address are not accepted",
-            )
+        Target::OAuthToken | Target::OAuthRevoke | Target::OAuthIntrospect => {
+            OAuthError::AccessDenied("requests from this address are not accepted").into_response()
         }
-        .into_response(),
         _ => Problem::IpBlocked.into_response(),
     }
 }

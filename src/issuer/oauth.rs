@@ -15,39 +15,23 @@ use crate::store::ClientRecord;
 
 fn form_error(e: FormError, json_allowed: bool) -> OAuthError {
     match e {
-        FormError::TooLarge { limit } => OAuthError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            ..OAuthError::bad("invalid_request", format!("the body exceeds {limit} bytes"))
-        },
-        FormError::TimedOut => OAuthError {
-            status: StatusCode::REQUEST_TIMEOUT,
-            ..OAuthError::bad("invalid_request", "the body did not arrive in time")
-        },
-        FormError::Unreadable => OAuthError::bad("invalid_request", "the body could not be read"),
-        FormError::UnsupportedMediaType => OAuthError::bad(
-            "invalid_request",
-            if json_allowed {
-                "send the parameters as application/x-www-form-urlencoded or application/json"
-            } else {
-                "send the parameters as application/x-www-form-urlencoded"
-            },
-        ),
-        FormError::Malformed(d) => OAuthError::bad("invalid_request", d),
+        FormError::TooLarge { limit } => OAuthError::BodyTooLarge { limit },
+        FormError::TimedOut => OAuthError::BodyTimeout,
+        FormError::Unreadable => OAuthError::invalid_request("the body could not be read"),
+        FormError::UnsupportedMediaType => OAuthError::invalid_request(if json_allowed {
+            "send the parameters as application/x-www-form-urlencoded or application/json"
+        } else {
+            "send the parameters as application/x-www-form-urlencoded"
+        }),
+        FormError::Malformed(d) => OAuthError::invalid_request(d),
         FormError::Duplicate(name) => {
-            OAuthError::bad("invalid_request", format!("parameter '{name}' is repeated"))
+            OAuthError::invalid_request(format!("parameter '{name}' is repeated"))
         }
     }
 }
 
 fn store_unavailable() -> OAuthError {
-    OAuthError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        retry_after: Some(1),
-        ..OAuthError::bad(
-            "temporarily_unavailable",
-            "the token store did not answer; retry shortly",
-        )
-    }
+    OAuthError::TemporarilyUnavailable
 }
 
 /// Reads and parses the parameters of a POST to an OAuth endpoint.
@@ -68,11 +52,10 @@ async fn read_params(
         .is_some_and(|q| q.contains("client_secret"))
     {
         // RFC 6749 §2.3.1: credentials MUST NOT be in the URI.
-        return Err(OAuthError::bad(
-            "invalid_request",
-            "client credentials must not be sent in the URL",
-        )
-        .into_response());
+        return Err(
+            OAuthError::invalid_request("client credentials must not be sent in the URL")
+                .into_response(),
+        );
     }
     let (parts, body) = req.into_parts();
     let limit = issuer.settings().max_request_bytes;
@@ -99,24 +82,20 @@ async fn authenticate(
     let basic_challenge = HeaderValue::from_str(&format!("Basic realm=\"{realm}\"")).ok();
     let (id, secret, used_basic) = match (basic, body_id, body_secret) {
         (Some(_), _, Some(_)) => {
-            return Err(OAuthError::bad(
-                "invalid_request",
+            return Err(OAuthError::invalid_request(
                 "use one client authentication method: HTTP Basic or client_secret in the body",
             ));
         }
         (Some((id, _)), Some(body_id), None) if body_id != id => {
-            return Err(OAuthError::bad(
-                "invalid_request",
+            return Err(OAuthError::invalid_request(
                 "client_id differs from the Basic credentials",
             ));
         }
         (Some((id, secret)), _, None) => (id, secret, true),
         (None, Some(id), Some(secret)) => (id, secret, false),
         (None, _, _) => {
-            return Err(OAuthError {
-                status: StatusCode::UNAUTHORIZED,
+            return Err(OAuthError::ClientAuthRequired {
                 challenge: basic_challenge,
-                ..OAuthError::bad("invalid_client", "client authentication is required")
             });
         }
     };
@@ -124,22 +103,11 @@ async fn authenticate(
         .authenticate_client(&id, &secret, ip)
         .await
         .map_err(|e| match e {
-            ClientAuthError::RateLimited { retry_after } => OAuthError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                retry_after: Some(retry_after),
-                ..OAuthError::bad(
-                    "invalid_client",
-                    format!("too many failed authentications; retry after {retry_after} seconds"),
-                )
-            },
+            ClientAuthError::RateLimited { retry_after } => OAuthError::RateLimited { retry_after },
             // Only after the right secret: a wrong one is `invalid_client` from anywhere.
-            ClientAuthError::IpNotAllowed => OAuthError {
-                status: StatusCode::FORBIDDEN,
-                ..OAuthError::bad(
-                    "access_denied",
-                    "requests from this address are not allowed for this client",
-                )
-            },
+            ClientAuthError::IpNotAllowed => OAuthError::AccessDenied(
+                "requests from this address are not allowed for this client",
+            ),
             ClientAuthError::Store(err) => {
                 tracing::error!(error = %err, "store failed during client authentication");
                 store_unavailable()
@@ -147,11 +115,9 @@ async fn authenticate(
             ClientAuthError::UnknownClient
             | ClientAuthError::WrongSecret
             | ClientAuthError::Disabled => {
-                OAuthError {
-                    status: StatusCode::UNAUTHORIZED,
-                    // RFC 6749 §5.2: after Basic, 401 MUST carry a Basic challenge.
+                // RFC 6749 §5.2: after Basic, 401 MUST carry a Basic challenge.
+                OAuthError::InvalidClient {
                     challenge: if used_basic { basic_challenge } else { None },
-                    ..OAuthError::bad("invalid_client", "client authentication failed")
                 }
             }
         })
@@ -169,15 +135,11 @@ pub async fn token(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Respo
     };
     match params.get("grant_type").map(String::as_str) {
         None => {
-            return OAuthError::bad("invalid_request", "grant_type is required").into_response();
+            return OAuthError::invalid_request("grant_type is required").into_response();
         }
         Some("client_credentials") => {}
         Some(_) => {
-            return OAuthError::bad(
-                "unsupported_grant_type",
-                "only client_credentials is supported",
-            )
-            .into_response();
+            return OAuthError::UnsupportedGrantType.into_response();
         }
     }
     let client = match authenticate(issuer, &headers, &mut params, ip).await {
@@ -187,11 +149,7 @@ pub async fn token(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Respo
     let scopes = match narrow_scopes(params.get("scope").map(String::as_str), &client.scopes) {
         Ok(s) => s,
         Err(bad) => {
-            return OAuthError::bad(
-                "invalid_scope",
-                format!("the client may not request scope '{bad}'"),
-            )
-            .into_response();
+            return OAuthError::InvalidScope { scope: bad }.into_response();
         }
     };
     match issuer.issue_access_token(&client, scopes).await {
@@ -228,7 +186,7 @@ pub async fn revoke(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Resp
         Err(e) => return e.into_response(),
     };
     let Some(value) = params.get("token") else {
-        return OAuthError::bad("invalid_request", "token is required").into_response();
+        return OAuthError::invalid_request("token is required").into_response();
     };
     match issuer.find_by_value(value).await {
         Ok(Some(t)) if t.client_id == client.id => {
@@ -258,7 +216,7 @@ pub async fn introspect(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> 
         Err(e) => return e.into_response(),
     };
     let Some(value) = params.get("token") else {
-        return OAuthError::bad("invalid_request", "token is required").into_response();
+        return OAuthError::invalid_request("token is required").into_response();
     };
     let now = issuer.clock().now();
     let token = match issuer.find_by_value(value).await {
