@@ -435,6 +435,8 @@ pub struct RawUpstream {
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
     pub preserve_host: bool,
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
 }
 
 impl Default for RawUpstream {
@@ -446,6 +448,7 @@ impl Default for RawUpstream {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 256,
             preserve_host: false,
+            body_idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -739,6 +742,10 @@ pub struct UpstreamSettings {
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
     pub preserve_host: bool,
+    /// `upstream.body_idle_timeout`, default 5m: the longest wait for the next frame of an
+    /// upstream response body once its head has arrived; past it the body is cut (the client
+    /// sees it end with an error) and the upstream connection closed. `None` ("0s"): no limit.
+    pub body_idle_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -1035,6 +1042,7 @@ impl Settings {
                 pool_idle_timeout: u.pool_idle_timeout,
                 pool_max_idle_per_host: u.pool_max_idle_per_host,
                 preserve_host: u.preserve_host,
+                body_idle_timeout: Some(u.body_idle_timeout).filter(|d| !d.is_zero()),
             },
             log: raw.log.clone(),
             endpoints: EndpointSettings {
@@ -1878,5 +1886,13 @@ request_read_timeout = \"0s\"
             assert!(e.starts_with(starts) && e.contains(contains), "{key}: {e}");
             assert!(!e.contains(&SECRET[..12]), "{e}");
         }
+    }
+
+    #[test]
+    fn the_upstream_body_idle_timeout_defaults_to_five_minutes_and_zero_turns_it_off() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.upstream.body_idle_timeout, Some(Duration::from_secs(300)));
+        let s = Settings::from_toml("[upstream]\nbody_idle_timeout = \"0s\"\n").unwrap();
+        assert_eq!(s.upstream.body_idle_timeout, None);
     }
 }

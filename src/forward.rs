@@ -14,7 +14,9 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 
+mod idle;
 mod pool;
+pub use idle::UpstreamBodyStalled;
 use pool::UpstreamPool;
 
 use crate::body::{Body, BoxError};
@@ -545,7 +547,12 @@ impl Forwarder {
             }
         }
         strip_hop_by_hop(resp.headers_mut(), switching);
-        Ok(resp)
+        match self.settings.body_idle_timeout {
+            Some(after) if !switching => {
+                Ok(resp.map(|body| idle::idle_limited(body, &self.timer, after)))
+            }
+            _ => Ok(resp),
+        }
     }
 }
 

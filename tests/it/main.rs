@@ -13,5 +13,6 @@ mod lenient;
 mod responses;
 mod routing;
 mod signatures;
+mod stalls;
 mod tokens;
 mod webhooks;
