@@ -421,6 +421,12 @@ impl Default for RawServer {
 pub struct RawTls {
     pub cert: PathBuf,
     pub key: PathBuf,
+    #[serde(default = "tls_reload_interval", with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+fn tls_reload_interval() -> Duration {
+    Duration::from_secs(10)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -728,6 +734,10 @@ pub struct ServerSettings {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// `server.tls.reload_interval`, default 10s: how often the files are read again and, when
+    /// their contents changed, loaded for new handshakes (SIGHUP does it at once); `None`
+    /// ("0s"): only on SIGHUP.
+    pub reload_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -841,6 +851,7 @@ impl Settings {
                 Some(TlsFiles {
                     cert: t.cert.clone(),
                     key: t.key.clone(),
+                    reload_interval: Some(t.reload_interval).filter(|d| !d.is_zero()),
                 })
             }
         };

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use warden::{Settings, Warden};
@@ -131,6 +132,9 @@ fn serve(settings: Settings) -> ExitCode {
     };
     rt.block_on(async move {
         warden::telemetry::init(&settings.log);
+        // Taken over before anything else: SIGHUP's default action would end the process.
+        #[cfg(unix)]
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let listen = settings.server.listen;
         let scheme = if settings.server.tls.is_some() { "https" } else { "http" };
         let upstream = format!(
@@ -154,10 +158,35 @@ fn serve(settings: Settings) -> ExitCode {
         };
         let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(listen = %local, upstream = %upstream, routes, "warden listening on {scheme}://{local}, forwarding to {upstream}");
+        #[cfg(unix)]
+        match hangups {
+            Ok(hangups) => {
+                tokio::spawn(reload_on_hangup(hangups, warden.clone()));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP"),
+        }
         warden::run(listener, warden, shutdown_signal()).await;
         tracing::info!("warden stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// SIGHUP: the TLS certificate and key are read again (see `server::TlsReloader`); nothing else
+/// is. Routes and clients are not swapped under running requests: see README "Operations".
+#[cfg(unix)]
+async fn reload_on_hangup(mut hangups: tokio::signal::unix::Signal, warden: Arc<Warden>) {
+    while hangups.recv().await.is_some() {
+        match warden.tls() {
+            Some(tls) => {
+                let changed = tls.reload_logged("SIGHUP");
+                tracing::info!(
+                    tls_changed = changed,
+                    "SIGHUP: reloaded TLS; routes and clients need a restart"
+                );
+            }
+            None => tracing::info!("SIGHUP: no TLS to reload; routes and clients need a restart"),
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -72,7 +72,7 @@ pub struct Warden {
     signatures: SignatureGate,
     /// `[[issuers]]`: tokens of other issuers on proxied routes; `None` without any.
     idp: Option<crate::idp::Idp>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<crate::server::TlsReloader>>,
     webhooks: Webhooks,
     /// `endpoints.forward_auth` and its decision cache; `None` when off.
     forward_auth: Option<crate::forward_auth::ForwardAuth>,
@@ -89,7 +89,9 @@ impl Warden {
     /// [`Warden::new`] with a given clock (tests move it forward).
     pub async fn with_clock(settings: Settings, clock: Clock) -> Result<Arc<Self>, StartError> {
         let tls = match &settings.server.tls {
-            Some(files) => Some(crate::server::tls_acceptor(files).map_err(StartError::Tls)?),
+            Some(files) => Some(Arc::new(
+                crate::server::TlsReloader::load(files).map_err(StartError::Tls)?,
+            )),
             None => None,
         };
         let router = Router::new(&settings.endpoints, settings.routes.clone())
@@ -192,7 +194,8 @@ impl Warden {
         &self.timer
     }
 
-    pub(crate) fn tls_acceptor(&self) -> Option<&tokio_rustls::TlsAcceptor> {
+    /// The TLS certificate in use and its reloading; `None` on plaintext.
+    pub fn tls(&self) -> Option<&Arc<crate::server::TlsReloader>> {
         self.tls.as_ref()
     }
 

@@ -805,6 +805,18 @@ impl TlsCert {
         addr: SocketAddr,
         alpn: &[&[u8]],
     ) -> tokio_rustls::client::TlsStream<TcpStream> {
+        self.try_connect(addr, alpn)
+            .await
+            .expect("TLS handshake failed")
+    }
+
+    /// [`TlsCert::connect`], with a failed handshake (the server presented another
+    /// certificate) as an `Err`.
+    pub async fn try_connect(
+        &self,
+        addr: SocketAddr,
+        alpn: &[&[u8]],
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.der.clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -817,9 +829,15 @@ impl TlsCert {
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let tcp = TcpStream::connect(addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
-        within(PATIENCE, "the TLS handshake", connector.connect(name, tcp))
-            .await
-            .expect("TLS handshake failed")
+        within(PATIENCE, "the TLS handshake", connector.connect(name, tcp)).await
+    }
+
+    /// The certificate and key as PEM text, to write over another pair's files.
+    pub fn pem(&self) -> (Vec<u8>, Vec<u8>) {
+        (
+            std::fs::read(&self.cert_path).unwrap(),
+            std::fs::read(&self.key_path).unwrap(),
+        )
     }
 
     /// Sends one request over a new TLS connection to `addr` offering `alpn`, and returns the
@@ -1138,8 +1156,9 @@ impl Spawned {
             use tokio::io::AsyncBufReadExt;
             let mut lines = tokio::io::BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(tx) = addr_tx.take_if(|_| line.contains("listening on http://")) {
-                    let rest = line.split("listening on http://").nth(1).unwrap_or("");
+                if let Some(tx) = addr_tx.take_if(|_| line.contains("listening on http")) {
+                    let rest = line.split("listening on http").nth(1).unwrap_or("");
+                    let rest = rest.trim_start_matches('s').trim_start_matches("://");
                     let addr = rest.split([',', ' ']).next().unwrap_or("");
                     let _ = tx.send(addr.parse().expect("listen address in the log"));
                 }
@@ -1168,6 +1187,31 @@ impl Spawned {
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sends the process a signal (`kill -s NAME`).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("warden has exited").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-s", name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -s {name} {pid}");
+    }
+
+    /// Waits until the log contains `text`.
+    pub async fn wait_for_log(&self, text: &str) {
+        within(PATIENCE, text, async {
+            while !self.log().contains(text) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
     }
 
     /// Everything the process wrote so far (stdout, then stderr once it has exited).
