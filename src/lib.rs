@@ -15,10 +15,13 @@
 //! - [`response_signing`]: Warden's RFC 9421 signature on the responses of signed routes.
 //! - [`devproxy`]: `warden dev-proxy`, the developer's local signing and token-refreshing proxy.
 //! - [`telemetry`]: log set-up and header redaction.
+//! - [`metrics`]: the Prometheus families of `endpoints.metrics`.
+//! - [`checks`]: check names and a route's mode for each (`enforce` or `report`).
 //! - [`webhooks`]: events about credentials, signed and delivered to subscribers at least once.
 
 pub mod body;
 pub mod cache;
+pub mod checks;
 pub mod clock;
 pub mod coarse_timer;
 pub mod config;
@@ -33,6 +36,7 @@ pub mod gate;
 pub mod httpsig;
 pub mod idp;
 pub mod issuer;
+pub mod metrics;
 pub mod problem;
 pub mod response_signing;
 pub mod router;

@@ -10,6 +10,7 @@ mod idempotency;
 mod idp;
 mod issuer;
 mod lenient;
+mod metrics;
 mod responses;
 mod routing;
 mod signatures;
