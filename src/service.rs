@@ -719,7 +719,7 @@ impl Warden {
         } else {
             None
         };
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let stall = self.settings.server.body_read_timeout;
         let mut body = forward::limit_body(body, limit, stall.map(|d| (&self.timer, d)));
         let digest_checked = digest.is_some();
@@ -736,7 +736,18 @@ impl Warden {
                 });
             let guard = Box::pin(digest::guard_observed(body, verifier, wait, observer));
             body = match guard.await {
-                Ok(body) => body,
+                Ok((body, reported)) => {
+                    if reported {
+                        let noted = parts.extensions.get_mut::<WouldDeny>();
+                        match noted {
+                            Some(noted) => noted.0.push("digest_mismatch"),
+                            None => {
+                                parts.extensions.insert(WouldDeny(vec!["digest_mismatch"]));
+                            }
+                        }
+                    }
+                    body
+                }
                 Err(problem) => return problem.into_response(),
             };
         }

@@ -90,7 +90,9 @@ pub fn check_whole(mut verifier: DigestVerifier, body: &[u8]) -> Result<(), Prob
 /// contacted. Otherwise the rest is checked as it streams, and the last frame is withheld if
 /// the digest does not match.
 pub async fn guard(body: Body, verifier: DigestVerifier, wait: Duration) -> Result<Body, Problem> {
-    guard_observed(body, verifier, wait, None).await
+    guard_observed(body, verifier, wait, None)
+        .await
+        .map(|(body, _)| body)
 }
 
 /// What becomes of a digest's result besides the body's fate: the decision is counted, and on
@@ -128,27 +130,28 @@ impl DigestObserver {
     }
 }
 
-/// [`guard`], with `observer` told the result.
+/// [`guard`], with `observer` told the result. The flag: a mismatch was found here and only
+/// reported (a mismatch found later, as the body streams, is counted and logged only).
 pub async fn guard_observed(
     mut body: Body,
     mut verifier: DigestVerifier,
     wait: Duration,
     observer: Option<DigestObserver>,
-) -> Result<Body, Problem> {
+) -> Result<(Body, bool), Problem> {
     let checked = |result: Result<(), DigestError>| match &observer {
-        Some(o) if o.passes(&result) => Ok(()),
-        _ => result.map_err(refusal),
+        Some(o) if o.passes(&result) => Ok(result.is_err()),
+        _ => result.map_err(refusal).map(|()| false),
     };
     if body.is_end_stream() {
-        checked(verifier.finish())?;
-        return Ok(body);
+        let reported = checked(verifier.finish())?;
+        return Ok((body, reported));
     }
     let mut remaining = body.size_hint().exact();
     let first = match tokio::time::timeout(wait, body.frame()).await {
         Err(_) => return Err(Problem::BodyTimeout),
         Ok(None) => {
-            checked(verifier.finish())?;
-            return Ok(body);
+            let reported = checked(verifier.finish())?;
+            return Ok((body, reported));
         }
         Ok(Some(Err(e))) => return Err(unreadable(e.as_ref())),
         Ok(Some(Ok(frame))) => frame,
@@ -157,21 +160,22 @@ pub async fn guard_observed(
         verifier.update(data);
         remaining = remaining.map(|r| r.saturating_sub(data.len() as u64));
     }
-    let (verifier, observer) =
+    let (verifier, observer, reported) =
         if first.is_trailers() || remaining == Some(0) || body.is_end_stream() {
-            checked(verifier.finish())?;
-            (None, None)
+            let reported = checked(verifier.finish())?;
+            (None, None, reported)
         } else {
-            (Some(verifier), observer)
+            (Some(verifier), observer, false)
         };
-    Ok(DigestBody {
+    let body = DigestBody {
         inner: body,
         pending: Some(first),
         verifier,
         remaining,
         observer,
     }
-    .boxed())
+    .boxed();
+    Ok((body, reported))
 }
 
 fn unreadable(e: &(dyn std::error::Error + 'static)) -> Problem {

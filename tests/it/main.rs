@@ -13,6 +13,7 @@ mod lenient;
 mod metrics;
 mod responses;
 mod routing;
+mod shadow;
 mod signatures;
 mod tokens;
 mod webhooks;
