@@ -502,6 +502,8 @@ pub struct RawEndpoints {
     /// The forward-auth decision endpoint (nginx `auth_request`, Envoy `ext_authz`, Traefik,
     /// Caddy); default "" (off). Needs `server.trusted_proxies`.
     pub forward_auth: String,
+    /// Prometheus metrics; default "" (off).
+    pub metrics: String,
 }
 
 impl Default for RawEndpoints {
@@ -517,6 +519,7 @@ impl Default for RawEndpoints {
             tokens: "/ws/accounts/{account}/credentials/tokens".into(),
             webhooks: "/ws/accounts/{account}/webhooks".into(),
             forward_auth: String::new(),
+            metrics: String::new(),
         }
     }
 }
@@ -547,6 +550,9 @@ pub struct RawRoute {
     /// Whether Warden signs this route's responses (`signatures.response_key_file`).
     #[serde(default)]
     pub sign_responses: bool,
+    /// `[routes.checks]`: `enforce` (default) or `report` per check (bearer routes only).
+    #[serde(default)]
+    pub checks: crate::checks::Checks,
 }
 
 // ------------------------------------------------------------------ typed settings
@@ -773,6 +779,8 @@ pub struct EndpointSettings {
     pub webhooks: Option<crate::issuer::tokens_api::TokensBase>,
     /// `endpoints.forward_auth`, default off (`None`).
     pub forward_auth: Option<String>,
+    /// `endpoints.metrics`, default off (`None`).
+    pub metrics: Option<String>,
 }
 
 /// The `WARDEN_<SECTION>__<KEY>` variables. Only names with a `__` are keys: every key lives in
@@ -933,6 +941,22 @@ impl Settings {
             }
         }
         let own_paths: Vec<&str> = own.iter().map(|(_, p)| p.as_str()).collect();
+        let metrics = match e.metrics.as_str() {
+            "" => None,
+            p if !p.starts_with('/') => {
+                return Err(invalid(
+                    "endpoints.metrics",
+                    format!("'{p}' must start with /"),
+                ));
+            }
+            p if own_paths.contains(&p) => {
+                return Err(invalid(
+                    "endpoints.metrics",
+                    format!("'{p}' is already used by another endpoint"),
+                ));
+            }
+            p => Some(p.to_owned()),
+        };
         let forward_auth =
             crate::forward_auth::validate_endpoint(&e.forward_auth, &trusted_proxies, &own_paths)?;
 
@@ -996,6 +1020,12 @@ impl Settings {
                 .transpose()?;
             let cover = validate_components(&format!("{key}.signature_cover"), &r.signature_cover)?;
             let require = validate_requirement(&key, r, &raw.tokens.realm)?;
+            if r.auth == AuthMode::None && r.checks.any_report() {
+                return Err(invalid(
+                    format!("{key}.checks"),
+                    "a public route runs no checks to report on: set auth = \"bearer\"",
+                ));
+            }
             if r.sign_responses && raw.signatures.response_key_file.trim().is_empty() {
                 return Err(invalid(
                     format!("{key}.sign_responses"),
@@ -1004,6 +1034,7 @@ impl Settings {
             }
             routes.push(Route {
                 name: r.name.clone().unwrap_or_else(|| r.path.clone()),
+                index: i,
                 pattern,
                 methods,
                 policy: Policy {
@@ -1019,6 +1050,7 @@ impl Settings {
                     idempotency,
                     require,
                     sign_responses: r.sign_responses,
+                    checks: r.checks,
                 },
             });
         }
@@ -1085,6 +1117,7 @@ impl Settings {
                     ),
                 },
                 forward_auth,
+                metrics,
             },
             store: validate_store(&raw.store)?,
             tokens: validate_tokens(&raw.tokens)?,

@@ -45,6 +45,8 @@ const X_WARDEN_CLIENT_ID: HeaderName = HeaderName::from_static("x-warden-client-
 const X_WARDEN_TOKEN_ID: HeaderName = HeaderName::from_static("x-warden-token-id");
 const X_WARDEN_SCOPES: HeaderName = HeaderName::from_static("x-warden-scopes");
 const X_WARDEN_AUDIENCE: HeaderName = HeaderName::from_static("x-warden-audience");
+/// The codes of the checks that failed in report mode (`[routes.checks]`).
+const X_WARDEN_WOULD_DENY: HeaderName = HeaderName::from_static("x-warden-would-deny");
 /// Identity headers are Warden's to set; whatever a client sends under this prefix is dropped.
 pub const IDENTITY_PREFIX: &str = "x-warden-";
 
@@ -480,6 +482,11 @@ impl Forwarder {
         Ok(Uri::from(pq))
     }
 
+    /// Idle keep-alive connections to the upstream now.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle_count()
+    }
+
     /// Sends `req` upstream and returns its response with a streaming body. `upgrade` is the
     /// client side of a protocol switch, joined to the upstream's if it answers 101.
     pub async fn forward(
@@ -502,6 +509,13 @@ impl Forwarder {
         strip_identity(&mut parts.headers);
         if let Some(id) = identity {
             set_identity(&mut parts.headers, id);
+        }
+        if let Some(value) = parts
+            .extensions
+            .get::<crate::checks::WouldDeny>()
+            .and_then(crate::checks::WouldDeny::header_value)
+        {
+            parts.headers.insert(X_WARDEN_WOULD_DENY, value);
         }
         set_forwarded(&mut parts.headers, origin, authority.clone());
         if self.settings.preserve_host {

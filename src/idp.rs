@@ -627,23 +627,36 @@ pub async fn caller(
     headers: &HeaderMap,
     ip: IpAddr,
 ) -> Result<Arc<Identity>, Problem> {
+    let identity = identify(issuer, idp, headers).await?;
+    if !identity.allows_ip(ip) {
+        return Err(Problem::IpNotAllowed);
+    }
+    Ok(identity)
+}
+
+/// The identity a request's bearer token proves, Warden's or another issuer's, before its
+/// trusted IPs are looked at ([`caller`] looks at them).
+pub async fn identify(
+    issuer: &Issuer,
+    idp: Option<&Idp>,
+    headers: &HeaderMap,
+) -> Result<Arc<Identity>, Problem> {
     use crate::gate::bearer::{Presented, presented};
     let (Some(idp), Presented::Bearer(token)) = (idp, presented(headers)) else {
-        return issuer.caller(headers, ip).await;
+        return issuer.bearer_identity(headers).await;
     };
     if token.starts_with(WARDEN_PREFIX) {
-        return issuer.caller(headers, ip).await;
+        return issuer.bearer_identity(headers).await;
     }
     // Boxed: the common path's future stays small.
-    let remote = Box::pin(remote_caller(issuer, idp, token, ip));
+    let remote = Box::pin(remote_identity(issuer, idp, token));
     remote.await
 }
 
-async fn remote_caller(
+async fn remote_identity(
     issuer: &Issuer,
     idp: &Idp,
     token: &str,
-    ip: IpAddr,
 ) -> Result<Arc<Identity>, Problem> {
     let verified = idp.authenticate(token).await.map_err(|f| match f {
         Failure::Refused(why) => {
@@ -652,7 +665,7 @@ async fn remote_caller(
         }
         Failure::Unavailable { retry_after } => Problem::IssuerUnavailable { retry_after },
     })?;
-    let identity = if verified.mapped {
+    if verified.mapped {
         issuer
             .as_client(verified.key, &verified.identity)
             .await
@@ -662,14 +675,10 @@ async fn remote_caller(
                     tracing::error!(error = %err, "store failed during bearer check");
                     Problem::StoreUnavailable
                 }
-            })?
+            })
     } else {
-        verified.identity
-    };
-    if !identity.allows_ip(ip) {
-        return Err(Problem::IpNotAllowed);
+        Ok(verified.identity)
     }
-    Ok(identity)
 }
 
 #[cfg(test)]

@@ -639,6 +639,19 @@ impl Issuer {
         headers: &http::HeaderMap,
         ip: IpAddr,
     ) -> Result<Arc<Identity>, crate::problem::Problem> {
+        let identity = self.bearer_identity(headers).await?;
+        if !identity.allows_ip(ip) {
+            return Err(crate::problem::Problem::IpNotAllowed);
+        }
+        Ok(identity)
+    }
+
+    /// The identity a request's `Authorization: Bearer` proves, before its trusted IPs are
+    /// looked at ([`Issuer::caller`] looks at them).
+    pub async fn bearer_identity(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<Arc<Identity>, crate::problem::Problem> {
         use crate::gate::bearer::{Presented, presented};
         use crate::problem::Problem;
         let value = match presented(headers) {
@@ -663,9 +676,6 @@ impl Issuer {
                 Problem::StoreUnavailable
             }
         })?;
-        if !identity.allows_ip(ip) {
-            return Err(Problem::IpNotAllowed);
-        }
         Ok(identity)
     }
 

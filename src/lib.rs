@@ -14,6 +14,7 @@
 //! **Checks** (each decided in one file)
 //! - [`gate`]: client IP and address lists, bearer credentials, signatures (and nonces),
 //!   digests, idempotency keys; [`gate::admit`] is the sequence every credential goes through.
+//! - [`checks`]: check names and a route's mode for each (`enforce`, or `report`: shadow mode).
 //! - [`scope`]: scope validity and wildcard matching (`table://*.**`), route requirements.
 //! - [`httpsig`]: RFC 9421 message signatures, pure (no I/O, no clock).
 //! - [`digest`]: RFC 9530 `Content-Digest`, pure.
@@ -38,6 +39,7 @@
 //! - [`clock`]: the clock every expiry reads (tests move it); [`coarse_timer`]: the cheap
 //!   per-request deadlines.
 //! - [`telemetry`]: log set-up and header redaction.
+//! - [`metrics`]: the Prometheus families of `endpoints.metrics`.
 //! - `fuzzing` (tests and the `fuzzing` feature only): the parsers' fuzz entry points.
 //!
 //! The `warden` binary (`src/main.rs`, with `src/cli/` for the admin and development
@@ -45,6 +47,7 @@
 
 pub mod body;
 pub mod cache;
+pub mod checks;
 pub mod clock;
 pub mod coarse_timer;
 pub mod config;
@@ -59,6 +62,7 @@ pub mod gate;
 pub mod httpsig;
 pub mod idp;
 pub mod issuer;
+pub mod metrics;
 pub mod problem;
 pub mod response_signing;
 pub mod router;

@@ -615,6 +615,11 @@ impl Problem {
         self.parts().1
     }
 
+    /// The status a client is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
     /// The response a client sees.
     pub fn into_response(self) -> Response<Body> {
         let (status, code, title, detail) = self.parts();

@@ -68,6 +68,8 @@ pub struct Policy {
     pub require: crate::scope::Requirement,
     /// `sign_responses`, default false: Warden signs this route's responses.
     pub sign_responses: bool,
+    /// `[routes.checks]`: each check enforces (the default) or only reports.
+    pub checks: crate::checks::Checks,
 }
 
 impl Policy {
@@ -92,6 +94,7 @@ impl Policy {
                 self.require.implies(&other.require)
                     && rank(self.signature) >= rank(other.signature)
                     && other.cover.iter().all(|c| self.cover.contains(c))
+                    && self.checks.at_least_as_strict_as(&other.checks)
             }
         }
     }
@@ -109,6 +112,7 @@ impl Policy {
             },
             require: crate::scope::Requirement::default(),
             sign_responses: false,
+            checks: crate::checks::Checks::default(),
         }
     }
 }
@@ -118,6 +122,8 @@ impl Policy {
 pub struct Route {
     /// `name`, default the path pattern; shown in logs.
     pub name: String,
+    /// The position in `[[routes]]` (the metrics' handles of the route are kept by it).
+    pub index: usize,
     pub pattern: PathPattern,
     /// Allowed methods; empty means any.
     pub methods: Vec<Method>,
@@ -499,6 +505,8 @@ pub enum Target<'a> {
     /// `endpoints.forward_auth`, or a path under it (Envoy `ext_authz` puts the original path
     /// there).
     ForwardAuth,
+    /// `endpoints.metrics` (on the main listener).
+    Metrics,
     Proxy(&'a Route),
     /// The path matched routes, but none for this method; carries the `Allow` value.
     MethodNotAllowed(String),
@@ -522,6 +530,8 @@ pub struct Router {
     webhooks_space: Option<PathPattern>,
     /// `endpoints.forward_auth` and the paths under it (`{path}/**`).
     forward_auth: Option<(String, PathPattern)>,
+    /// `endpoints.metrics` when served on the main listener.
+    metrics: Option<String>,
     routes: Vec<Route>,
     /// `router.case_insensitive`: own endpoints are recognised in any ASCII case too.
     case_insensitive: bool,
@@ -550,6 +560,7 @@ impl Router {
                 let under = PathPattern::parse(&format!("{}/**", p.trim_end_matches('/'))).ok()?;
                 Some((p.clone(), under))
             }),
+            metrics: endpoints.metrics.clone(),
             routes,
             case_insensitive: false,
         }
@@ -605,6 +616,11 @@ impl Router {
         }
         if self.is_own(path, &self.oauth_introspect) {
             return Target::OAuthIntrospect;
+        }
+        if let Some(metrics) = &self.metrics {
+            if self.is_own(path, metrics) {
+                return Target::Metrics;
+            }
         }
         if let Some((own, under)) = &self.forward_auth {
             if self.is_own(path, own) || under.matches(path) {

@@ -274,9 +274,11 @@ pub async fn run(listener: TcpListener, warden: Arc<Warden>, shutdown: impl Futu
             closing_since: None,
         };
         let handshake_timeout = settings.header_read_timeout;
+        let counted = warden.metrics().map(|m| m.connection_opened());
         tokio::spawn(async move {
             let _permit = permit;
             let _ip_slot = ip_slot;
+            let _counted = counted;
             match tls {
                 None => {
                     let io = ProtocolDeadline::new(stream, handshake_timeout, streams);

@@ -10,19 +10,22 @@ use hyper::body::Incoming;
 
 use crate::body::{Body, BoxFuture, full};
 use crate::cache::Identity;
+use crate::checks::{Check, WouldDeny};
 use crate::clock::Clock;
 use crate::coarse_timer::{self, CoarseTimer};
 use crate::config::{Durability, Settings};
 use crate::digest::DigestVerifier;
 use crate::forward::{self, Forwarder, Origin};
+use crate::gate::admit::plan_digest;
 use crate::gate::allowlist::Allowlist;
 use crate::gate::idempotency::{Idempotency, Need, ResponseSeal};
-use crate::gate::signature::{Endpoint, External, RequestParts, SignatureGate};
+use crate::gate::signature::{Endpoint, External, RequestParts, SignatureGate, Verdict};
 use crate::gate::{client_ip, digest};
 use crate::issuer::{Issuer, auth, oauth, tokens_api};
+use crate::metrics::{Metrics, Outcome, RouteRef};
 use crate::problem::{OAuthError, Problem};
 use crate::response_signing::SignedRequest;
-use crate::router::{AuthMode, NormalPath, Route, Router, Target, normalize_path};
+use crate::router::{AuthMode, NormalPath, Route, Router, SignatureMode, Target, normalize_path};
 use crate::store::{self, StoreError, StoreOptions};
 use crate::webhooks::Webhooks;
 use http_body::Body as _;
@@ -76,6 +79,30 @@ pub struct Warden {
     webhooks: Webhooks,
     /// `endpoints.forward_auth` and its decision cache; `None` when off.
     forward_auth: Option<crate::forward_auth::ForwardAuth>,
+    /// The Prometheus families, when `endpoints.metrics` is set; nothing is recorded without.
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// What the checks of a bearer route let through.
+struct Admitted {
+    /// `None` when the credential failed on a route where that check only reports.
+    identity: Option<Arc<Identity>>,
+    digest: Option<DigestVerifier>,
+    /// The label of the signature that verified.
+    label: Option<String>,
+    /// Whether `X-Client-Id` (if any) and the signature (if checked) passed.
+    signature_passed: bool,
+}
+
+/// What a proxied request's access event tells beyond its route.
+#[derive(Default)]
+struct Note {
+    /// The client its credential proved, if it did.
+    client_id: Option<Arc<Identity>>,
+    /// The check that refused it.
+    refused_by: Option<Check>,
+    /// The codes of the checks that failed in report mode.
+    would_deny: Vec<&'static str>,
 }
 
 impl Warden {
@@ -135,7 +162,23 @@ impl Warden {
             &settings.tokens.realm,
         );
         let forward_auth = crate::forward_auth::ForwardAuth::new(&settings);
+        let metrics = settings
+            .endpoints
+            .metrics
+            .is_some()
+            .then(|| Arc::new(Metrics::new(&settings.routes)));
+        for route in settings
+            .routes
+            .iter()
+            .filter(|r| r.policy.checks.any_report())
+        {
+            tracing::warn!(
+                route = %route.name,
+                "some checks of this route only report: requests that fail them are forwarded"
+            );
+        }
         Ok(Arc::new(Self {
+            metrics,
             forward_auth,
             idp,
             settings,
@@ -177,6 +220,11 @@ impl Warden {
     /// The forward-auth endpoint's state, when `endpoints.forward_auth` is on.
     pub fn forward_auth(&self) -> Option<&crate::forward_auth::ForwardAuth> {
         self.forward_auth.as_ref()
+    }
+
+    /// The Prometheus families, when `endpoints.metrics` is set.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// The routing table.
@@ -221,10 +269,11 @@ impl Warden {
 
         // Routed by the decoded path; the upstream gets its normal form (forward.rs).
         let target = request_shape(&req).map(|path| self.router.resolve(&method, &path.decoded));
-        let (route_name, resp) = match target {
+        let mut note = Note::default();
+        let (route_ref, resp) = match target {
             // A path, method or authority that could mean something else upstream is refused
             // before anything else looks at it.
-            Err(problem) => ("-", problem.into_response()),
+            Err(problem) => (RouteRef::Own("-"), problem.into_response()),
             Ok(target)
                 if !matches!(target, Target::Health | Target::Ready)
                     && !self.allowlist.permits(client_ip) =>
@@ -233,29 +282,92 @@ impl Warden {
                 // address. Health probes come from the platform, not from clients, and reveal
                 // nothing.
                 tracing::info!(client_ip = %client_ip, "address refused by server.allow_ips/deny_ips");
-                ("-", blocked(&target))
+                (RouteRef::Own("-"), blocked(&target))
             }
             Ok(target) => match target {
-                Target::Health => ("healthz", health()),
-                Target::NotFound => ("-", Problem::RouteNotFound.into_response()),
-                Target::MethodNotAllowed(allow) => {
-                    ("-", Problem::MethodNotAllowed { allow }.into_response())
-                }
+                Target::Health => (RouteRef::Own("healthz"), health()),
+                Target::Metrics => (RouteRef::Own("metrics"), self.exposition()),
+                Target::NotFound => (RouteRef::Own("-"), Problem::RouteNotFound.into_response()),
+                Target::MethodNotAllowed(allow) => (
+                    RouteRef::Own("-"),
+                    Problem::MethodNotAllowed { allow }.into_response(),
+                ),
                 Target::Proxy(route) => {
-                    let resp = self.route(req, route, &origin, client_ip, &method).await;
-                    (route.name.as_str(), resp)
+                    let resp = self
+                        .route(req, route, &origin, client_ip, &method, &mut note)
+                        .await;
+                    (RouteRef::Route(route.index), resp)
                 }
                 own => {
                     let (name, fut) = self.own_endpoint(own, req, &origin, client_ip);
-                    (name, fut.await)
+                    (RouteRef::Own(name), fut.await)
                 }
             },
         };
 
+        if let Some(metrics) = &self.metrics {
+            metrics.request(route_ref, resp.status().as_u16(), start.elapsed());
+        }
         if let Some(uri) = uri {
-            access_event(&method, &uri, &resp, start, client_ip, route_name);
+            let route_name = match route_ref {
+                RouteRef::Own(name) => name,
+                RouteRef::Route(i) => self.settings.routes.get(i).map_or("-", |r| &r.name),
+            };
+            access_event(&method, &uri, &resp, start, client_ip, route_name, &note);
         }
         resp
+    }
+
+    /// The `endpoints.metrics` answer: the exposition, or 404 when metrics are off.
+    fn exposition(&self) -> Response<Body> {
+        let Some(metrics) = &self.metrics else {
+            return Problem::RouteNotFound.into_response();
+        };
+        let text = metrics.encode(self.forwarder.idle_connections());
+        let mut resp = Response::new(full(text));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+        );
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+
+    /// Counts a check's decision on a proxied route.
+    fn decided(&self, route: &Route, check: Check, outcome: Outcome, code: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.decision(route.index, check, outcome, code);
+        }
+    }
+
+    /// A check's refusal of a request on `route`: the response when the check enforces (or
+    /// the failure is Warden's, such as an unavailable store, which is answered in either
+    /// mode); `None` when it only reports, after logging and counting it.
+    fn failed(
+        &self,
+        route: &Route,
+        check: Check,
+        problem: Problem,
+        note: &mut Note,
+    ) -> Option<Response<Body>> {
+        let code = problem.code();
+        let report = route.policy.checks.reports(check) && !problem.status().is_server_error();
+        if report {
+            self.decided(route, check, Outcome::WouldDeny, code);
+            tracing::warn!(
+                route = %route.name,
+                check = check.name(),
+                code,
+                "check failed in report mode; forwarded"
+            );
+            note.would_deny.push(code);
+            None
+        } else {
+            self.decided(route, check, Outcome::Deny, code);
+            note.refused_by = Some(check);
+            Some(problem.into_response())
+        }
     }
 
     /// Warden's own endpoints (not `/healthz`), boxed: see [`Warden::handle`].
@@ -318,7 +430,11 @@ impl Warden {
                 "forward_auth",
                 Box::pin(crate::forward_auth::handle(self, req, origin, client_ip)),
             ),
-            Target::Health | Target::NotFound | Target::MethodNotAllowed(_) | Target::Proxy(_) => {
+            Target::Health
+            | Target::Metrics
+            | Target::NotFound
+            | Target::MethodNotAllowed(_)
+            | Target::Proxy(_) => {
                 // Answered by the caller; kept exhaustive so a new target cannot fall through.
                 (
                     "-",
@@ -328,62 +444,159 @@ impl Warden {
         }
     }
 
-    /// A proxied route: its credential, scopes, audience and signature, then the upstream.
+    /// A proxied route: its credential, scopes, audience and signature, then the upstream. A
+    /// check that only reports (`[routes.checks]`) and fails is noted, and the request goes on
+    /// without what that check would have vouched for.
     async fn route(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         route: &Route,
         origin: &Origin,
         client_ip: IpAddr,
         method: &Method,
+        note: &mut Note,
     ) -> Response<Body> {
         match route.policy.auth {
             AuthMode::None => {
                 match digest::plan(req.headers(), self.settings.digest.verify_unsigned) {
                     Ok(digest) => {
                         let answer = self.answered(&req, route, origin, None);
-                        let resp = self.proxy(req, origin, None, digest, Need::Off).await;
+                        let resp = self.proxy(req, origin, None, digest, Need::Off, None).await;
                         self.sign_response(resp, answer).await
                     }
                     Err(problem) => problem.into_response(),
                 }
             }
             AuthMode::Bearer => {
-                // Scopes and audience right after the credential: a refusal costs no
-                // signature verification.
-                let identity = match crate::idp::caller(
-                    &self.issuer,
-                    self.idp.as_ref(),
-                    req.headers(),
-                    client_ip,
-                )
-                .await
-                .and_then(|id| route.policy.require.check(&id).map(|()| id))
-                {
-                    Ok(identity) => identity,
-                    Err(problem) => return problem.into_response(),
-                };
-                let parts = RequestParts {
-                    method: req.method(),
-                    uri: req.uri(),
-                    headers: req.headers(),
-                    has_body: !req.body().is_end_stream(),
-                    origin,
-                };
-                let (digest, label) = match self.signed(&parts, route, &identity).await {
-                    Ok(checked) => checked,
-                    Err(problem) => return problem.into_response(),
-                };
-                let answer = self.answered(&req, route, origin, label.as_deref());
-                let mut req = req;
+                let (identity, digest, signature_passed, answer) =
+                    match self.admit(&req, route, origin, client_ip, note).await {
+                        Ok(a) => {
+                            let answer = self.answered(&req, route, origin, a.label.as_deref());
+                            (a.identity, a.digest, a.signature_passed, answer)
+                        }
+                        Err(refused) => return refused,
+                    };
                 if !self.settings.tokens.forward_authorization {
                     req.headers_mut().remove(header::AUTHORIZATION);
                 }
-                let need = self.idempotency.need(&route.policy, method, req.headers());
-                let resp = self.proxy(req, origin, Some(&identity), digest, need).await;
+                if !signature_passed {
+                    // Unchecked, or checked and refused in report mode: not a claim the
+                    // upstream may take as proved.
+                    req.headers_mut()
+                        .remove(crate::gate::signature::X_CLIENT_ID);
+                }
+                let mut need = match &identity {
+                    Some(_) => self.idempotency.need(&route.policy, method, req.headers()),
+                    // Keys are kept per credential.
+                    None => Need::Off,
+                };
+                if need != Need::Off {
+                    if let Err(problem) = self.idempotency.key(req.headers(), need) {
+                        match self.failed(route, Check::Idempotency, problem, note) {
+                            Some(refused) => return refused,
+                            None => need = Need::Off,
+                        }
+                    }
+                }
+                if !note.would_deny.is_empty() {
+                    req.extensions_mut()
+                        .insert(WouldDeny(note.would_deny.clone()));
+                }
+                let resp = self
+                    .proxy(req, origin, identity.as_deref(), digest, need, Some(route))
+                    .await;
                 self.sign_response(resp, answer).await
             }
         }
+    }
+
+    /// The checks of a bearer route before its body: the credential, its addresses, then
+    /// scopes and audience (a refusal costs no signature verification), the signature and the
+    /// digest's header. `Err`: the refusal of a check that enforces.
+    async fn admit(
+        &self,
+        req: &Request<Incoming>,
+        route: &Route,
+        origin: &Origin,
+        client_ip: IpAddr,
+        note: &mut Note,
+    ) -> Result<Admitted, Response<Body>> {
+        let identity =
+            match crate::idp::identify(&self.issuer, self.idp.as_ref(), req.headers()).await {
+                Ok(identity) => {
+                    self.decided(route, Check::Bearer, Outcome::Allow, "ok");
+                    Some(identity)
+                }
+                Err(problem) => {
+                    if let Some(refused) = self.failed(route, Check::Bearer, problem, note) {
+                        return Err(refused);
+                    }
+                    None
+                }
+            };
+        if let Some(id) = &identity {
+            if id.allows_ip(client_ip) {
+                self.decided(route, Check::Ip, Outcome::Allow, "ok");
+            } else if let Some(refused) = self.failed(route, Check::Ip, Problem::IpNotAllowed, note)
+            {
+                return Err(refused);
+            }
+            match route.policy.require.check(id) {
+                Ok(()) => self.decided(route, Check::Scope, Outcome::Allow, "ok"),
+                Err(problem) => {
+                    if let Some(refused) = self.failed(route, Check::Scope, problem, note) {
+                        return Err(refused);
+                    }
+                }
+            }
+            note.client_id = Some(id.clone());
+        }
+        let parts = RequestParts {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            has_body: !req.body().is_end_stream(),
+            origin,
+        };
+        // Without a proved credential there is no client whose keys could verify.
+        let mut signature_passed = false;
+        let verdict = match &identity {
+            Some(id) => match self.verdict(&parts, route, id).await {
+                Ok(verdict) => {
+                    if route.policy.signature != SignatureMode::Off {
+                        self.decided(route, Check::Signature, Outcome::Allow, "ok");
+                    }
+                    signature_passed = true;
+                    verdict
+                }
+                Err(problem) => {
+                    let check = match problem {
+                        Problem::Digest { .. } => Check::Digest,
+                        _ => Check::Signature,
+                    };
+                    if let Some(refused) = self.failed(route, check, problem, note) {
+                        return Err(refused);
+                    }
+                    Verdict::Unchecked
+                }
+            },
+            None => Verdict::Unchecked,
+        };
+        let digest = match plan_digest(&verdict, &parts, self.settings.digest.verify_unsigned) {
+            Ok(digest) => digest,
+            Err(problem) => {
+                if let Some(refused) = self.failed(route, Check::Digest, problem, note) {
+                    return Err(refused);
+                }
+                None
+            }
+        };
+        Ok(Admitted {
+            identity,
+            digest,
+            label: verdict.label().map(str::to_owned),
+            signature_passed,
+        })
     }
 
     /// What a signed response of `route` binds of `req` (`None` when the route does not sign
@@ -446,24 +659,45 @@ impl Warden {
         route: &Route,
         identity: &Identity,
     ) -> Result<(Option<DigestVerifier>, Option<String>), Problem> {
+        let verdict = self.verdict(parts, route, identity).await?;
+        let digest = plan_digest(&verdict, parts, self.settings.digest.verify_unsigned)?;
+        Ok((digest, verdict.label().map(str::to_owned)))
+    }
+
+    /// The signature check alone (see [`Warden::signed`]): the gate's admission without the
+    /// digest, timed for the metrics.
+    async fn verdict(
+        &self,
+        parts: &RequestParts<'_>,
+        route: &Route,
+        identity: &Identity,
+    ) -> Result<Verdict, Problem> {
         let policy = &route.policy;
         let at = Endpoint {
             mode: policy.signature,
             cover: &policy.cover,
             public_url: policy.public_url.as_ref(),
         };
-        let admitted = self
-            .signatures
-            .admit(
-                self.issuer.store().as_ref(),
-                parts,
-                &at,
-                &identity.client_id,
-                self.issuer.clock().now(),
-                self.settings.digest.verify_unsigned,
-            )
-            .await?;
-        Ok((admitted.digest, admitted.label))
+        let timed = policy.signature != SignatureMode::Off;
+        let started = self
+            .metrics
+            .as_ref()
+            .filter(|_| timed)
+            .map(|_| Instant::now());
+        // Boxed (see `handle`): its future is large, and the signature's own work (~20-30 µs)
+        // dwarfs an allocation.
+        let check = Box::pin(self.signatures.verdict(
+            self.issuer.store().as_ref(),
+            parts,
+            &at,
+            &identity.client_id,
+            self.issuer.clock().now(),
+        ));
+        let verdict = check.await;
+        if let (Some(metrics), Some(started)) = (&self.metrics, started) {
+            metrics.signature(started.elapsed());
+        }
+        verdict
     }
 
     /// Forwards a request that passed its checks, checking its body against `digest` on the way.
@@ -474,6 +708,7 @@ impl Warden {
         identity: Option<&Identity>,
         digest: Option<DigestVerifier>,
         need: Need,
+        route: Option<&Route>,
     ) -> Response<Body> {
         let limit = self.settings.server.max_body_bytes;
         if let Some(len) = declared_length(req.headers()) {
@@ -486,15 +721,35 @@ impl Warden {
         } else {
             None
         };
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let stall = self.settings.server.body_read_timeout;
         let mut body = forward::limit_body(body, limit, stall.map(|d| (&self.timer, d)));
         let digest_checked = digest.is_some();
         if let Some(verifier) = digest {
             let wait = self.settings.server.header_read_timeout;
-            let guard = Box::pin(digest::guard(body, verifier, wait));
+            // Bearer routes count the result, and may only report a mismatch.
+            let observer = route
+                .filter(|r| self.metrics.is_some() || r.policy.checks.reports(Check::Digest))
+                .map(|r| digest::DigestObserver {
+                    metrics: self.metrics.clone(),
+                    route: r.index,
+                    name: Arc::from(r.name.as_str()),
+                    report: r.policy.checks.reports(Check::Digest),
+                });
+            let guard = Box::pin(digest::guard_observed(body, verifier, wait, observer));
             body = match guard.await {
-                Ok(body) => body,
+                Ok((body, reported)) => {
+                    if reported {
+                        let noted = parts.extensions.get_mut::<WouldDeny>();
+                        match noted {
+                            Some(noted) => noted.0.push("digest_mismatch"),
+                            None => {
+                                parts.extensions.insert(WouldDeny(vec!["digest_mismatch"]));
+                            }
+                        }
+                    }
+                    body
+                }
                 Err(problem) => return problem.into_response(),
             };
         }
@@ -506,16 +761,38 @@ impl Warden {
                 let idem = &self.idempotency;
                 let start = Box::pin(idem.start(outgoing, id, need, digest_checked));
                 match start.await {
-                    Ok(started) => started,
-                    Err(answer) => return answer,
+                    Ok(started) => {
+                        if let Some(route) = route {
+                            self.decided(route, Check::Idempotency, Outcome::Allow, "ok");
+                        }
+                        started
+                    }
+                    Err(answer) => {
+                        // A replay is an answer, not a refusal; a key in use or reused for
+                        // another request is refused in either mode (forwarding it would run
+                        // the operation twice).
+                        let code = match answer.status() {
+                            StatusCode::CONFLICT => Some("idempotency_key_in_use"),
+                            StatusCode::UNPROCESSABLE_ENTITY => Some("idempotency_key_reused"),
+                            _ => None,
+                        };
+                        if let (Some(route), Some(code)) = (route, code) {
+                            self.decided(route, Check::Idempotency, Outcome::Deny, code);
+                        }
+                        return answer;
+                    }
                 }
             }
             _ => (outgoing, None),
         };
+        let sent = self.metrics.as_ref().map(|_| Instant::now());
         let result = self
             .forwarder
             .forward(outgoing, origin, upgrade, identity)
             .await;
+        if let (Some(metrics), Some(sent)) = (&self.metrics, sent) {
+            metrics.upstream(sent.elapsed());
+        }
         match run {
             Some(run) => {
                 let finish = Box::pin(self.idempotency.finish(run, result));
@@ -653,6 +930,7 @@ fn access_event(
     start: Instant,
     client_ip: IpAddr,
     route: &str,
+    note: &Note,
 ) {
     tracing::info!(
         target: "warden::access",
@@ -662,6 +940,9 @@ fn access_event(
         latency_us = start.elapsed().as_micros() as u64,
         client_ip = %client_ip,
         route,
+        client_id = note.client_id.as_ref().map_or("-", |id| id.client_id.as_str()),
+        refused_by = note.refused_by.map_or("-", Check::name),
+        would_deny = ?note.would_deny,
         "request"
     );
 }
@@ -687,7 +968,7 @@ mod tests {
                 peer_trusted: false,
                 tls: false,
             };
-            w.proxy(req, &origin, None, None, Need::Off).await
+            w.proxy(req, &origin, None, None, Need::Off, None).await
         });
         let route = future_size(|(w, req, conn): Args| async move {
             let origin = Origin {
@@ -699,7 +980,8 @@ mod tests {
             let Target::Proxy(route) = r else {
                 return health();
             };
-            w.route(req, route, &origin, conn.peer.ip(), &Method::GET)
+            let mut note = Note::default();
+            w.route(req, route, &origin, conn.peer.ip(), &Method::GET, &mut note)
                 .await
         });
         let forward = future_size(

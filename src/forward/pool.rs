@@ -71,6 +71,11 @@ impl UpstreamPool {
         }
     }
 
+    /// How many idle connections wait in the pool now (for the metrics, at scrape time).
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map_or(0, |idle| idle.len())
+    }
+
     /// Sends `req` (origin-form URI, `Host` set) and returns the response, whose body hands
     /// the connection back to the pool when it ends.
     pub async fn send(self: &Arc<Self>, req: Request<Body>) -> Result<Response<Body>, BoxError> {

@@ -36,17 +36,39 @@ impl SignatureGate {
         now: i64,
         verify_unsigned: bool,
     ) -> Result<Admission, Problem> {
-        self.check_client_id(parts.headers, client_id)?;
-        let verdict = if at.mode == SignatureMode::Off {
-            Verdict::Unchecked
-        } else {
-            let keys = self.client_keys(store, client_id).await?;
-            self.check(parts, at, client_id, &keys, now, true).await?
-        };
-        let digest = digest::plan(parts.headers, verdict.digest_covered() || verify_unsigned)?;
+        let verdict = self.verdict(store, parts, at, client_id, now).await?;
         Ok(Admission {
-            digest,
+            digest: plan_digest(&verdict, parts, verify_unsigned)?,
             label: verdict.label().map(str::to_owned),
         })
     }
+
+    /// The first two steps of [`SignatureGate::admit`], for a caller that reports the
+    /// signature and the digest as separate checks (the proxy, under shadow mode): then
+    /// [`plan_digest`].
+    pub async fn verdict(
+        &self,
+        store: &dyn Store,
+        parts: &RequestParts<'_>,
+        at: &Endpoint<'_>,
+        client_id: &str,
+        now: i64,
+    ) -> Result<Verdict, Problem> {
+        self.check_client_id(parts.headers, client_id)?;
+        if at.mode == SignatureMode::Off {
+            return Ok(Verdict::Unchecked);
+        }
+        let keys = self.client_keys(store, client_id).await?;
+        self.check(parts, at, client_id, &keys, now, true).await
+    }
+}
+
+/// The last step of admission: the check of the body's `Content-Digest`, when the verified
+/// signature covers it or `verify_unsigned` (`digest.verify_unsigned`) asks for it anyway.
+pub fn plan_digest(
+    verdict: &Verdict,
+    parts: &RequestParts<'_>,
+    verify_unsigned: bool,
+) -> Result<Option<DigestVerifier>, Problem> {
+    digest::plan(parts.headers, verdict.digest_covered() || verify_unsigned)
 }

@@ -5,6 +5,7 @@
 //! hashing are [`crate::digest`]'s.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -14,8 +15,10 @@ use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use crate::body::{Body, BoxError};
+use crate::checks::Check;
 use crate::digest::{Algorithm, DigestError, DigestVerifier};
 use crate::forward::BodyTooLarge;
+use crate::metrics::{Metrics, Outcome};
 use crate::problem::{DigestRefusal, Problem};
 
 /// The error a request body raises, in place of its end, when it does not match its
@@ -86,21 +89,69 @@ pub fn check_whole(mut verifier: DigestVerifier, body: &[u8]) -> Result<(), Prob
 /// whole body, as for most API requests, a mismatch is refused before the upstream is even
 /// contacted. Otherwise the rest is checked as it streams, and the last frame is withheld if
 /// the digest does not match.
-pub async fn guard(
+pub async fn guard(body: Body, verifier: DigestVerifier, wait: Duration) -> Result<Body, Problem> {
+    guard_observed(body, verifier, wait, None)
+        .await
+        .map(|(body, _)| body)
+}
+
+/// What becomes of a digest's result besides the body's fate: the decision is counted, and on
+/// a route whose digest check only reports (`[routes.checks] digest = "report"`) a mismatch is
+/// logged and counted and the body goes on whole.
+pub struct DigestObserver {
+    pub metrics: Option<Arc<Metrics>>,
+    /// The route's position in `[[routes]]`.
+    pub route: usize,
+    /// The route's name, for the log.
+    pub name: Arc<str>,
+    pub report: bool,
+}
+
+impl DigestObserver {
+    /// Records `result`; whether the body may go on as if it had matched.
+    fn passes(&self, result: &Result<(), DigestError>) -> bool {
+        let outcome = match result {
+            Ok(()) => Outcome::Allow,
+            Err(_) if self.report => Outcome::WouldDeny,
+            Err(_) => Outcome::Deny,
+        };
+        if outcome == Outcome::WouldDeny {
+            tracing::warn!(
+                route = &*self.name,
+                check = "digest",
+                code = "digest_mismatch",
+                "check failed in report mode; forwarded"
+            );
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.decision(self.route, Check::Digest, outcome, "digest_mismatch");
+        }
+        outcome != Outcome::Deny
+    }
+}
+
+/// [`guard`], with `observer` told the result. The flag: a mismatch was found here and only
+/// reported (a mismatch found later, as the body streams, is counted and logged only).
+pub async fn guard_observed(
     mut body: Body,
     mut verifier: DigestVerifier,
     wait: Duration,
-) -> Result<Body, Problem> {
+    observer: Option<DigestObserver>,
+) -> Result<(Body, bool), Problem> {
+    let checked = |result: Result<(), DigestError>| match &observer {
+        Some(o) if o.passes(&result) => Ok(result.is_err()),
+        _ => result.map_err(refusal).map(|()| false),
+    };
     if body.is_end_stream() {
-        verifier.finish().map_err(refusal)?;
-        return Ok(body);
+        let reported = checked(verifier.finish())?;
+        return Ok((body, reported));
     }
     let mut remaining = body.size_hint().exact();
     let first = match tokio::time::timeout(wait, body.frame()).await {
         Err(_) => return Err(Problem::BodyTimeout),
         Ok(None) => {
-            verifier.finish().map_err(refusal)?;
-            return Ok(body);
+            let reported = checked(verifier.finish())?;
+            return Ok((body, reported));
         }
         Ok(Some(Err(e))) => return Err(unreadable(e.as_ref())),
         Ok(Some(Ok(frame))) => frame,
@@ -109,19 +160,22 @@ pub async fn guard(
         verifier.update(data);
         remaining = remaining.map(|r| r.saturating_sub(data.len() as u64));
     }
-    let verifier = if first.is_trailers() || remaining == Some(0) || body.is_end_stream() {
-        verifier.finish().map_err(refusal)?;
-        None
-    } else {
-        Some(verifier)
-    };
-    Ok(DigestBody {
+    let (verifier, observer, reported) =
+        if first.is_trailers() || remaining == Some(0) || body.is_end_stream() {
+            let reported = checked(verifier.finish())?;
+            (None, None, reported)
+        } else {
+            (Some(verifier), observer, false)
+        };
+    let body = DigestBody {
         inner: body,
         pending: Some(first),
         verifier,
         remaining,
+        observer,
     }
-    .boxed())
+    .boxed();
+    Ok((body, reported))
 }
 
 fn unreadable(e: &(dyn std::error::Error + 'static)) -> Problem {
@@ -153,12 +207,20 @@ struct DigestBody {
     verifier: Option<DigestVerifier>,
     /// Bytes still to come, when the length was declared.
     remaining: Option<u64>,
+    /// Told the result when the digest is checked.
+    observer: Option<DigestObserver>,
 }
 
 impl DigestBody {
     /// Checks the digest; the error replaces whatever would have come next.
     fn finish(&mut self) -> Result<(), BoxError> {
-        match self.verifier.take().map(DigestVerifier::finish) {
+        let result = self.verifier.take().map(DigestVerifier::finish);
+        if let (Some(result), Some(observer)) = (&result, self.observer.take()) {
+            if observer.passes(result) {
+                return Ok(());
+            }
+        }
+        match result {
             Some(Err(DigestError::Mismatch { algorithm })) => {
                 Err(Box::new(DigestMismatch { algorithm }))
             }

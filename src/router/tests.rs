@@ -241,6 +241,7 @@ fn bad_patterns_are_refused() {
 fn own_endpoints_win_and_methods_narrow_routes() {
     let route = |p: &str, methods: &[Method]| Route {
         name: p.into(),
+        index: 0,
         pattern: PathPattern::parse(p).unwrap(),
         methods: methods.to_vec(),
         policy: Policy::new(AuthMode::None),
