@@ -239,6 +239,10 @@ def check_variant(where, objs, warden_bin, workdir):
         rel = str(PurePosixPath(path).relative_to(m["mountPath"])) if m else None
         if rel not in held:
             fail(where, f"{path} is not a file of a Secret mounted in the warden container")
+        # A subPath mount is a copy the kubelet never updates: a renewed certificate would
+        # not reach Warden's reload (server.tls.reload_interval).
+        if m and "subPath" in m and var.startswith("WARDEN_SERVER__TLS__"):
+            fail(where, f"{path}: a subPath mount never sees a renewed certificate")
 
     # The store: SQLite on a PersistentVolumeClaim and one replica, or a shared store from a
     # Secret with several.

@@ -25,6 +25,8 @@ pub enum Problem {
     MethodNotAllowed { allow: String },
     /// The body is larger than `server.max_body_bytes`.
     PayloadTooLarge { limit: u64 },
+    /// The request line and headers are larger than `server.max_header_bytes`.
+    HeadersTooLarge { limit: usize },
     /// The request is malformed in a way the client can fix.
     BadRequest { detail: String },
     /// A path spelled so that an upstream could read it as another path (see
@@ -268,6 +270,15 @@ impl Problem {
                 "payload_too_large",
                 "Body too large",
                 format!("the request body exceeds the limit of {limit} bytes"),
+            ),
+            Problem::HeadersTooLarge { limit } => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "Request headers too large",
+                format!(
+                    "the request line and headers exceed the limit of {limit} bytes; send \
+                     fewer or shorter headers (large cookies are the usual cause)"
+                ),
             ),
             Problem::BadRequest { detail } => (
                 StatusCode::BAD_REQUEST,

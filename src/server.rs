@@ -151,6 +151,15 @@ fn fingerprint(cert: &[u8], key: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// hyper's own head limits (HTTP/1.1 read buffer, HTTP/2 header list): half again
+/// `server.max_header_bytes`, so that a head a little past Warden's limit reaches the service,
+/// which refuses it with a problem+json 431 (`headers_too_large`). Past this one hyper answers
+/// 431 itself, with an empty body, before any service sees the request (HTTP/2: the stream is
+/// refused).
+fn hyper_header_limit(max_header_bytes: usize) -> usize {
+    max_header_bytes.saturating_add(max_header_bytes / 2)
+}
+
 /// Runs the store's housekeeping every `store.sweep_interval`, off the request path.
 async fn sweep_forever(warden: Arc<Warden>) {
     let store = &warden.settings().store;
@@ -190,12 +199,14 @@ pub async fn run(listener: TcpListener, warden: Arc<Warden>, shutdown: impl Futu
         // Re-armed for every request head: the coarse timer makes that a lock and a store.
         .timer(warden.timer().clone())
         .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(settings.max_header_bytes)
+        .max_buf_size(hyper_header_limit(settings.max_header_bytes))
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(
+            u32::try_from(hyper_header_limit(settings.max_header_bytes)).unwrap_or(u32::MAX),
+        )
         .max_concurrent_streams(settings.http2_max_concurrent_streams)
         .keep_alive_interval(settings.http2_keep_alive_interval)
         .keep_alive_timeout(settings.http2_keep_alive_timeout);

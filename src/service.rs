@@ -268,7 +268,9 @@ impl Warden {
         let uri = self.settings.log.access.then(|| req.uri().clone());
 
         // Routed by the decoded path; the upstream gets its normal form (forward.rs).
-        let target = request_shape(&req).map(|path| self.router.resolve(&method, &path.decoded));
+        let target = head_fits(&req, self.settings.server.max_header_bytes)
+            .and_then(|()| request_shape(&req))
+            .map(|path| self.router.resolve(&method, &path.decoded));
         let mut note = Note::default();
         let (route_ref, resp) = match target {
             // A path, method or authority that could mean something else upstream is refused
@@ -849,6 +851,29 @@ fn blocked(target: &Target<'_>) -> Response<Body> {
 /// Refuses requests that an upstream could read differently from Warden (path, method,
 /// authority), and returns the path to route by. (Framing is hyper's: it refuses duplicate
 /// Content-Length and drops Content-Length beside Transfer-Encoding, RFC 9112 §6.1.)
+/// `server.max_header_bytes`, counted as the request head's size on the wire (request line,
+/// and each field as `name: value` and its CRLF), whatever the protocol. hyper's own limits are
+/// set above it (`server::hyper_header_limit`) so that a head past it reaches this check and
+/// gets a problem+json 431 instead of hyper's bare one.
+fn head_fits<B>(req: &Request<B>, limit: usize) -> Result<(), Problem> {
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(1, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.scheme_str().map_or(0, |s| s.len() + 3);
+    // "METHOD target HTTP/1.1\r\n"
+    let mut size = req.method().as_str().len() + target + 12;
+    for (name, value) in req.headers() {
+        size += name.as_str().len() + value.len() + 4;
+        if size > limit {
+            return Err(Problem::HeadersTooLarge { limit });
+        }
+    }
+    if size > limit {
+        return Err(Problem::HeadersTooLarge { limit });
+    }
+    Ok(())
+}
+
 fn request_shape(req: &Request<Incoming>) -> Result<NormalPath<'_>, Problem> {
     let path = normalize_path(req.uri().path()).map_err(|refusal| Problem::InvalidPath {
         detail: refusal.detail(),

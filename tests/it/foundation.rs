@@ -274,7 +274,27 @@ async fn oversized_request_headers_are_refused_with_431() {
     raw.send(&req).await;
     let resp = raw.read_response().await;
     assert_eq!(resp.status, 431);
+    crate::harness::assert_problem(&resp.headers, &resp.body, "headers_too_large");
     assert_eq!(up.calls(), 0);
+}
+
+#[tokio::test]
+async fn oversized_http2_request_headers_get_a_problem_431_too() {
+    let (up, proxy) = upstream_and_proxy(|c| c.server("max_header_bytes = 8192")).await;
+    let req = Request::get(proxy.url("/echo"))
+        .header("x-big", "a".repeat(9000))
+        .body(Full::default())
+        .unwrap();
+    let reply = Client::h2c().send(req).await;
+    assert_eq!(reply.status, 431);
+    reply.problem(431, "headers_too_large");
+    assert_eq!(up.calls(), 0);
+    // Just under the limit passes.
+    let req = Request::get(proxy.url("/echo"))
+        .header("x-big", "a".repeat(7000))
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(Client::h2c().send(req).await.status, 200);
 }
 
 #[tokio::test]
