@@ -123,3 +123,83 @@ mod contract {
         super::server_url(test).is_some()
     });
 }
+
+/// Opens a store on `schema` whose fallback poll never runs within a test, so only the
+/// listener can move its marker.
+async fn listener_only(schema: &FreshSchema) -> Arc<dyn Store> {
+    let mut options = FreshSchema::options();
+    options.postgres.fallback_poll_interval = Duration::from_secs(3600);
+    open(schema.url().expect("server"), options)
+        .await
+        .expect("open")
+}
+
+/// Waits (bounded) until `store`'s marker differs from `marker`.
+async fn marker_moves(store: &dyn Store, marker: u64, why: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while store.change_marker().expect("marker") == marker {
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn revocable(id: &str) -> crate::store::TokenRecord {
+    crate::store::tests::token(id, crate::store::TokenKind::Access)
+}
+
+#[tokio::test]
+async fn a_revocation_by_another_replica_is_notified_without_the_poll() {
+    let schema = FreshSchema::create("a_revocation_by_another_replica_is_notified").await;
+    if schema.url().is_none() {
+        return;
+    }
+    let b = listener_only(&schema).await;
+    let a = listener_only(&schema).await;
+    a.insert_token(revocable("t1"), None).await.expect("insert");
+    let marker = b.change_marker().expect("marker");
+    assert!(a.revoke_token("t1", 1, None).await.expect("revoke"));
+    marker_moves(b.as_ref(), marker, "B never heard of A's revocation").await;
+    let changes = b.changes_since(0, 10).await.expect("changes");
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].token_hash, Some(revocable("t1").hash));
+}
+
+#[tokio::test]
+async fn a_killed_listener_reconnects_and_resyncs_what_it_missed() {
+    let schema = FreshSchema::create("a_killed_listener_reconnects_and_resyncs").await;
+    let Some(url) = schema.url() else {
+        return;
+    };
+    let b = listener_only(&schema).await;
+    let a = listener_only(&schema).await;
+    a.insert_token(revocable("t1"), None).await.expect("insert");
+    // Kill B's (and A's) listener connections, as a network cut or a failover would.
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let killed = client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1 AND query LIKE $2",
+            &[
+                &super::listen::LISTENER_APPLICATION_NAME,
+                &format!("LISTEN \"warden:{}\"%", schema.schema),
+            ],
+        )
+        .await
+        .expect("terminate");
+    assert!(killed.len() >= 2, "listeners found: {}", killed.len());
+    // Revoked while the listeners may be down: the notification may be lost, but the
+    // reconnection listens again and then moves the marker (the resync).
+    let marker = b.change_marker().expect("marker");
+    assert!(a.revoke_token("t1", 1, None).await.expect("revoke"));
+    marker_moves(
+        b.as_ref(),
+        marker,
+        "B never resynced after its listener was killed",
+    )
+    .await;
+    let changes = b.changes_since(0, 10).await.expect("changes");
+    assert_eq!(changes.len(), 1);
+}
