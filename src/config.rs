@@ -12,6 +12,9 @@ use http::{Method, Uri};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+mod postgres;
+pub use self::postgres::RawPostgres;
+
 use crate::gate::idempotency::IdempotencyMode;
 use crate::router::{AuthMode, PathPattern, Policy, Route, SignatureMode};
 
@@ -222,6 +225,8 @@ pub struct RawStore {
     /// The secret that seals stored responses; "" (the default): `<database name>.seal-key`
     /// beside the database, made on first start (see `store::seal_key`).
     pub seal_key_file: String,
+    /// `[store.postgres]`: used when `url` is `postgres://…`.
+    pub postgres: RawPostgres,
 }
 
 impl Default for RawStore {
@@ -232,6 +237,7 @@ impl Default for RawStore {
             sweep_interval: Duration::from_secs(60),
             token_retention: Duration::from_secs(7 * 24 * 3600),
             seal_key_file: String::new(),
+            postgres: RawPostgres::default(),
         }
     }
 }
@@ -1254,11 +1260,22 @@ fn validate_store(s: &RawStore) -> Result<RawStore, ConfigError> {
             "must name a database, e.g. sqlite://data/warden.db",
         ));
     }
-    if !s.url.starts_with("sqlite:") && s.url.contains("://") {
+    let postgres = crate::store::postgres::is_postgres_url(&s.url);
+    if !s.url.starts_with("sqlite:") && s.url.contains("://") && !postgres {
         return Err(invalid(
             "store.url",
-            "only sqlite:// stores are supported by this build",
+            "only sqlite:// and postgres:// stores are supported by this build",
         ));
+    }
+    if postgres {
+        s.postgres.validate()?;
+        if s.seal_key_file.trim().is_empty() {
+            return Err(invalid(
+                "store.seal_key_file",
+                "must name a key file when store.url is postgres://: every replica must seal \
+                 with the same key (e.g. a Kubernetes Secret made with `openssl rand -hex 32`)",
+            ));
+        }
     }
     if s.sweep_interval.is_zero() {
         return Err(invalid("store.sweep_interval", "must be more than 0"));

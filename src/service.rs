@@ -37,6 +37,7 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn store::Store>, St
             Durability::Normal => store::Durability::Normal,
             Durability::Full => store::Durability::Full,
         },
+        postgres: settings.store.postgres.options(),
         ..StoreOptions::default()
     };
     store::open(&settings.store.url, options).await

@@ -1,7 +1,9 @@
-//! Persistence: the [`Store`] trait, the records it keeps, and its backends ([`sqlite`]).
+//! Persistence: the [`Store`] trait, the records it keeps, and its backends ([`sqlite`], and
+//! [`postgres`] for several replicas on one database).
 //! It owns durability, schema and the atomicity of each operation; it decides no policy (what is
 //! expired, revoked or reused is the caller's call) and never reads the clock: `now` is passed in.
 
+pub mod postgres;
 pub mod seal_key;
 pub mod sqlite;
 #[cfg(test)]
@@ -420,6 +422,8 @@ pub struct StoreOptions {
     pub busy_timeout: Duration,
     /// Read-only connections beside the single writer (SQLite). Default 4; 0 reads on the writer.
     pub readers: usize,
+    /// The pool, timeouts and TLS roots of a PostgreSQL store (`[store.postgres]`).
+    pub postgres: postgres::PostgresOptions,
 }
 
 impl Default for StoreOptions {
@@ -428,6 +432,7 @@ impl Default for StoreOptions {
             durability: Durability::Normal,
             busy_timeout: Duration::from_secs(5),
             readers: 4,
+            postgres: postgres::PostgresOptions::default(),
         }
     }
 }
@@ -435,7 +440,7 @@ impl Default for StoreOptions {
 /// What can go wrong in the store. Messages never include secrets or connection passwords.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported store url scheme {scheme:?}; this build supports sqlite")]
+    #[error("unsupported store url scheme {scheme:?}; this build supports sqlite and postgres")]
     UnsupportedScheme { scheme: String },
     #[error("empty store path")]
     EmptyPath,
@@ -498,7 +503,10 @@ pub trait Health: Send + Sync {
 pub trait ChangeFeedSource: Send + Sync {
     /// A cheap, synchronous marker (called on every authenticated request, at most every
     /// `tokens.change_check_interval`) that differs from its last value whenever the change
-    /// feed may have grown since, by any writer.
+    /// feed may have grown since, by any writer. A change written through this handle moves it
+    /// before the write returns; one by another process moves it once this process hears of it:
+    /// at once on SQLite (it reads the file), within a notification's trip (or, if that was
+    /// lost, `store.postgres.fallback_poll_interval`) on PostgreSQL.
     fn change_marker(&self) -> Result<u64, StoreError>;
     /// Changes to tokens and clients after `seq`, oldest first, at most `limit`.
     async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError>;
@@ -736,6 +744,10 @@ pub trait Outbox: Send + Sync {
 ///
 /// Accepts `sqlite://data/warden.db`, `sqlite:data/warden.db`, `sqlite:///abs/warden.db`, a plain
 /// path, or `sqlite::memory:` (tests only: nothing survives). Parent directories are created.
+/// `postgres://` (or `postgresql://`) URLs open a [`postgres::PostgresStore`].
 pub async fn open(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+    if postgres::is_postgres_url(url) {
+        return Ok(Arc::new(postgres::PostgresStore::open(url, options).await?));
+    }
     Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?))
 }

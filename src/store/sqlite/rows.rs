@@ -50,7 +50,7 @@ pub(super) fn json_list(row: &Row<'_>, column: usize) -> rusqlite::Result<Vec<St
 }
 
 /// Headers as a blob: for each, u32-be name length, name, u32-be value length, value.
-pub(super) fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<u8> {
     let size = headers.iter().map(|(n, v)| 8 + n.len() + v.len()).sum();
     let mut out = Vec::with_capacity(size);
     for (name, value) in headers {
@@ -63,7 +63,7 @@ pub(super) fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-pub(super) fn decode_headers(mut blob: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+pub(crate) fn decode_headers(mut blob: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
     fn take<'a>(blob: &mut &'a [u8]) -> Option<&'a [u8]> {
         let (len, rest) = blob.split_first_chunk::<4>()?;
         let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
