@@ -38,7 +38,7 @@
 //! - [`config`]: defaults → TOML → `WARDEN_…` env, validated into typed [`config::Settings`].
 //! - [`clock`]: the clock every expiry reads (tests move it); [`coarse_timer`]: the cheap
 //!   per-request deadlines.
-//! - [`telemetry`]: log set-up and header redaction.
+//! - [`telemetry`]: log set-up.
 //! - [`metrics`]: the Prometheus families of `endpoints.metrics`.
 //! - `fuzzing` (tests and the `fuzzing` feature only): the parsers' fuzz entry points.
 //!
