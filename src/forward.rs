@@ -571,23 +571,35 @@ impl Forwarder {
 }
 
 /// Maps a client error to what the caller sees, and logs the cause for the operator.
-fn classify(e: &(dyn std::error::Error + 'static)) -> Problem {
+/// The client's fault a request body failed with, anywhere in `e`'s chain: over the size limit
+/// (413), a `Content-Digest` that does not match (its own refusal), or stalled past
+/// `server.body_read_timeout` (408). The one mapping of body errors to refusals: the proxy, the
+/// digest gate and idempotency's whole-body reads all use it.
+pub(crate) fn body_problem(e: &(dyn std::error::Error + 'static)) -> Option<Problem> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(too_large) = err.downcast_ref::<BodyTooLarge>() {
-            return Problem::PayloadTooLarge {
+            return Some(Problem::PayloadTooLarge {
                 limit: too_large.limit,
-            };
+            });
         }
         if let Some(mismatch) = err.downcast_ref::<crate::gate::digest::DigestMismatch>() {
-            return mismatch.problem();
+            return Some(mismatch.problem());
         }
         if err.is::<BodyStalled>() {
-            // The upstream got a cut-off request; its connection is not reused.
-            tracing::debug!("client request body stalled");
-            return Problem::BodyTimeout;
+            return Some(Problem::BodyTimeout);
         }
         source = err.source();
+    }
+    None
+}
+
+fn classify(e: &(dyn std::error::Error + 'static)) -> Problem {
+    if let Some(problem) = body_problem(e) {
+        // A stalled or refused body: the upstream got a cut-off request; its connection is
+        // not reused.
+        tracing::debug!(code = problem.code(), "client request body refused");
+        return problem;
     }
     // Checked after the walk above: a limit or digest failure is wrapped in this one.
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);

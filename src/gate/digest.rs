@@ -17,7 +17,6 @@ use http_body_util::BodyExt;
 use crate::body::{Body, BoxError};
 use crate::checks::Check;
 use crate::digest::{Algorithm, DigestError, DigestVerifier};
-use crate::forward::BodyTooLarge;
 use crate::metrics::{Metrics, Outcome};
 use crate::problem::{DigestRefusal, Problem};
 
@@ -179,21 +178,9 @@ pub async fn guard_observed(
 }
 
 fn unreadable(e: &(dyn std::error::Error + 'static)) -> Problem {
-    let mut source = Some(e);
-    while let Some(err) = source {
-        if let Some(too_large) = err.downcast_ref::<BodyTooLarge>() {
-            return Problem::PayloadTooLarge {
-                limit: too_large.limit,
-            };
-        }
-        if err.is::<crate::forward::BodyStalled>() {
-            return Problem::BodyTimeout;
-        }
-        source = err.source();
-    }
-    Problem::BadRequest {
+    crate::forward::body_problem(e).unwrap_or_else(|| Problem::BadRequest {
         detail: "the request body could not be read".into(),
-    }
+    })
 }
 
 /// A body that hashes every data frame and, at its end, either ends or fails with

@@ -205,24 +205,9 @@ pub(super) async fn discard(mut body: Body) -> Result<(), Problem> {
 
 /// What a client is told when its body could not be read for the fingerprint.
 pub(super) fn body_problem(e: &(dyn std::error::Error + 'static)) -> Problem {
-    let mut source = Some(e);
-    while let Some(err) = source {
-        if let Some(too_large) = err.downcast_ref::<crate::forward::BodyTooLarge>() {
-            return Problem::PayloadTooLarge {
-                limit: too_large.limit,
-            };
-        }
-        if let Some(mismatch) = err.downcast_ref::<crate::gate::digest::DigestMismatch>() {
-            return mismatch.problem();
-        }
-        if err.is::<crate::forward::BodyStalled>() {
-            return Problem::BodyTimeout;
-        }
-        source = err.source();
-    }
-    Problem::BadRequest {
+    crate::forward::body_problem(e).unwrap_or_else(|| Problem::BadRequest {
         detail: "the request body could not be read".into(),
-    }
+    })
 }
 
 /// Reads a response of known length, small enough to be recorded, to its end (recording it on
