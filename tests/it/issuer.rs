@@ -1919,3 +1919,56 @@ async fn the_cli_disables_a_client_the_config_file_no_longer_declares_and_says_s
     run_cli(&partial, &["client", "list"]).await;
     assert_eq!(s.api(&beta).await.status, StatusCode::OK);
 }
+
+/// The access event is how an operator reads a decision: one JSON line a request naming the
+/// route, the proved client and the check that refused it.
+#[tokio::test]
+async fn the_access_event_names_the_route_the_client_and_the_deciding_check() {
+    let up = Upstream::start().await;
+    let config = issuer_config(&up).append("[log]\nformat = \"json\"\naccess = true\n");
+    let warden = Spawned::start(&config.write_file()).await;
+    let http = Client::http1();
+    let reply = http
+        .send(form_basic(
+            &warden.url("/v1/oauth/token"),
+            "grant_type=client_credentials",
+            ALPHA.0,
+            ALPHA.1,
+        ))
+        .await;
+    let token = reply.json()["access_token"].as_str().unwrap().to_owned();
+    let ok = http.send(bearer_get(&warden.url("/api/ok"), &token)).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let refused = http
+        .send(bearer_get(
+            &warden.url("/api/refused"),
+            "wdn_at_not-a-token",
+        ))
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    warden.wait_for_log("/api/refused").await;
+    let events: Vec<serde_json::Value> = warden
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "warden::access")
+        .collect();
+    let event = |path: &str| {
+        events
+            .iter()
+            .find(|v| v["path"] == path)
+            .unwrap_or_else(|| panic!("no access event for {path} in {events:?}"))
+    };
+    let ok = event("/api/ok");
+    assert_eq!(ok["route"], "api");
+    assert_eq!(ok["client_id"], "alpha");
+    assert_eq!(ok["refused_by"], "-");
+    assert_eq!(ok["status"], 200);
+    let refused = event("/api/refused");
+    assert_eq!(refused["route"], "api");
+    assert_eq!(refused["client_id"], "-");
+    assert_eq!(refused["refused_by"], "bearer");
+    assert_eq!(refused["status"], 401);
+    // The token itself is never part of the event.
+    assert!(!warden.log().contains(&token));
+}
