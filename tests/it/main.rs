@@ -10,6 +10,7 @@ mod idempotency;
 mod idp;
 mod issuer;
 mod lenient;
+mod replicas;
 mod responses;
 mod routing;
 mod signatures;
