@@ -12,6 +12,7 @@ mod issuer;
 mod lenient;
 mod metrics;
 mod reload;
+mod replicas;
 mod responses;
 mod routing;
 mod shadow;
