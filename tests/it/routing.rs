@@ -796,4 +796,18 @@ async fn no_spelling_of_wardens_own_endpoints_is_forwarded() {
         assert_ne!(reply.header("x-upstream"), Some("echo"), "{path}");
     }
     assert_eq!(up.calls(), 0);
+
+    // The metrics path, when served, is one of Warden's own in the same spellings.
+    let (up, proxy) = echo_and_proxy(|c| c.append(crate::metrics::METRICS_ON)).await;
+    for path in [
+        "/metrics",
+        "/METRICS",
+        "/metrics/",
+        "/%6detrics",
+        "/metrics.txt",
+    ] {
+        let reply = Client::http1().get(&proxy.url(path)).await;
+        assert_ne!(reply.header("x-upstream"), Some("echo"), "{path}");
+    }
+    assert_eq!(up.calls(), 0);
 }
