@@ -477,17 +477,24 @@ pub enum StoreError {
 ///
 /// Narrow on purpose, so a shared backend (PostgreSQL, for several replicas) can implement it too.
 /// It is the sum of one trait per concern ([`Health`], [`ChangeFeedSource`], [`ClientStore`],
-/// [`TokenStore`], [`IdempotencyStore`], [`Outbox`]): a backend implements each (one file per
+/// [`TokenStore`], [`IdempotencyStore`], [`NonceStore`], [`Outbox`]): a backend implements each (one file per
 /// concern reads well) and is then a `Store` by the blanket impl below. Every `bool` answer says
 /// whether the named record existed (and so whether anything could change); times are unix
 /// seconds from the caller's clock.
 pub trait Store:
-    Health + ChangeFeedSource + ClientStore + TokenStore + IdempotencyStore + Outbox
+    Health + ChangeFeedSource + ClientStore + TokenStore + IdempotencyStore + NonceStore + Outbox
 {
 }
 
 impl<T> Store for T where
-    T: Health + ChangeFeedSource + ClientStore + TokenStore + IdempotencyStore + Outbox + ?Sized
+    T: Health
+        + ChangeFeedSource
+        + ClientStore
+        + TokenStore
+        + IdempotencyStore
+        + NonceStore
+        + Outbox
+        + ?Sized
 {
 }
 
@@ -647,6 +654,26 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Deletes at most `limit` records expired at `now`; call again while it returns `limit`.
     async fn sweep_idempotency(&self, now: i64, limit: u32) -> Result<u64, StoreError>;
+}
+
+/// Signature nonces claimed through the store, so that a nonce used at one replica (or before a
+/// restart) is refused at every other: the replay check of RFC 9421 §7.2.2 across processes.
+/// An entry is the caller's hash of (client, keyid, nonce); the store keeps nothing else.
+#[async_trait]
+pub trait NonceStore: Send + Sync {
+    /// Atomic insert-if-absent of `entry`, live through second `live_until` (inclusive); an
+    /// entry whose `live_until` is before `now` counts as absent and is taken over. `true`: the
+    /// caller claimed it now; `false`: a live claim exists (the nonce was used). Of concurrent
+    /// claims of one entry, by any handle on the same data, exactly one is `true`.
+    async fn claim_nonce(
+        &self,
+        entry: &Hash,
+        now: i64,
+        live_until: i64,
+    ) -> Result<bool, StoreError>;
+    /// Deletes at most `limit` entries whose `live_until` is before `now`; call again while it
+    /// returns `limit`.
+    async fn sweep_nonces(&self, now: i64, limit: u32) -> Result<u64, StoreError>;
 }
 
 /// Webhook subscriptions and the outbox: events fanned out into deliveries, one per (event,

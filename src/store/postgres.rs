@@ -23,6 +23,7 @@ mod changes;
 mod clients;
 mod idempotency;
 mod listen;
+mod nonces;
 mod outbox;
 mod rows;
 mod schema;

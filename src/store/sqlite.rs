@@ -14,7 +14,7 @@
 //! - `files.rs`: the database's directories and files, private to their owner;
 //! - `rows.rs`: error mapping, statement helpers and row codecs;
 //! - `changes.rs`, `clients.rs`, `tokens.rs`, `outbox.rs` (webhook subscriptions, events and
-//!   deliveries), `idempotency.rs`: the operations, one concern each;
+//!   deliveries), `idempotency.rs`, `nonces.rs`: the operations, one concern each;
 //! - `idem_index.rs`: the in-process index that finds idempotency records;
 //! - `tests.rs`: what only this backend does (the contract every backend keeps is in
 //!   `store/tests.rs`).
@@ -25,6 +25,7 @@ mod clients;
 mod files;
 mod idem_index;
 mod idempotency;
+mod nonces;
 mod outbox;
 mod rows;
 mod schema;

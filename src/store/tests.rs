@@ -1050,6 +1050,93 @@ pub(super) async fn concurrent_reservations_of_one_key_give_exactly_one_reserved
     assert_eq!((reserved, in_flight), (1, 31));
 }
 
+pub(super) async fn a_nonce_is_claimed_once_until_it_lapses_by_any_handle<B: Backend>() {
+    let db = Db::<B>::new().await;
+    let other = db.other().await;
+    let (n1, n2) = (sha("c1 k1 n1"), sha("c1 k1 n2"));
+    assert!(db.store.claim_nonce(&n1, T0, T0 + 5).await.expect("claim"));
+    // Used: refused by this handle and by another process on the same data.
+    assert!(
+        !db.store
+            .claim_nonce(&n1, T0 + 1, T0 + 6)
+            .await
+            .expect("claim")
+    );
+    assert!(!other.claim_nonce(&n1, T0 + 5, T0 + 9).await.expect("claim"));
+    // Another entry is another nonce.
+    assert!(other.claim_nonce(&n2, T0, T0 + 5).await.expect("claim"));
+    // Live through second T0 + 5 inclusive; after it, the entry is taken over, for its new window.
+    assert!(
+        db.store
+            .claim_nonce(&n1, T0 + 6, T0 + 20)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !other
+            .claim_nonce(&n1, T0 + 19, T0 + 25)
+            .await
+            .expect("claim")
+    );
+    // A claim survives a restart.
+    let db = db.reopen().await;
+    assert!(
+        !db.store
+            .claim_nonce(&n1, T0 + 20, T0 + 25)
+            .await
+            .expect("claim")
+    );
+}
+
+pub(super) async fn concurrent_claims_of_one_nonce_give_exactly_one_true<B: Backend>() {
+    let db = Db::<B>::new().await;
+    let other = db.other().await;
+    let entry = sha("c1 k1 raced");
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = if i % 2 == 0 {
+                Arc::clone(&db.store)
+            } else {
+                Arc::clone(&other)
+            };
+            tokio::spawn(async move { store.claim_nonce(&entry, T0, T0 + 30).await })
+        })
+        .collect();
+    let mut claimed = 0;
+    for task in tasks {
+        if task.await.expect("join").expect("claim") {
+            claimed += 1;
+        }
+    }
+    assert_eq!(claimed, 1);
+}
+
+pub(super) async fn sweep_deletes_lapsed_nonces_in_bounded_batches<B: Backend>() {
+    let db = Db::<B>::new().await;
+    let s = db.store.as_ref();
+    for i in 0..5 {
+        let entry = sha(&format!("old{i}"));
+        assert!(s.claim_nonce(&entry, T0, T0 + 10).await.expect("claim"));
+    }
+    assert!(
+        s.claim_nonce(&sha("young"), T0, T0 + 100)
+            .await
+            .expect("claim")
+    );
+    // Live through second T0 + 10: nothing lapsed yet.
+    assert_eq!(s.sweep_nonces(T0 + 10, 10).await.expect("sweep"), 0);
+    assert_eq!(s.sweep_nonces(T0 + 11, 2).await.expect("sweep"), 2);
+    assert_eq!(s.sweep_nonces(T0 + 11, 2).await.expect("sweep"), 2);
+    assert_eq!(s.sweep_nonces(T0 + 11, 2).await.expect("sweep"), 1);
+    assert_eq!(s.sweep_nonces(T0 + 11, 2).await.expect("sweep"), 0);
+    // The live claim was kept.
+    assert!(
+        !s.claim_nonce(&sha("young"), T0 + 11, T0 + 100)
+            .await
+            .expect("claim")
+    );
+}
+
 pub(super) async fn sweep_deletes_expired_records_in_bounded_batches<B: Backend>() {
     let db = Db::<B>::new().await;
     let s = db.store.as_ref();
@@ -1980,6 +2067,8 @@ macro_rules! contract_suite {
             an_expired_done_record_no_longer_answers,
             release_frees_an_in_flight_key_but_never_a_done_one,
             sweep_deletes_expired_records_in_bounded_batches,
+            a_nonce_is_claimed_once_until_it_lapses_by_any_handle,
+            sweep_deletes_lapsed_nonces_in_bounded_batches,
             events_fan_out_to_the_subscriptions_that_want_them,
             deliveries_are_leased_retried_declared_dead_and_replayed,
             a_lapsed_lease_is_claimed_again_and_fences_its_first_holder,
@@ -1997,6 +2086,7 @@ macro_rules! contract_suite {
             concurrent_reservations_of_one_key_give_exactly_one_reserved,
             group_committed_reservations_are_each_atomic_and_durable,
             concurrent_claims_never_share_a_delivery,
+            concurrent_claims_of_one_nonce_give_exactly_one_true,
         );
     };
     (@each $backend:ty, $guard:expr, #[$attr:meta]; $($test:ident,)*) => {

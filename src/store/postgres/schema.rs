@@ -150,6 +150,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX webhook_deliveries_leased ON webhook_deliveries (lease_until)
         WHERE lease_until > 0;
     "#,
+    // 2: signature nonces claimed by any replica (`NonceStore`): the hash of (client, keyid,
+    // nonce), live through second `live_until`. A logged table: an unlogged one is emptied by
+    // a server crash, which would make the requests it remembered replayable.
+    r#"
+    CREATE TABLE nonces (
+        entry      bytea PRIMARY KEY,
+        live_until bigint NOT NULL
+    );
+    CREATE INDEX nonces_by_expiry ON nonces (live_until);
+    "#,
 ];
 
 /// The schema version this build writes.

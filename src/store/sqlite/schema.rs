@@ -260,6 +260,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX webhook_deliveries_leased ON webhook_deliveries (lease_until)
         WHERE lease_until > 0;
     "#,
+    // 6: signature nonces claimed through the store (`signatures.nonce_store`): the hash of
+    // (client, keyid, nonce), live through second `live_until`.
+    r#"
+    CREATE TABLE nonces (
+        entry      BLOB PRIMARY KEY NOT NULL,
+        live_until INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX nonces_by_expiry ON nonces (live_until);
+    "#,
 ];
 
 /// Distinct statements a connection keeps prepared (rusqlite's default of 16 is too few).
