@@ -12,7 +12,9 @@ use http::{Method, Uri};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+mod admin;
 mod postgres;
+pub use self::admin::{AdminSettings, RawAdmin};
 pub use self::postgres::RawPostgres;
 
 use crate::gate::idempotency::IdempotencyMode;
@@ -64,6 +66,8 @@ pub struct RawConfig {
     pub issuers: Vec<crate::idp::settings::RawIssuer>,
     /// `[forward_auth]`: the decision cache of `endpoints.forward_auth`.
     pub forward_auth: crate::forward_auth::RawForwardAuth,
+    /// `[admin]`: the admin listener (metrics, health), off by default (`config/admin.rs`).
+    pub admin: RawAdmin,
 }
 
 /// `[router]`: how request paths are compared with route patterns.
@@ -584,6 +588,8 @@ pub struct Settings {
     pub issuers: Vec<crate::idp::settings::IssuerSettings>,
     /// `[forward_auth]`, validated.
     pub forward_auth: crate::forward_auth::ForwardAuthSettings,
+    /// `[admin]`, validated.
+    pub admin: AdminSettings,
 }
 
 /// `[idempotency]`, validated.
@@ -1136,6 +1142,7 @@ impl Settings {
             webhooks: crate::webhooks::config::validate(&raw.webhook_delivery, &raw.webhooks)?,
             issuers: crate::idp::settings::validate(&raw.issuers)?,
             forward_auth: crate::forward_auth::validate(&raw.forward_auth)?,
+            admin: raw.admin.validate(listen, &e.metrics)?,
         })
     }
 }
