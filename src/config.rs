@@ -9,6 +9,7 @@
 //! `signatures.rs`, `clients.rs`); `values.rs` holds the value checks several sections share.
 //! `[webhooks]`, `[[issuers]]` and `[forward_auth]` are validated by their own modules.
 
+mod admin;
 mod clients;
 mod endpoints;
 mod idempotency;
@@ -24,6 +25,7 @@ mod tokens;
 mod upstream;
 mod values;
 
+pub use self::admin::{AdminSettings, RawAdmin};
 pub use self::clients::{ClientKey, ClientSettings};
 pub use self::endpoints::EndpointSettings;
 pub use self::idempotency::IdempotencySettings;
@@ -101,6 +103,8 @@ pub struct RawConfig {
     pub issuers: Vec<crate::idp::settings::RawIssuer>,
     /// `[forward_auth]`: the decision cache of `endpoints.forward_auth`.
     pub forward_auth: crate::forward_auth::RawForwardAuth,
+    /// `[admin]`: the admin listener (metrics, health), off by default (`config/admin.rs`).
+    pub admin: RawAdmin,
 }
 
 // ------------------------------------------------------------------ typed settings
@@ -126,6 +130,8 @@ pub struct Settings {
     pub issuers: Vec<crate::idp::settings::IssuerSettings>,
     /// `[forward_auth]`, validated.
     pub forward_auth: crate::forward_auth::ForwardAuthSettings,
+    /// `[admin]`, validated.
+    pub admin: AdminSettings,
 }
 
 impl Settings {
@@ -138,6 +144,7 @@ impl Settings {
         let endpoints = validate_endpoints(&raw.endpoints, &server.trusted_proxies)?;
         let log = validate_log(&raw.log)?;
         let routes = validate_routes(&raw, &signatures)?;
+        let admin = raw.admin.validate(server.listen, &raw.endpoints.metrics)?;
 
         Ok(Settings {
             server,
@@ -155,6 +162,7 @@ impl Settings {
             webhooks: crate::webhooks::config::validate(&raw.webhook_delivery, &raw.webhooks)?,
             issuers: crate::idp::settings::validate(&raw.issuers)?,
             forward_auth: crate::forward_auth::validate(&raw.forward_auth)?,
+            admin,
         })
     }
 }

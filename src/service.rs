@@ -163,10 +163,8 @@ impl Warden {
             &settings.tokens.realm,
         );
         let forward_auth = crate::forward_auth::ForwardAuth::new(&settings);
-        let metrics = settings
-            .endpoints
-            .metrics
-            .is_some()
+        // Recorded when something serves them: `endpoints.metrics` or the admin listener.
+        let metrics = (settings.endpoints.metrics.is_some() || settings.admin.listen.is_some())
             .then(|| Arc::new(Metrics::new(&settings.routes)));
         for route in settings
             .routes
@@ -321,8 +319,9 @@ impl Warden {
         resp
     }
 
-    /// The `endpoints.metrics` answer: the exposition, or 404 when metrics are off.
-    fn exposition(&self) -> Response<Body> {
+    /// The `endpoints.metrics` (and `admin.metrics`) answer: the exposition, or 404 when
+    /// metrics are off.
+    pub(crate) fn exposition(&self) -> Response<Body> {
         let Some(metrics) = &self.metrics else {
             return Problem::RouteNotFound.into_response();
         };
@@ -807,7 +806,7 @@ impl Warden {
 
     /// Ready when the store answers and the upstream accepts connections (the latter if
     /// `endpoints.readyz_checks_upstream`).
-    async fn ready(&self) -> Response<Body> {
+    pub(crate) async fn ready(&self) -> Response<Body> {
         if let Err(e) = self.issuer.store().ping().await {
             tracing::error!(error = %e, "store ping failed");
             return Problem::NotReady {
@@ -923,7 +922,8 @@ fn host_agrees(uri: &http::Uri, headers: &http::HeaderMap) -> bool {
     bare(authority.as_str().as_bytes()) == bare(host.as_bytes())
 }
 
-fn health() -> Response<Body> {
+/// The liveness answer (`endpoints.healthz`, `admin.healthz`).
+pub(crate) fn health() -> Response<Body> {
     json_response(StatusCode::OK, r#"{"status":"ok"}"#)
 }
 

@@ -35,7 +35,12 @@ fn client_toml((id, secret): (&str, &str)) -> String {
 
 /// Reads `/metrics` from `proxy` and parses it.
 pub async fn scrape(proxy: &Proxy) -> Scrape {
-    let reply = Client::http1().get(&proxy.url("/metrics")).await;
+    scrape_url(&proxy.url("/metrics")).await
+}
+
+/// Reads the exposition at `url` and parses it.
+pub async fn scrape_url(url: &str) -> Scrape {
+    let reply = Client::http1().get(url).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(
         reply
