@@ -32,7 +32,16 @@ use http_body::Body as _;
 
 /// Opens the store named by `store.url`.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn store::Store>, StoreError> {
+    open_store_timed(settings, None).await
+}
+
+/// [`open_store`], recording its write latencies into `timing` when given.
+async fn open_store_timed(
+    settings: &Settings,
+    timing: Option<crate::metrics::StoreTiming>,
+) -> Result<Arc<dyn store::Store>, StoreError> {
     let options = StoreOptions {
+        timing,
         durability: match settings.store.durability {
             Durability::Normal => store::Durability::Normal,
             Durability::Full => store::Durability::Full,
@@ -126,7 +135,10 @@ impl Warden {
             .case_insensitive(settings.router.case_insensitive);
         let timer = CoarseTimer::start(coarse_timer::DEFAULT_TICK);
         let forwarder = Forwarder::new(settings.upstream.clone(), timer.clone());
-        let store = open_store(&settings).await?;
+        // Recorded when something serves them: `endpoints.metrics` or the admin listener.
+        let metrics = (settings.endpoints.metrics.is_some() || settings.admin.listen.is_some())
+            .then(|| Arc::new(Metrics::new(&settings.routes)));
+        let store = open_store_timed(&settings, metrics.as_ref().map(|m| m.store_timing())).await?;
         let issuer = Issuer::new(store, settings.tokens.clone(), clock);
         issuer.bootstrap(&settings.clients).await?;
         issuer.start_feed().await?;
@@ -163,9 +175,11 @@ impl Warden {
             &settings.tokens.realm,
         );
         let forward_auth = crate::forward_auth::ForwardAuth::new(&settings);
-        // Recorded when something serves them: `endpoints.metrics` or the admin listener.
-        let metrics = (settings.endpoints.metrics.is_some() || settings.admin.listen.is_some())
-            .then(|| Arc::new(Metrics::new(&settings.routes)));
+        if let Some(m) = &metrics {
+            m.count_lookups("token", issuer.token_cache_lookups());
+            m.count_lookups("signature_key", signatures.key_cache_lookups());
+            m.count_deliveries(&webhooks.stats().deliveries);
+        }
         for route in settings
             .routes
             .iter()

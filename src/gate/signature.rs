@@ -230,6 +230,11 @@ impl SignatureGate {
         &self.keys.secrets
     }
 
+    /// The key cache's hit and miss counters (for the metrics).
+    pub fn key_cache_lookups(&self) -> &crate::metrics::Lookups {
+        &self.keys.lookups
+    }
+
     /// A client's own signature mode.
     pub fn client_mode(&self, client_id: &str) -> SignatureMode {
         self.client_modes
@@ -718,6 +723,8 @@ struct KeyCache {
     seq: tokio::sync::Mutex<i64>,
     /// The HMAC secrets the stored `hmac-sha256` keys take.
     secrets: HmacSecrets,
+    /// `warden_cache_lookups_total{cache="signature_key"}`, once metrics attach it.
+    lookups: crate::metrics::Lookups,
 }
 
 impl KeyCache {
@@ -733,6 +740,7 @@ impl KeyCache {
             last_look_ms: AtomicU64::new(0),
             marker: AtomicU64::new(u64::MAX),
             seq: tokio::sync::Mutex::new(0),
+            lookups: crate::metrics::Lookups::default(),
         }
     }
 
@@ -752,8 +760,10 @@ impl KeyCache {
     ) -> Result<Arc<ClientKeys>, StoreError> {
         self.catch_up(store).await?;
         if let Some(keys) = self.inner.get(client_id) {
+            self.lookups.hit();
             return Ok(keys);
         }
+        self.lookups.miss();
         let load = Box::pin(self.load(store, client_id, mode));
         load.await
     }
