@@ -596,3 +596,94 @@ async fn a_nonce_the_store_cannot_claim_is_refused_and_never_reaches_the_upstrea
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(up.calls(), 1);
 }
+
+// ------------------------------------------------------------------ idempotency
+
+/// A bearer route on the upstream's `/slow?ms=N`, which answers after N ms.
+const SLOW_ROUTE: &str = "[[routes]]\nname = \"slow\"\npath = \"/slow\"\nauth = \"bearer\"\n";
+
+fn keyed_post(replica: &Spawned, token: &str, key: &str, body: &str) -> Request<Full<Bytes>> {
+    Request::post(replica.url("/slow?ms=300"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", format!("\"{key}\""))
+        .body(Full::from(body.to_owned()))
+        .unwrap()
+}
+
+fn replayed(reply: &Reply) -> bool {
+    reply.header("idempotent-replayed") == Some("true")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_idempotency_key_sent_to_both_replicas_at_once_runs_once() {
+    let Some(cluster) =
+        Cluster::create("one_idempotency_key_sent_to_both_replicas_at_once_runs_once").await
+    else {
+        return;
+    };
+    let up = Upstream::start().await;
+    let (a, b) = cluster.start_with(&up, "", SLOW_ROUTE).await;
+    let a = Arc::new(a);
+    let b = Arc::new(b);
+    let http = Arc::new(Client::http1());
+    let token = issue(&http, &a).await;
+    let body = r#"{"amount":100,"currency":"EUR"}"#;
+    // 16 at once, every other one to B; the upstream takes 300 ms, so most overlap.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let replica = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (http, token) = (http.clone(), token.clone());
+            tokio::spawn(async move {
+                http.send(keyed_post(&replica, &token, "k-shared", body))
+                    .await
+            })
+        })
+        .collect();
+    let (mut ran, mut replays, mut in_use) = (0, 0, 0);
+    for task in tasks {
+        let reply = task.await.unwrap();
+        match reply.status {
+            StatusCode::OK if replayed(&reply) => {
+                assert_eq!(reply.text(), "slow");
+                replays += 1;
+            }
+            StatusCode::OK => ran += 1,
+            StatusCode::CONFLICT => {
+                reply.problem(409, "idempotency_key_in_use");
+                assert!(reply.header("retry-after").is_some());
+                in_use += 1;
+            }
+            other => panic!("unexpected {other}: {}", reply.text()),
+        }
+    }
+    println!("16 concurrent: {ran} ran, {replays} replays, {in_use} in use (409)");
+    assert_eq!(ran, 1, "one execution ({replays} replays, {in_use} in use)");
+    assert_eq!(up.calls(), 1);
+    // Once it is done, both replicas replay it; a different payload under the key is refused.
+    for replica in [&a, &b] {
+        let reply = within(PATIENCE, "the response being recorded", async {
+            loop {
+                let reply = http
+                    .send(keyed_post(replica, &token, "k-shared", body))
+                    .await;
+                if reply.status != StatusCode::CONFLICT {
+                    return reply;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert!(replayed(&reply));
+        assert_eq!(reply.text(), "slow");
+        http.send(keyed_post(replica, &token, "k-shared", r#"{"amount":999}"#))
+            .await
+            .problem(422, "idempotency_key_reused");
+    }
+    assert_eq!(
+        up.calls(),
+        1,
+        "no replay and no refusal reached the upstream"
+    );
+}
