@@ -31,9 +31,9 @@ pub use self::endpoints::EndpointSettings;
 pub use self::idempotency::IdempotencySettings;
 pub use self::postgres::RawPostgres;
 pub use self::raw::{
-    Durability, LogFormat, NonceMode, RawClient, RawClientKey, RawDigest, RawEndpoints,
-    RawIdempotency, RawLog, RawRoute, RawRouter, RawServer, RawSignatures, RawStore, RawTls,
-    RawTokens, RawUpstream,
+    Durability, LogFormat, NonceMode, NonceStoreMode, RawClient, RawClientKey, RawDigest,
+    RawEndpoints, RawIdempotency, RawLog, RawRoute, RawRouter, RawServer, RawSignatures, RawStore,
+    RawTls, RawTokens, RawUpstream,
 };
 pub use self::server::{ServerSettings, TlsFiles};
 pub use self::signatures::SignatureSettings;

@@ -175,6 +175,12 @@ async fn sweep_forever(warden: Arc<Warden>) {
             Ok(swept) => tracing::debug!(swept, "expired idempotency records deleted"),
             Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
         }
+        let now = warden.issuer().clock().now();
+        match warden.signatures().sweep_nonces(now).await {
+            Ok(0) => {}
+            Ok(swept) => tracing::debug!(swept, "lapsed signature nonces deleted"),
+            Err(e) => tracing::warn!(error = %e, "nonce sweep failed"),
+        }
         match warden.webhooks().sweep().await {
             Ok(0) => {}
             Ok(swept) => tracing::debug!(swept, "old webhook deliveries and events deleted"),

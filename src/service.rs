@@ -142,7 +142,8 @@ impl Warden {
         let issuer = Issuer::new(store, settings.tokens.clone(), clock);
         issuer.bootstrap(&settings.clients).await?;
         issuer.start_feed().await?;
-        let signatures = SignatureGate::new(&settings, issuer.challenge());
+        let signatures =
+            SignatureGate::new(&settings, issuer.challenge()).with_store(issuer.store().clone());
         signatures.start(issuer.store().as_ref()).await?;
         signatures.fence_nonces(issuer.clock().now());
         let allowlist = Allowlist::new(

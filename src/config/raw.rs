@@ -48,6 +48,8 @@ pub struct RawSignatures {
     pub nonce_cache_capacity: u64,
     /// Most live nonces of one client; 0 (the default): a quarter of `nonce_cache_capacity`.
     pub nonce_cache_per_client: u64,
+    /// Where nonces are claimed besides memory; default `auto`.
+    pub nonce_store: NonceStoreMode,
     pub cover_if_present: Vec<String>,
     pub cover_always: Vec<String>,
     pub key_cache_capacity: u64,
@@ -70,6 +72,7 @@ impl Default for RawSignatures {
             nonce: NonceMode::Optional,
             nonce_cache_capacity: 200_000,
             nonce_cache_per_client: 0,
+            nonce_store: NonceStoreMode::Auto,
             cover_if_present: [
                 "authorization",
                 "x-client-id",
@@ -99,6 +102,20 @@ pub enum NonceMode {
     Optional,
     /// Every signature must carry a nonce, refused if seen before.
     Required,
+}
+
+/// Where signature nonces are claimed (`signatures.nonce_store`): memory only (one process),
+/// or also the store, so that every Warden on it refuses a nonce used at any of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NonceStoreMode {
+    /// The store when it is PostgreSQL (replicas), memory with SQLite.
+    #[default]
+    Auto,
+    /// This process's memory only.
+    Memory,
+    /// The store too: one write per signed request that carries a nonce.
+    Store,
 }
 
 /// `[digest]`: RFC 9530 `Content-Digest` checks beyond those a signature requires.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{
-    ConfigError, NonceMode, PublicUrl, RawSignatures, invalid, parse_public_url,
+    ConfigError, NonceMode, NonceStoreMode, PublicUrl, RawSignatures, invalid, parse_public_url,
     validate_components,
 };
 use crate::router::SignatureMode;
@@ -29,6 +29,8 @@ pub struct SignatureSettings {
     /// `signatures.nonce_cache_per_client`, default a quarter of the capacity: most live
     /// nonces of one client.
     pub nonce_cache_per_client: u64,
+    /// `signatures.nonce_store`, default `auto`: where nonces are claimed besides memory.
+    pub nonce_store: NonceStoreMode,
     /// `signatures.cover_if_present`, default `authorization`, `x-client-id`,
     /// `x-idempotency-key`, `idempotency-key`: fields a signature must cover when the request has them.
     pub cover_if_present: Vec<http::HeaderName>,
@@ -101,6 +103,7 @@ pub(super) fn validate_signatures(s: &RawSignatures) -> Result<SignatureSettings
         nonce: s.nonce,
         nonce_cache_capacity: s.nonce_cache_capacity,
         nonce_cache_per_client,
+        nonce_store: s.nonce_store,
         cover_if_present,
         cover_always: validate_components("signatures.cover_always", &s.cover_always)?,
         key_cache_capacity: s.key_cache_capacity,

@@ -77,12 +77,11 @@ impl NonceCache {
     /// second `last` (inclusive), at `now` (unix seconds of the injected clock). Insert-if-absent
     /// under one lock: of two concurrent uses, exactly one is [`Seen::Fresh`].
     pub fn check(&self, client_id: &str, key_id: &str, nonce: &str, now: i64, last: i64) -> Seen {
-        let mut h = Sha256::new();
-        for part in [client_id, key_id, nonce] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part.as_bytes());
-        }
-        let entry: [u8; 32] = h.finalize().into();
+        self.check_entry(entry(client_id, key_id, nonce), client_id, now, last)
+    }
+
+    /// [`NonceCache::check`] of an [`entry`] already hashed.
+    pub fn check_entry(&self, entry: [u8; 32], client_id: &str, now: i64, last: i64) -> Seen {
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         table.forget_before(now);
         if table.live.contains(&entry) {
@@ -121,6 +120,39 @@ impl NonceCache {
         Seen::Fresh
     }
 
+    /// Forgets `entry` of `client_id`, remembered by a [`Seen::Fresh`] check with `last` at
+    /// `now` whose request was then refused before it could use the nonce (the store could not
+    /// claim it), so a retry is not taken for a replay.
+    pub fn forget(&self, entry: &[u8; 32], client_id: &str, now: i64, last: i64) {
+        let last = last.max(now);
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        // Already dropped, by `forget_before` or an earlier call: nothing is counted for it.
+        if !table.live.remove(entry) {
+            return;
+        }
+        if let Some(entries) = table.by_last.get_mut(&last) {
+            if let Some(at) = entries.iter().position(|(e, _)| e == entry) {
+                entries.swap_remove(at);
+            }
+            if entries.is_empty() {
+                table.by_last.remove(&last);
+            }
+        }
+        let Some(load) = table.clients.get_mut(client_id) else {
+            return;
+        };
+        load.live = load.live.saturating_sub(1);
+        if let Some(n) = load.by_last.get_mut(&last) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                load.by_last.remove(&last);
+            }
+        }
+        if load.live == 0 {
+            table.clients.remove(client_id);
+        }
+    }
+
     /// How many nonces are remembered (some may have lapsed and not yet been dropped).
     pub fn len(&self) -> usize {
         let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
@@ -131,6 +163,17 @@ impl NonceCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The entry of a nonce: SHA-256 of (client, keyid, nonce), each part length-prefixed so that
+/// no two triples share one. Also the key a store claims ([`crate::store::NonceStore`]).
+pub fn entry(client_id: &str, key_id: &str, nonce: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [client_id, key_id, nonce] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
 }
 
 impl Table {
@@ -223,6 +266,30 @@ mod tests {
         assert_eq!(
             c.check("victim", "k", "v", NOW + 9, NOW + 9),
             Seen::Replayed
+        );
+    }
+
+    #[test]
+    fn a_forgotten_nonce_is_fresh_again_and_no_longer_counts_against_its_client() {
+        let c = NonceCache::new(10, 2);
+        assert_eq!(c.check("c1", "k", "a", NOW, NOW + 5), Seen::Fresh);
+        assert_eq!(c.check("c1", "k", "b", NOW, NOW + 5), Seen::Fresh);
+        c.forget(&entry("c1", "k", "a"), "c1", NOW, NOW + 5);
+        assert_eq!(c.len(), 1);
+        // Its share has room again, and the nonce itself is fresh.
+        assert_eq!(c.check("c1", "k", "a", NOW + 1, NOW + 6), Seen::Fresh);
+        assert_eq!(c.check("c1", "k", "b", NOW + 1, NOW + 6), Seen::Replayed);
+        // Forgetting what is not there (or twice) changes nothing.
+        c.forget(&entry("c1", "k", "zz"), "c1", NOW, NOW + 5);
+        c.forget(&entry("c1", "k", "a"), "c1", NOW + 1, NOW + 6);
+        c.forget(&entry("c1", "k", "a"), "c1", NOW + 1, NOW + 6);
+        let table = c.table.lock().unwrap();
+        assert_eq!(table.live.len(), 1);
+        assert_eq!(table.clients["c1"].live, 1);
+        assert_eq!(
+            table.by_last.values().map(Vec::len).sum::<usize>(),
+            1,
+            "no stale entry left to be dropped again"
         );
     }
 

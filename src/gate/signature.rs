@@ -14,9 +14,11 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
 use moka::sync::Cache;
 
-use crate::config::{NonceMode, PublicUrl, Settings, SignatureSettings};
+use crate::config::{
+    Durability, NonceMode, NonceStoreMode, PublicUrl, Settings, SignatureSettings,
+};
 use crate::forward::Origin;
-use crate::gate::nonce::{NonceCache, Seen};
+use crate::gate::nonce::{self, NonceCache, Seen};
 use crate::httpsig::batch::BatchVerifier;
 use crate::httpsig::{self, Message, ParsedSignature, RequestView, SigError, VerificationKey};
 use crate::problem::{Problem, SignatureProblem, SignatureRefusal};
@@ -37,6 +39,10 @@ const LABEL: &str = "sig1";
 const FEED_INTERVAL: Duration = Duration::from_millis(200);
 /// How many changes one catch-up reads at most (it loops until done).
 const FEED_BATCH: u32 = 1000;
+/// How many lapsed nonce claims one sweep transaction deletes at most (the sweep loops, up to
+/// [`NONCE_SWEEP_ROUNDS`] times, so one sweep never holds the store for long).
+const NONCE_SWEEP_BATCH: u32 = 1000;
+const NONCE_SWEEP_ROUNDS: usize = 100;
 
 /// One registered key, parsed once.
 #[derive(Debug)]
@@ -182,6 +188,15 @@ pub struct SignatureGate {
     client_modes: HashMap<String, SignatureMode>,
     keys: KeyCache,
     nonces: Option<NonceCache>,
+    /// The store, once [`Self::with_store`] gave it: nonces are claimed in it too when
+    /// `claims_in_store`, and its lapsed claims are swept ([`Self::sweep_nonces`]).
+    store: Option<Arc<dyn Store>>,
+    /// `signatures.nonce_store` (`auto`: the store is PostgreSQL), with nonces on.
+    claims_in_store: bool,
+    /// Whether a claim committed to the store survives what a restart follows: PostgreSQL, or
+    /// SQLite with `store.durability = "full"` (with `normal` a power loss may lose the last
+    /// commits). Only then does the store replace the restart fence.
+    store_durable: bool,
     /// Unix second from which this process has remembered nonces ([`Self::fence_nonces`]):
     /// a signature created earlier may have used its nonce before, where this process cannot
     /// see it (a restart forgets the nonces in memory), so one that carries a nonce is refused.
@@ -200,6 +215,13 @@ impl SignatureGate {
         let cfg = settings.signatures.clone();
         let nonces = (cfg.nonce != NonceMode::Off)
             .then(|| NonceCache::new(cfg.nonce_cache_capacity, cfg.nonce_cache_per_client));
+        let postgres = crate::store::postgres::is_postgres_url(&settings.store.url);
+        let claims_in_store = nonces.is_some()
+            && match cfg.nonce_store {
+                NonceStoreMode::Auto => postgres,
+                NonceStoreMode::Memory => false,
+                NonceStoreMode::Store => true,
+            };
         Self {
             client_modes: settings
                 .clients
@@ -212,6 +234,9 @@ impl SignatureGate {
                 hmac_secrets(settings),
             ),
             nonces,
+            store: None,
+            claims_in_store,
+            store_durable: postgres || settings.store.durability == Durability::Full,
             nonces_since: AtomicI64::new(i64::MIN),
             nonce_warned: AtomicI64::new(i64::MIN),
             challenge,
@@ -243,11 +268,46 @@ impl SignatureGate {
             .unwrap_or_default()
     }
 
+    /// The store nonces are claimed in when `signatures.nonce_store` says so, and whose lapsed
+    /// claims [`Self::sweep_nonces`] deletes. Without it nonces live in memory only.
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Whether nonces are claimed in the store (so every process on it refuses a nonce used
+    /// at any of them).
+    pub fn claims_nonces_in_store(&self) -> bool {
+        self.claims_in_store && self.store.is_some()
+    }
+
     /// Refuses, from now on, signatures with a nonce created before `started` (unix seconds):
     /// their nonce may have been used before this process began remembering nonces. Called once
-    /// at start, so a request captured before a restart cannot be replayed after it.
+    /// at start (after [`Self::with_store`]), so a request captured before a restart cannot be
+    /// replayed after it. Not needed, so not set, when nonces are claimed in a store that keeps
+    /// every committed claim across a restart: it still holds the nonces used before.
     pub fn fence_nonces(&self, started: i64) {
+        if self.claims_nonces_in_store() && self.store_durable {
+            return;
+        }
         self.nonces_since.store(started, Ordering::Relaxed);
+    }
+
+    /// Deletes the store's lapsed nonce claims at `now` in bounded batches; returns how many.
+    pub async fn sweep_nonces(&self, now: i64) -> Result<u64, StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(0);
+        };
+        let mut total = 0;
+        for _ in 0..NONCE_SWEEP_ROUNDS {
+            let n = store.sweep_nonces(now, NONCE_SWEEP_BATCH).await?;
+            total += n;
+            if n < u64::from(NONCE_SWEEP_BATCH) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(total)
     }
 
     /// Starts following the store's change feed (call once, after the config clients are written).
@@ -452,7 +512,8 @@ impl SignatureGate {
                 nonce,
                 now,
                 self.last_second(params, now),
-            )?;
+            )
+            .await?;
         }
         Ok(Verdict::Verified {
             digest_covered: sig.covers("content-digest"),
@@ -514,7 +575,12 @@ impl SignatureGate {
     /// Records the nonce of a verified signature, live through second `last`; refuses a nonce
     /// already used, and one that cannot be remembered (the cache, or the client's share of
     /// it, is full of live nonces: forgetting one would make its request replayable).
-    fn remember(
+    ///
+    /// With nonces in the store, a nonce fresh to this process's memory is then claimed in the
+    /// store, which refuses one another process used; one this process saw is refused from
+    /// memory without a store trip. A store that does not answer refuses the request (503
+    /// `store_unavailable`): a nonce that could not be claimed may be in use elsewhere.
+    async fn remember(
         &self,
         client_id: &str,
         key_id: &str,
@@ -525,13 +591,32 @@ impl SignatureGate {
         let Some(cache) = &self.nonces else {
             return Ok(());
         };
-        match cache.check(client_id, key_id, nonce, now, last) {
-            Seen::Fresh => Ok(()),
-            Seen::Replayed => Err(Failure::Refused(
+        let last = last.max(now);
+        let entry = nonce::entry(client_id, key_id, nonce);
+        let replayed = || {
+            Failure::Refused(
                 SignatureRefusal::Replayed,
                 "this signature's nonce was already used; sign the request again with a new nonce"
                     .into(),
-            )),
+            )
+        };
+        match cache.check_entry(entry, client_id, now, last) {
+            Seen::Fresh => {
+                let Some(store) = self.store.as_ref().filter(|_| self.claims_in_store) else {
+                    return Ok(());
+                };
+                match store.claim_nonce(&entry, now, last).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(replayed()),
+                    Err(e) => {
+                        // Not used here: a retry once the store answers is not a replay.
+                        cache.forget(&entry, client_id, now, last);
+                        tracing::error!(error = %e, "store failed while claiming a signature nonce");
+                        Err(Failure::Unavailable(Problem::StoreUnavailable))
+                    }
+                }
+            }
+            Seen::Replayed => Err(replayed()),
             Seen::ClientFull { retry_after } => {
                 // At most one line a second, however many are refused.
                 if self.nonce_warned.fetch_max(now, Ordering::Relaxed) < now {

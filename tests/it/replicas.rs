@@ -122,15 +122,24 @@ impl Cluster {
     }
 
     /// Writes a config file for one replica: a bearer route `/api/**`, client alpha, this
-    /// database, the shared seal key, and `postgres` as `[store.postgres]` lines.
-    fn config(&self, name: &str, up: &Upstream, url: &str, postgres: &str) -> std::path::PathBuf {
+    /// database, the shared seal key, `postgres` as `[store.postgres]` lines, and `extra` after
+    /// client alpha (its `[[clients.keys]]`, then other tables).
+    fn config(
+        &self,
+        name: &str,
+        up: &Upstream,
+        url: &str,
+        postgres: &str,
+        extra: &str,
+    ) -> std::path::PathBuf {
         let toml = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n\
              [upstream]\nurl = {upstream:?}\n\
              [store]\nurl = {url:?}\nseal_key_file = {key:?}\n\
              [store.postgres]\n{postgres}\n\
              [[routes]]\nname = \"api\"\npath = \"/api/**\"\nauth = \"bearer\"\n\
-             [[clients]]\nid = {id:?}\nsecret_sha256 = \"{hash}\"\nscopes = [\"read\"]\n",
+             [[clients]]\nid = {id:?}\nsecret_sha256 = \"{hash}\"\nscopes = [\"read\"]\n\
+             {extra}",
             upstream = up.url(),
             key = self.dir.path().join("seal-key").display().to_string(),
             id = ALPHA.0,
@@ -143,8 +152,13 @@ impl Cluster {
 
     /// Replicas B (started first: it migrates, so its role owns the tables) and A.
     async fn start(&self, up: &Upstream, postgres_b: &str) -> (Spawned, Spawned) {
-        let b = Spawned::start(&self.config("b", up, &self.url_b(), postgres_b)).await;
-        let a = Spawned::start(&self.config("a", up, &self.url_a(), "")).await;
+        self.start_with(up, postgres_b, "").await
+    }
+
+    /// [`Cluster::start`], with `extra` in both replicas' config (see [`Cluster::config`]).
+    async fn start_with(&self, up: &Upstream, postgres_b: &str, extra: &str) -> (Spawned, Spawned) {
+        let b = Spawned::start(&self.config("b", up, &self.url_b(), postgres_b, extra)).await;
+        let a = Spawned::start(&self.config("a", up, &self.url_a(), "", extra)).await;
         (a, b)
     }
 
@@ -477,4 +491,199 @@ async fn every_token_a_returned_before_kill_9_works_at_b() {
         );
     }
     assert_eq!(up.calls(), issued.len());
+}
+
+// ------------------------------------------------------------------ signature nonces
+
+const KEY_ID: &str = "alpha-ed25519";
+/// The URL clients sign: both replicas stand behind one public name.
+const PUBLIC: &str = "https://api.example.com";
+
+fn signing_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[21; 32])
+}
+
+/// Alpha's signing key, and signatures checked against [`PUBLIC`] with every nonce required.
+fn signed_config() -> String {
+    let public_key =
+        base64::engine::general_purpose::STANDARD.encode(signing_key().verifying_key().to_bytes());
+    format!(
+        "[[clients.keys]]\nid = {KEY_ID:?}\nalg = \"ed25519\"\npublic_key = \"{public_key}\"\n\
+         [signatures]\npublic_url = {PUBLIC:?}\nnonce = \"required\"\n"
+    )
+}
+
+/// A GET of [`API`] with `token`, signed for [`PUBLIC`] with `nonce`, for `replica`.
+fn signed_get(replica: &Spawned, token: &str, nonce: &str) -> Request<Full<Bytes>> {
+    get_with(replica, &signed_headers(token, nonce))
+}
+
+/// A GET of [`API`] at `replica` with exactly `headers`.
+fn get_with(replica: &Spawned, headers: &http::HeaderMap) -> Request<Full<Bytes>> {
+    let mut req = Request::get(replica.url(API))
+        .body(Full::default())
+        .unwrap();
+    *req.headers_mut() = headers.clone();
+    req
+}
+
+/// The headers of a GET of [`API`] with `token`, signed for [`PUBLIC`] with `nonce`.
+fn signed_headers(token: &str, nonce: &str) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let now = warden::clock::Clock::default().now();
+    let mut opts = warden::httpsig::SignOptions::new(KEY_ID, now);
+    opts.nonce = Some(nonce);
+    let url = format!("{PUBLIC}{API}").parse().unwrap();
+    warden::httpsig::sign_request("GET", &url, &mut headers, b"", &opts, &signing_key()).unwrap();
+    headers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nonce_used_at_one_replica_is_refused_at_the_other() {
+    let Some(cluster) =
+        Cluster::create("a_nonce_used_at_one_replica_is_refused_at_the_other").await
+    else {
+        return;
+    };
+    let up = Upstream::start().await;
+    let (a, b) = cluster.start_with(&up, "", &signed_config()).await;
+    let http = Client::http1();
+    let token = issue(&http, &a).await;
+    let captured = signed_headers(&token, "n-once");
+    let reply = http.send(get_with(&a, &captured)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(up.calls(), 1);
+    // The same signed request, replayed at B (which never saw it) and at A.
+    http.send(get_with(&b, &captured))
+        .await
+        .problem(401, "signature_replayed");
+    http.send(get_with(&a, &captured))
+        .await
+        .problem(401, "signature_replayed");
+    assert_eq!(up.calls(), 1, "no replay reached the upstream");
+    // B verifies alpha's signatures: a new nonce passes there.
+    let reply = http.send(signed_get(&b, &token, "n-twice")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(up.calls(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nonce_the_store_cannot_claim_is_refused_and_never_reaches_the_upstream() {
+    let Some(cluster) =
+        Cluster::create("a_nonce_the_store_cannot_claim_is_refused_and_never_reaches_the_upstream")
+            .await
+    else {
+        return;
+    };
+    let up = Upstream::start().await;
+    let (a, _b) = cluster.start_with(&up, "", &signed_config()).await;
+    let http = Client::http1();
+    let token = issue(&http, &a).await;
+    let db = connect(&url_for(&cluster.server, &cluster.db, None)).await;
+    db.batch_execute("ALTER TABLE nonces RENAME TO nonces_away")
+        .await
+        .unwrap();
+    let reply = http.send(signed_get(&a, &token, "n-unclaimed")).await;
+    let problem = reply.problem(503, "store_unavailable");
+    assert!(!problem.to_string().contains("nonces"), "{problem}");
+    assert_eq!(up.calls(), 0);
+    db.batch_execute("ALTER TABLE nonces_away RENAME TO nonces")
+        .await
+        .unwrap();
+    // Not a replay once the store answers: the nonce was never used.
+    let reply = http.send(signed_get(&a, &token, "n-unclaimed")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(up.calls(), 1);
+}
+
+// ------------------------------------------------------------------ idempotency
+
+/// A bearer route on the upstream's `/slow?ms=N`, which answers after N ms.
+const SLOW_ROUTE: &str = "[[routes]]\nname = \"slow\"\npath = \"/slow\"\nauth = \"bearer\"\n";
+
+fn keyed_post(replica: &Spawned, token: &str, key: &str, body: &str) -> Request<Full<Bytes>> {
+    Request::post(replica.url("/slow?ms=300"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", format!("\"{key}\""))
+        .body(Full::from(body.to_owned()))
+        .unwrap()
+}
+
+fn replayed(reply: &Reply) -> bool {
+    reply.header("idempotent-replayed") == Some("true")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_idempotency_key_sent_to_both_replicas_at_once_runs_once() {
+    let Some(cluster) =
+        Cluster::create("one_idempotency_key_sent_to_both_replicas_at_once_runs_once").await
+    else {
+        return;
+    };
+    let up = Upstream::start().await;
+    let (a, b) = cluster.start_with(&up, "", SLOW_ROUTE).await;
+    let a = Arc::new(a);
+    let b = Arc::new(b);
+    let http = Arc::new(Client::http1());
+    let token = issue(&http, &a).await;
+    let body = r#"{"amount":100,"currency":"EUR"}"#;
+    // 16 at once, every other one to B; the upstream takes 300 ms, so most overlap.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let replica = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (http, token) = (http.clone(), token.clone());
+            tokio::spawn(async move {
+                http.send(keyed_post(&replica, &token, "k-shared", body))
+                    .await
+            })
+        })
+        .collect();
+    let (mut ran, mut replays, mut in_use) = (0, 0, 0);
+    for task in tasks {
+        let reply = task.await.unwrap();
+        match reply.status {
+            StatusCode::OK if replayed(&reply) => {
+                assert_eq!(reply.text(), "slow");
+                replays += 1;
+            }
+            StatusCode::OK => ran += 1,
+            StatusCode::CONFLICT => {
+                reply.problem(409, "idempotency_key_in_use");
+                assert!(reply.header("retry-after").is_some());
+                in_use += 1;
+            }
+            other => panic!("unexpected {other}: {}", reply.text()),
+        }
+    }
+    println!("16 concurrent: {ran} ran, {replays} replays, {in_use} in use (409)");
+    assert_eq!(ran, 1, "one execution ({replays} replays, {in_use} in use)");
+    assert_eq!(up.calls(), 1);
+    // Once it is done, both replicas replay it; a different payload under the key is refused.
+    for replica in [&a, &b] {
+        let reply = within(PATIENCE, "the response being recorded", async {
+            loop {
+                let reply = http
+                    .send(keyed_post(replica, &token, "k-shared", body))
+                    .await;
+                if reply.status != StatusCode::CONFLICT {
+                    return reply;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert!(replayed(&reply));
+        assert_eq!(reply.text(), "slow");
+        http.send(keyed_post(replica, &token, "k-shared", r#"{"amount":999}"#))
+            .await
+            .problem(422, "idempotency_key_reused");
+    }
+    assert_eq!(
+        up.calls(),
+        1,
+        "no replay and no refusal reached the upstream"
+    );
 }

@@ -650,3 +650,114 @@ proptest::proptest! {
         }
     }
 }
+
+/// A SQLite store in a file of its own, and where that file is.
+async fn file_store(dir: &tempfile::TempDir) -> (Arc<dyn Store>, std::path::PathBuf) {
+    let path = dir.path().join("warden.db");
+    let store = crate::store::open(path.to_str().unwrap(), Default::default())
+        .await
+        .unwrap();
+    (store, path)
+}
+
+#[tokio::test]
+async fn a_nonce_claimed_in_the_store_is_refused_by_every_gate_on_it() {
+    // Two processes on one store (two handles on one file stand for two replicas).
+    let dir = tempfile::tempdir().unwrap();
+    let (store_a, path) = file_store(&dir).await;
+    let store_b = crate::store::open(path.to_str().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let cfg = "[signatures]\nnonce = \"optional\"\nnonce_store = \"store\"\n";
+    let a = gate(cfg).with_store(store_a);
+    let b = gate(cfg).with_store(store_b);
+    assert!(a.claims_nonces_in_store() && b.claims_nonces_in_store());
+    let keys = keys_of(1, "k1");
+    let req = nonced("n-shared", NOW, None);
+    let at = async |g: &SignatureGate| {
+        g.check(&req.parts(), &route(), "c1", &keys, NOW, true)
+            .await
+    };
+    assert!(at(&a).await.is_ok());
+    assert_eq!(code(at(&b).await), "signature_replayed");
+    // B now remembers it too: refused from memory, and at A as before.
+    assert_eq!(code(at(&b).await), "signature_replayed");
+    assert_eq!(code(at(&a).await), "signature_replayed");
+    // Memory only (the default with SQLite): B would not have known.
+    let alone = gate("[signatures]\nnonce = \"optional\"\n").with_store(
+        crate::store::open(path.to_str().unwrap(), Default::default())
+            .await
+            .unwrap(),
+    );
+    assert!(!alone.claims_nonces_in_store());
+    assert!(at(&alone).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_claim_a_nonce_refuses_the_request_and_a_retry_is_no_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = file_store(&dir).await;
+    let g = gate("[signatures]\nnonce = \"required\"\nnonce_store = \"store\"\n").with_store(store);
+    let keys = keys_of(1, "k1");
+    let req = nonced("n-1", NOW, None);
+    let check = async || {
+        g.check(&req.parts(), &route(), "c1", &keys, NOW, true)
+            .await
+    };
+    // The claim fails (its table is gone): closed, with nothing of the store's error shown.
+    let admin = rusqlite::Connection::open(&path).unwrap();
+    admin
+        .execute_batch("ALTER TABLE nonces RENAME TO nonces_away")
+        .unwrap();
+    let refused = check().await.unwrap_err();
+    assert_eq!(refused.code(), "store_unavailable");
+    let resp = refused.into_response();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    // Once the store answers again, the same request is not taken for a replay.
+    admin
+        .execute_batch("ALTER TABLE nonces_away RENAME TO nonces")
+        .unwrap();
+    assert!(check().await.is_ok());
+    assert_eq!(code(check().await), "signature_replayed");
+}
+
+#[tokio::test]
+async fn a_store_that_keeps_every_claim_replaces_the_restart_fence() {
+    // After a restart the store still holds the nonces used before it, when a commit survives
+    // what the restart followed: PostgreSQL, or SQLite syncing every commit.
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys_of(1, "k1");
+    let before = nonced("n-before", NOW - 10, None);
+    let used = nonced("n-used", NOW - 10, None);
+    let durable = "[signatures]\nnonce = \"optional\"\nnonce_store = \"store\"\n\
+                   [store]\ndurability = \"full\"\n";
+    let (store, path) = file_store(&dir).await;
+    let first = gate(durable).with_store(store);
+    assert!(
+        first
+            .check(&used.parts(), &route(), "c1", &keys, NOW - 5, true)
+            .await
+            .is_ok()
+    );
+    drop(first);
+    let open = async || {
+        crate::store::open(path.to_str().unwrap(), Default::default())
+            .await
+            .unwrap()
+    };
+    let restarted = gate(durable).with_store(open().await);
+    restarted.fence_nonces(NOW);
+    let check = async |g: &SignatureGate, req: &Req| {
+        g.check(&req.parts(), &route(), "c1", &keys, NOW, true)
+            .await
+    };
+    assert!(check(&restarted, &before).await.is_ok(), "no fence");
+    assert_eq!(code(check(&restarted, &used).await), "signature_replayed");
+    // With `durability = "normal"` a power loss may lose the last claims: the fence stays.
+    let normal = gate("[signatures]\nnonce = \"optional\"\nnonce_store = \"store\"\n")
+        .with_store(open().await);
+    normal.fence_nonces(NOW);
+    let fenced = nonced("n-other", NOW - 10, None);
+    assert_eq!(code(check(&normal, &fenced).await), "signature_replayed");
+}
