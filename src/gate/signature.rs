@@ -191,9 +191,9 @@ pub struct SignatureGate {
     store: Option<Arc<dyn Store>>,
     /// `signatures.nonce_store` (`auto`: the store is PostgreSQL), with nonces on.
     claims_in_store: bool,
-    /// Whether a claim committed to the store survives what a restart follows: PostgreSQL, or
-    /// SQLite with `store.durability = "full"` (with `normal` a power loss may lose the last
-    /// commits). Only then does the store replace the restart fence.
+    /// Whether a claim committed to the store survives whatever a restart follows (a crash, a
+    /// power loss): PostgreSQL, or SQLite with `store.durability = "full"` (with `normal` a
+    /// power loss may lose the last commits). Only then does the store replace the restart fence.
     store_durable: bool,
     /// Unix second from which this process has remembered nonces ([`Self::fence_nonces`]):
     /// a signature created earlier may have used its nonce before, where this process cannot
