@@ -19,8 +19,9 @@ use crate::cache::{Cached, Identity, TokenCache};
 use crate::clock::Clock;
 use crate::config::{ClientSettings, RawTokens};
 use crate::secret::{self, SecretKind};
+use crate::store::feed::{Follower, Subscriber};
 use crate::store::{
-    ClientRecord, ClientSource, Hash, SecretHash, SigningKey, Store, StoreError, TokenKind,
+    Change, ClientRecord, ClientSource, Hash, SecretHash, SigningKey, Store, StoreError, TokenKind,
     TokenRecord,
 };
 use crate::webhooks::events::{self, Gone};
@@ -67,26 +68,18 @@ pub struct Issued {
 /// The issuer and its caches, shared by all connections.
 pub struct Issuer {
     store: Arc<dyn Store>,
-    cache: TokenCache,
+    cache: Arc<TokenCache>,
     clock: Clock,
     cfg: RawTokens,
     failures: FailureLimiter,
     failed_auth_total: AtomicU64,
     challenge: HeaderValue,
     invalid_challenge: HeaderValue,
-    /// The store's change marker when the feed was last read.
-    feed_marker: AtomicU64,
-    /// The last change applied to the cache; the lock makes one request at a time catch up.
-    feed_seq: tokio::sync::Mutex<i64>,
-    /// When the marker was last read, in nanoseconds since `epoch`.
-    feed_checked: AtomicU64,
-    epoch: std::time::Instant,
+    /// The process's one follower of the change feed; the token cache is a subscriber.
+    feed: Arc<Follower>,
     /// The client ids the config file declares, once [`Issuer::apply_config_clients`] ran.
     declared: std::sync::Mutex<Option<Vec<String>>>,
 }
-
-/// How many changes one catch-up reads at most (it loops until done).
-const FEED_BATCH: u32 = 1000;
 
 impl Issuer {
     pub fn new(store: Arc<dyn Store>, cfg: RawTokens, clock: Clock) -> Self {
@@ -97,8 +90,16 @@ impl Issuer {
             "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"the access token is unknown, expired, revoked or disabled\""
         ))
         .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        let cache = Arc::new(TokenCache::new(
+            cfg.cache_capacity,
+            cfg.cache_ttl,
+            cfg.negative_cache_ttl,
+        ));
+        let feed = Arc::new(Follower::new(store.clone(), cfg.change_check_interval));
+        feed.subscribe(cache.clone());
         Self {
-            cache: TokenCache::new(cfg.cache_capacity, cfg.cache_ttl, cfg.negative_cache_ttl),
+            cache,
+            feed,
             failures: FailureLimiter::new(throttle::Limits {
                 per_pair: cfg.max_failed_auth,
                 per_address: cfg.max_failed_auth_per_ip,
@@ -112,75 +113,25 @@ impl Issuer {
             failed_auth_total: AtomicU64::new(0),
             challenge,
             invalid_challenge,
-            feed_marker: AtomicU64::new(u64::MAX),
-            feed_seq: tokio::sync::Mutex::new(0),
-            feed_checked: AtomicU64::new(0),
-            epoch: std::time::Instant::now(),
             declared: std::sync::Mutex::new(None),
         }
     }
 
     /// Starts following the change feed from now: earlier changes concern nothing cached.
     pub async fn start_feed(&self) -> Result<(), StoreError> {
-        let mut seq = self.feed_seq.lock().await;
-        let marker = self.store.change_marker()?;
-        *seq = self.store.latest_change().await?;
-        self.feed_marker.store(marker, Ordering::Release);
-        Ok(())
+        self.feed.start().await
     }
 
-    /// Drops cached decisions about tokens and clients changed by any writer (this process,
-    /// an admin command, another replica on the same store) since the last look. Cheap when
-    /// nothing changed: one marker read.
+    /// The process's one follower of the store's change feed (`tokens.change_check_interval`),
+    /// for the other caches to subscribe to.
+    pub fn feed(&self) -> &Arc<Follower> {
+        &self.feed
+    }
+
+    /// Drops cached decisions about tokens and clients changed by any writer since the last
+    /// look (through the feed, for every subscriber).
     async fn catch_up(&self) -> Result<(), StoreError> {
-        // Reading the marker costs most of a cache hit, so under load it is read at most once
-        // per `tokens.change_check_interval`: a change by another process is seen within it.
-        let interval = self.cfg.change_check_interval.as_nanos() as u64;
-        if interval > 0 {
-            let now = self.epoch.elapsed().as_nanos() as u64;
-            let last = self.feed_checked.load(Ordering::Relaxed);
-            if now.saturating_sub(last) < interval
-                || self
-                    .feed_checked
-                    .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_err()
-            {
-                return Ok(());
-            }
-        }
-        if self.store.change_marker()? == self.feed_marker.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        // Rare: boxed so the common path's future stays small.
-        let apply = Box::pin(self.apply_changes());
-        apply.await
-    }
-
-    async fn apply_changes(&self) -> Result<(), StoreError> {
-        let mut seq = self.feed_seq.lock().await;
-        // Read the marker before the changes: a commit after this read moves the marker again.
-        let marker = self.store.change_marker()?;
-        if marker == self.feed_marker.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        loop {
-            let changes = self.store.changes_since(*seq, FEED_BATCH).await?;
-            let full = changes.len() as u32 == FEED_BATCH;
-            for c in changes {
-                if let Some(h) = &c.token_hash {
-                    self.cache.invalidate(h);
-                }
-                if c.client_id.is_some() {
-                    self.cache.invalidate_all();
-                }
-                *seq = c.seq;
-            }
-            if !full {
-                break;
-            }
-        }
-        self.feed_marker.store(marker, Ordering::Release);
-        Ok(())
+        self.feed.catch_up().await
     }
 
     /// The token cache's hit and miss counters (for the metrics).
@@ -790,6 +741,18 @@ impl Issuer {
         match decision {
             Cached::Valid(id) => Ok(id),
             Cached::Invalid => Err(BearerError::Invalid),
+        }
+    }
+}
+
+/// The token cache drops a changed token's decision, and every decision when a client changed.
+impl Subscriber for TokenCache {
+    fn changed(&self, change: &Change) {
+        if let Some(hash) = &change.token_hash {
+            self.invalidate(hash);
+        }
+        if change.client_id.is_some() {
+            self.invalidate_all();
         }
     }
 }

@@ -144,7 +144,7 @@ impl Warden {
         issuer.start_feed().await?;
         let signatures =
             SignatureGate::new(&settings, issuer.challenge()).with_store(issuer.store().clone());
-        signatures.start(issuer.store().as_ref()).await?;
+        signatures.follow(issuer.feed());
         signatures.fence_nonces(issuer.clock().now());
         let allowlist = Allowlist::new(
             settings.server.allow_ips.clone(),

@@ -3,6 +3,7 @@
 //! It owns durability, schema and the atomicity of each operation; it decides no policy (what is
 //! expired, revoked or reused is the caller's call) and never reads the clock: `now` is passed in.
 
+pub mod feed;
 pub mod postgres;
 pub mod seal_key;
 pub mod sqlite;

@@ -7,8 +7,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
@@ -23,7 +24,8 @@ use crate::httpsig::batch::BatchVerifier;
 use crate::httpsig::{self, Message, ParsedSignature, RequestView, SigError, VerificationKey};
 use crate::problem::{Problem, SignatureProblem, SignatureRefusal};
 use crate::router::SignatureMode;
-use crate::store::{ClientRecord, Store, StoreError};
+use crate::store::feed::{Follower, Subscriber};
+use crate::store::{Change, ClientRecord, Store, StoreError};
 
 mod external;
 pub use external::External;
@@ -35,10 +37,6 @@ const SIGNATURE: HeaderName = HeaderName::from_static("signature");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("content-digest");
 /// The label Warden asks for in `Accept-Signature` (labels are not signed; any label works).
 const LABEL: &str = "sig1";
-/// How often the key cache looks at the store's change feed, at most.
-const FEED_INTERVAL: Duration = Duration::from_millis(200);
-/// How many changes one catch-up reads at most (it loops until done).
-const FEED_BATCH: u32 = 1000;
 /// How many lapsed nonce claims one sweep transaction deletes at most (the sweep loops, up to
 /// [`NONCE_SWEEP_ROUNDS`] times, so one sweep never holds the store for long).
 const NONCE_SWEEP_BATCH: u32 = 1000;
@@ -186,16 +184,16 @@ pub struct SignatureGate {
     cfg: SignatureSettings,
     /// `clients[].signature` of config-declared clients; others are `auto`.
     client_modes: HashMap<String, SignatureMode>,
-    keys: KeyCache,
+    keys: Arc<KeyCache>,
     nonces: Option<NonceCache>,
     /// The store, once [`Self::with_store`] gave it: nonces are claimed in it too when
     /// `claims_in_store`, and its lapsed claims are swept ([`Self::sweep_nonces`]).
     store: Option<Arc<dyn Store>>,
     /// `signatures.nonce_store` (`auto`: the store is PostgreSQL), with nonces on.
     claims_in_store: bool,
-    /// Whether a claim committed to the store survives what a restart follows: PostgreSQL, or
-    /// SQLite with `store.durability = "full"` (with `normal` a power loss may lose the last
-    /// commits). Only then does the store replace the restart fence.
+    /// Whether a claim committed to the store survives whatever a restart follows (a crash, a
+    /// power loss): PostgreSQL, or SQLite with `store.durability = "full"` (with `normal` a
+    /// power loss may lose the last commits). Only then does the store replace the restart fence.
     store_durable: bool,
     /// Unix second from which this process has remembered nonces ([`Self::fence_nonces`]):
     /// a signature created earlier may have used its nonce before, where this process cannot
@@ -228,11 +226,11 @@ impl SignatureGate {
                 .iter()
                 .map(|c| (c.id.clone(), c.signature))
                 .collect(),
-            keys: KeyCache::new(
+            keys: Arc::new(KeyCache::new(
                 cfg.key_cache_capacity,
                 settings.tokens.cache_ttl,
                 hmac_secrets(settings),
-            ),
+            )),
             nonces,
             store: None,
             claims_in_store,
@@ -310,9 +308,11 @@ impl SignatureGate {
         Ok(total)
     }
 
-    /// Starts following the store's change feed (call once, after the config clients are written).
-    pub async fn start(&self, store: &dyn Store) -> Result<(), StoreError> {
-        self.keys.start(store).await
+    /// Subscribes the key cache to the process's change feed (call once), so a client changed
+    /// by any writer is re-read once the feed is next caught up, which every key lookup does.
+    pub fn follow(&self, feed: &Arc<Follower>) {
+        feed.subscribe(self.keys.clone());
+        let _ = self.keys.feed.set(feed.clone());
     }
 
     /// The parsed keys of `client_id`: memory first, the store on a miss.
@@ -793,19 +793,15 @@ fn printable(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// Parsed keys by client id, bounded, refreshed from the store's change feed (so a client
-/// changed by any writer is re-read within [`FEED_INTERVAL`]) and at most every `ttl`.
+/// Parsed keys by client id, bounded, dropped for a client the store's change feed says changed
+/// (the feed is caught up before every lookup, at most every `tokens.change_check_interval`)
+/// and at most every `ttl`.
 struct KeyCache {
     inner: Cache<String, Arc<ClientKeys>>,
     /// Bumped on every invalidation, so a lookup that raced one does not insert stale keys.
     generation: AtomicU64,
-    started: Instant,
-    /// Milliseconds after `started` of the last look at the feed.
-    last_look_ms: AtomicU64,
-    /// The store's change marker at the last catch-up.
-    marker: AtomicU64,
-    /// The last change applied; the lock makes one request at a time catch up.
-    seq: tokio::sync::Mutex<i64>,
+    /// The process's feed follower, once [`SignatureGate::follow`] subscribed this cache.
+    feed: OnceLock<Arc<Follower>>,
     /// The HMAC secrets the stored `hmac-sha256` keys take.
     secrets: HmacSecrets,
     /// `warden_cache_lookups_total{cache="signature_key"}`, once metrics attach it.
@@ -821,20 +817,9 @@ impl KeyCache {
                 .time_to_live(ttl.max(Duration::from_secs(1)))
                 .build(),
             generation: AtomicU64::new(0),
-            started: Instant::now(),
-            last_look_ms: AtomicU64::new(0),
-            marker: AtomicU64::new(u64::MAX),
-            seq: tokio::sync::Mutex::new(0),
+            feed: OnceLock::new(),
             lookups: crate::metrics::Lookups::default(),
         }
-    }
-
-    async fn start(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let mut seq = self.seq.lock().await;
-        let marker = store.change_marker()?;
-        *seq = store.latest_change().await?;
-        self.marker.store(marker, Ordering::Release);
-        Ok(())
     }
 
     async fn get(
@@ -843,7 +828,9 @@ impl KeyCache {
         client_id: &str,
         mode: SignatureMode,
     ) -> Result<Arc<ClientKeys>, StoreError> {
-        self.catch_up(store).await?;
+        if let Some(feed) = self.feed.get() {
+            feed.catch_up().await?;
+        }
         if let Some(keys) = self.inner.get(client_id) {
             self.lookups.hit();
             return Ok(keys);
@@ -869,48 +856,15 @@ impl KeyCache {
         }
         Ok(keys)
     }
+}
 
-    /// Drops the keys of clients changed since the last look. The feed is looked at no more
-    /// often than every [`FEED_INTERVAL`]: reading the marker costs a store round trip.
-    async fn catch_up(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let now_ms = self.started.elapsed().as_millis() as u64;
-        let last = self.last_look_ms.load(Ordering::Relaxed);
-        if now_ms.saturating_sub(last) < FEED_INTERVAL.as_millis() as u64
-            || self
-                .last_look_ms
-                .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
-            return Ok(());
+/// A changed client's keys are read again on its next request.
+impl Subscriber for KeyCache {
+    fn changed(&self, change: &Change) {
+        if let Some(id) = &change.client_id {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.inner.invalidate(id);
         }
-        if store.change_marker()? == self.marker.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        // Rare: boxed so the common path's future stays small.
-        let apply = Box::pin(self.apply_changes(store));
-        apply.await
-    }
-
-    async fn apply_changes(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let mut seq = self.seq.lock().await;
-        // Read the marker before the changes: a commit after this read moves it again.
-        let marker = store.change_marker()?;
-        loop {
-            let changes = store.changes_since(*seq, FEED_BATCH).await?;
-            let full = changes.len() == FEED_BATCH as usize;
-            for change in changes {
-                if let Some(id) = &change.client_id {
-                    self.generation.fetch_add(1, Ordering::AcqRel);
-                    self.inner.invalidate(id);
-                }
-                *seq = change.seq;
-            }
-            if !full {
-                break;
-            }
-        }
-        self.marker.store(marker, Ordering::Release);
-        Ok(())
     }
 }
 

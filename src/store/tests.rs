@@ -75,7 +75,7 @@ impl<B: Backend> Db<B> {
     }
 }
 
-fn client(id: &str) -> ClientRecord {
+pub(super) fn client(id: &str) -> ClientRecord {
     ClientRecord {
         id: id.to_owned(),
         name: format!("{id} name"),
