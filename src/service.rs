@@ -105,7 +105,6 @@ struct Admitted {
 }
 
 /// What a proxied request's access event tells beyond its route.
-#[derive(Default)]
 struct Note {
     /// The client its credential proved, if it did.
     client_id: Option<Arc<Identity>>,
@@ -113,6 +112,19 @@ struct Note {
     refused_by: Option<Check>,
     /// The codes of the checks that failed in report mode.
     would_deny: Vec<&'static str>,
+    /// The request's span (see [`Warden::handle`]), for the fields known only later.
+    span: tracing::Span,
+}
+
+impl Default for Note {
+    fn default() -> Self {
+        Self {
+            client_id: None,
+            refused_by: None,
+            would_deny: Vec::new(),
+            span: tracing::Span::none(),
+        }
+    }
 }
 
 impl Warden {
@@ -268,7 +280,29 @@ impl Warden {
     /// awaited in one place, and every other branch is boxed in a statement of its own (a
     /// `Box::pin(f).await` in one expression still reserves room for `f`). Before this the
     /// future was 17 KB and copying it showed in profiles.
-    pub async fn handle(&self, req: Request<Incoming>, conn: Conn) -> Response<Body> {
+    ///
+    /// Everything it does runs in the span `request`, whose `route`, `client_id` (once a
+    /// credential proved it) and `check` (the check that refused the request) are filled in as
+    /// they become known, so every event on the way (a check's, the upstream's) carries them.
+    ///
+    /// Not an `async fn`: one would hold `req` and `conn` beside the future it awaits.
+    pub fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: Conn,
+    ) -> impl Future<Output = Response<Body>> + '_ {
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            "request",
+            route = tracing::field::Empty,
+            client_id = tracing::field::Empty,
+            check = tracing::field::Empty,
+        );
+        self.handle_in(req, conn).instrument(span)
+    }
+
+    /// [`Warden::handle`] inside its span.
+    async fn handle_in(&self, req: Request<Incoming>, conn: Conn) -> Response<Body> {
         let start = Instant::now();
         let trusted = &self.settings.server.trusted_proxies;
         let client_ip = client_ip::resolve(conn.peer.ip(), req.headers(), trusted);
@@ -285,7 +319,12 @@ impl Warden {
         let target = head_fits(&req, self.settings.server.max_header_bytes)
             .and_then(|()| request_shape(&req))
             .map(|path| self.router.resolve(&method, &path.decoded));
-        let mut note = Note::default();
+        // The request's span (entered by `handle`), taken here rather than passed: a
+        // parameter would stay in this future's state for its whole life.
+        let mut note = Note {
+            span: tracing::Span::current(),
+            ..Note::default()
+        };
         let (route_ref, resp) = match target {
             // A path, method or authority that could mean something else upstream is refused
             // before anything else looks at it.
@@ -309,6 +348,7 @@ impl Warden {
                     Problem::MethodNotAllowed { allow }.into_response(),
                 ),
                 Target::Proxy(route) => {
+                    note.span.record("route", route.name.as_str());
                     let resp = self
                         .route(req, route, &origin, client_ip, &method, &mut note)
                         .await;
@@ -316,6 +356,7 @@ impl Warden {
                 }
                 own => {
                     let (name, fut) = self.own_endpoint(own, req, &origin, client_ip);
+                    note.span.record("route", name);
                     (RouteRef::Own(name), fut.await)
                 }
             },
@@ -383,6 +424,7 @@ impl Warden {
         } else {
             self.decided(route, check, Outcome::Deny, code);
             note.refused_by = Some(check);
+            note.span.record("check", check.name());
             Some(problem.into_response())
         }
     }
@@ -542,6 +584,7 @@ impl Warden {
             match crate::idp::identify(&self.issuer, self.idp.as_ref(), req.headers()).await {
                 Ok(identity) => {
                     self.decided(route, Check::Bearer, Outcome::Allow, "ok");
+                    note.span.record("client_id", identity.client_id.as_str());
                     Some(identity)
                 }
                 Err(problem) => {

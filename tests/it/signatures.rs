@@ -1020,3 +1020,63 @@ async fn signed_requests_count_cache_lookups_and_store_writes_in_the_metrics() {
         }
     }
 }
+
+/// Every request runs in a span `request` whose route, client id and refusing check are filled
+/// in as they become known: an event the signature check logs while it works carries the route
+/// and the client, and the access event also the check that refused.
+#[tokio::test]
+async fn events_inside_the_gate_carry_the_request_spans_route_client_and_check() {
+    let up = Upstream::start().await;
+    let cfg = config(
+        &up,
+        "[log]\nformat = \"json\"\nlevel = \"warden=debug\"\naccess = true\n",
+    );
+    let warden = crate::harness::Spawned::start(&cfg.write_file()).await;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", SIGNER.0, SIGNER.1));
+    let issued = Client::http1()
+        .send(
+            Request::post(warden.url("/v1/oauth/token"))
+                .header("authorization", format!("Basic {basic}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Full::from("grant_type=client_credentials"))
+                .unwrap(),
+        )
+        .await;
+    let token = issued.json()["access_token"].as_str().unwrap().to_owned();
+    // Signed with another key under the client's key id: the gate logs why it did not verify.
+    let refused = Call::new("POST", &warden.url("/api/orders"))
+        .bearer(&token)
+        .header("x-idempotency-key", "spanned-1")
+        .json(r#"{"amount":1}"#)
+        .sign_as(&other_key(), KEY_ID, None, |_| {})
+        .send()
+        .await;
+    refused.problem(401, "signature_invalid");
+    warden.wait_for_log("\"path\":\"/api/orders\"").await;
+    let events: Vec<serde_json::Value> = warden
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let find = |what: &str, test: &dyn Fn(&serde_json::Value) -> bool| {
+        events
+            .iter()
+            .find(|v| test(v))
+            .unwrap_or_else(|| panic!("no {what} in {events:#?}"))
+            .clone()
+    };
+    let inside = find("gate event", &|v| {
+        v["message"] == "signature did not verify"
+    });
+    assert_eq!(inside["span"]["name"], "request", "{inside}");
+    assert_eq!(inside["span"]["route"], "api", "{inside}");
+    assert_eq!(inside["span"]["client_id"], SIGNER.0, "{inside}");
+    let access = find("access event", &|v| {
+        v["target"] == "warden::access" && v["path"] == "/api/orders"
+    });
+    assert_eq!(access["refused_by"], "signature");
+    assert_eq!(access["span"]["check"], "signature", "{access}");
+    assert_eq!(access["span"]["client_id"], SIGNER.0, "{access}");
+    assert!(!warden.log().contains(&token), "the token is never logged");
+}
