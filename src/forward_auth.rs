@@ -19,24 +19,30 @@
 //! keyed by the route, the credential, `X-Client-Id` and the client address, and valid only while
 //! the credential cache's generation is unchanged, so a revocation (or any change to a client)
 //! applies on the next decision, as it does on Warden's own proxy.
+//!
+//! Beside this file: `config.rs` (`[forward_auth]` and `endpoints.forward_auth`, validated) and
+//! `original.rs` (reading the original request by the proxy's convention).
+mod config;
+mod original;
+
+pub use self::config::{ForwardAuthSettings, RawForwardAuth, validate, validate_endpoint};
+pub use self::original::{
+    Convention, OriginalRequest, X_FORWARDED_METHOD, X_FORWARDED_URI, X_ORIGINAL_METHOD,
+    X_ORIGINAL_URI, original,
+};
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
-};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use ipnet::IpNet;
 use moka::sync::Cache;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::body::{Body, full};
 use crate::cache::Identity;
-use crate::config::{ConfigError, Settings};
+use crate::config::Settings;
 use crate::digest::DigestVerifier;
 use crate::forward::{self, Origin};
 use crate::gate::idempotency::Need;
@@ -46,12 +52,6 @@ use crate::router::{AuthMode, Route, Target, normalize_path};
 use crate::service::Warden;
 use crate::store::Hash;
 
-/// nginx `auth_request`: the original method and URI, set by `proxy_set_header`.
-pub const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
-pub const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
-/// Traefik `forwardAuth` and Caddy `forward_auth`.
-pub const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
-pub const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 /// The original request's `Content-Length` (nginx: `$content_length`), for a proxy that sends
 /// no body: a body it announces must be covered by the signature's `content-digest`.
 pub const X_ORIGINAL_CONTENT_LENGTH: HeaderName =
@@ -62,184 +62,6 @@ pub const X_ORIGINAL_TRANSFER_ENCODING: HeaderName =
     HeaderName::from_static("x-original-transfer-encoding");
 /// Envoy `ext_authz` (`allow_partial_message`): the body it sent is cut short.
 const X_ENVOY_AUTH_PARTIAL_BODY: HeaderName = HeaderName::from_static("x-envoy-auth-partial-body");
-
-/// `[forward_auth]` as written.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawForwardAuth {
-    /// Most decisions kept; default 10000; 0 turns the cache off.
-    pub cache_capacity: u64,
-    /// Longest a decision is kept; default 5s. A revocation or client change ends it at once
-    /// whatever this says; it bounds the memory of decisions nobody asks for again.
-    #[serde(with = "humantime_serde")]
-    pub cache_ttl: Duration,
-}
-
-impl Default for RawForwardAuth {
-    fn default() -> Self {
-        Self {
-            cache_capacity: 10_000,
-            cache_ttl: Duration::from_secs(5),
-        }
-    }
-}
-
-/// `[forward_auth]`, validated.
-#[derive(Debug, Clone)]
-pub struct ForwardAuthSettings {
-    /// `forward_auth.cache_capacity`, default 10000 (0: no cache).
-    pub cache_capacity: u64,
-    /// `forward_auth.cache_ttl`, default 5s.
-    pub cache_ttl: Duration,
-}
-
-/// The longest `forward_auth.cache_ttl` accepted.
-const MAX_CACHE_TTL: Duration = Duration::from_secs(300);
-
-/// Validates `[forward_auth]`.
-pub fn validate(raw: &RawForwardAuth) -> Result<ForwardAuthSettings, ConfigError> {
-    if raw.cache_ttl > MAX_CACHE_TTL {
-        return Err(ConfigError::Invalid {
-            key: "forward_auth.cache_ttl".into(),
-            detail: "must be at most 5m".into(),
-        });
-    }
-    Ok(ForwardAuthSettings {
-        cache_capacity: raw.cache_capacity,
-        cache_ttl: raw.cache_ttl,
-    })
-}
-
-/// Validates `endpoints.forward_auth`: "" is off; else a literal path, not another endpoint's,
-/// and only with `server.trusted_proxies` (nobody else is believed).
-pub fn validate_endpoint(
-    path: &str,
-    trusted_proxies: &[IpNet],
-    own: &[&str],
-) -> Result<Option<String>, ConfigError> {
-    let bad = |detail: String| ConfigError::Invalid {
-        key: "endpoints.forward_auth".into(),
-        detail,
-    };
-    if path.is_empty() {
-        return Ok(None);
-    }
-    if !path.starts_with('/') || path.len() < 2 || path.ends_with('/') {
-        return Err(bad(format!(
-            "'{path}' must start with / and not end with /"
-        )));
-    }
-    if path.contains(['{', '}', '*', '%', '?', '#']) || normalize_path(path).is_err() {
-        return Err(bad(format!(
-            "'{path}' must be a plain path: no wildcards, escapes, query or dot-segments"
-        )));
-    }
-    if own.iter().any(|o| o.trim_end_matches('/') == path) {
-        return Err(bad(format!("'{path}' is already used by another endpoint")));
-    }
-    if trusted_proxies.is_empty() {
-        return Err(bad(
-            "needs server.trusted_proxies: the original request is believed only from them".into(),
-        ));
-    }
-    Ok(Some(path.to_owned()))
-}
-
-/// How the asking proxy described the original request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Convention {
-    /// Envoy `ext_authz`: the check request's method and the path under the endpoint.
-    PathPrefix,
-    /// nginx: `X-Original-Method` / `X-Original-URI`.
-    Original,
-    /// Traefik, Caddy: `X-Forwarded-Method` / `X-Forwarded-Uri`.
-    Forwarded,
-}
-
-/// The request the proxy asks about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginalRequest {
-    pub method: Method,
-    /// Origin form: path and query only.
-    pub uri: Uri,
-    pub convention: Convention,
-}
-
-/// Reads the original request from a check request to `endpoint` (see the module doc).
-pub fn original(
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    endpoint: &str,
-) -> Result<OriginalRequest, ForwardAuthRefusal> {
-    let path = uri.path();
-    if let Some(rest) = path.strip_prefix(endpoint) {
-        if rest.starts_with('/') {
-            let target = match uri.query() {
-                Some(q) => format!("{rest}?{q}"),
-                None => rest.to_owned(),
-            };
-            return Ok(OriginalRequest {
-                method: method.clone(),
-                uri: origin_form(&target)?,
-                convention: Convention::PathPrefix,
-            });
-        }
-        if !rest.is_empty() {
-            return Err(ForwardAuthRefusal::OriginalInvalid);
-        }
-    } else {
-        // The router sent it here by its decoded or case-folded path: only the literal
-        // spelling is read, so the original's path is cut where the proxy put it.
-        return Err(ForwardAuthRefusal::OriginalInvalid);
-    }
-    let one = |name: &HeaderName| -> Result<Option<&HeaderValue>, ForwardAuthRefusal> {
-        let mut all = headers.get_all(name).iter();
-        let first = all.next();
-        if all.next().is_some() {
-            return Err(ForwardAuthRefusal::OriginalAmbiguous);
-        }
-        Ok(first)
-    };
-    let original = (one(&X_ORIGINAL_METHOD)?, one(&X_ORIGINAL_URI)?);
-    let forwarded = (one(&X_FORWARDED_METHOD)?, one(&X_FORWARDED_URI)?);
-    let any = |pair: &(Option<_>, Option<_>)| pair.0.is_some() || pair.1.is_some();
-    let (pair, convention) = match (any(&original), any(&forwarded)) {
-        (true, true) => return Err(ForwardAuthRefusal::OriginalAmbiguous),
-        (true, false) => (original, Convention::Original),
-        (false, true) => (forwarded, Convention::Forwarded),
-        (false, false) => return Err(ForwardAuthRefusal::OriginalMissing),
-    };
-    let (Some(m), Some(u)) = pair else {
-        return Err(ForwardAuthRefusal::OriginalMissing);
-    };
-    let method =
-        Method::from_bytes(m.as_bytes()).map_err(|_| ForwardAuthRefusal::OriginalInvalid)?;
-    let target = u
-        .to_str()
-        .map_err(|_| ForwardAuthRefusal::OriginalInvalid)?;
-    Ok(OriginalRequest {
-        method,
-        uri: origin_form(target)?,
-        convention,
-    })
-}
-
-/// An origin-form request target (`/path?query`), nothing else: no scheme or authority, no
-/// fragment, no white space.
-fn origin_form(target: &str) -> Result<Uri, ForwardAuthRefusal> {
-    if !target.starts_with('/') || target.starts_with("//") || target.contains('#') {
-        return Err(ForwardAuthRefusal::OriginalInvalid);
-    }
-    let uri: Uri = target
-        .parse()
-        .map_err(|_| ForwardAuthRefusal::OriginalInvalid)?;
-    if uri.scheme().is_some() || uri.authority().is_some() {
-        return Err(ForwardAuthRefusal::OriginalInvalid);
-    }
-    Ok(uri)
-}
-
 /// What was decided about one request.
 #[derive(Debug, Clone)]
 enum Decision {
@@ -634,125 +456,4 @@ fn allowed(identity: Option<&Identity>) -> Response<Body> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ask(
-        method: &str,
-        target: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<OriginalRequest, ForwardAuthRefusal> {
-        let mut h = HeaderMap::new();
-        for (k, v) in headers {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        let uri: Uri = target.parse().unwrap();
-        original(
-            &Method::from_bytes(method.as_bytes()).unwrap(),
-            &uri,
-            &h,
-            "/fa",
-        )
-    }
-
-    #[test]
-    fn envoy_puts_the_original_path_and_query_under_the_endpoint() {
-        let o = ask("DELETE", "/fa/api/x?y=1", &[]).unwrap();
-        assert_eq!(o.method, Method::DELETE);
-        assert_eq!(o.uri, "/api/x?y=1");
-        assert_eq!(o.convention, Convention::PathPrefix);
-        assert_eq!(ask("GET", "/fa/", &[]).unwrap().uri, "/");
-        // Headers a client sent through Envoy are not read in this mode.
-        let o = ask("GET", "/fa/api", &[("x-original-uri", "/admin")]).unwrap();
-        assert_eq!(o.uri, "/api");
-    }
-
-    #[test]
-    fn nginx_and_traefik_name_the_original_in_headers() {
-        let o = ask(
-            "GET",
-            "/fa",
-            &[("x-original-method", "POST"), ("x-original-uri", "/a?b")],
-        )
-        .unwrap();
-        assert_eq!(
-            (o.method, o.uri.to_string(), o.convention),
-            (Method::POST, "/a?b".into(), Convention::Original)
-        );
-        let o = ask(
-            "GET",
-            "/fa",
-            &[("x-forwarded-method", "PUT"), ("x-forwarded-uri", "/c")],
-        )
-        .unwrap();
-        assert_eq!(
-            (o.method, o.convention),
-            (Method::PUT, Convention::Forwarded)
-        );
-    }
-
-    #[test]
-    fn mixed_repeated_partial_or_missing_originals_are_refused() {
-        use ForwardAuthRefusal::*;
-        let both = [
-            ("x-original-method", "GET"),
-            ("x-original-uri", "/a"),
-            ("x-forwarded-uri", "/admin"),
-        ];
-        assert_eq!(ask("GET", "/fa", &both), Err(OriginalAmbiguous));
-        let twice = [
-            ("x-original-method", "GET"),
-            ("x-original-uri", "/a"),
-            ("x-original-uri", "/b"),
-        ];
-        assert_eq!(ask("GET", "/fa", &twice), Err(OriginalAmbiguous));
-        assert_eq!(
-            ask("GET", "/fa", &[("x-original-uri", "/a")]),
-            Err(OriginalMissing)
-        );
-        assert_eq!(ask("GET", "/fa", &[]), Err(OriginalMissing));
-        for bad in ["http://evil/a", "//evil/a", "a", "/a#f", "*"] {
-            let h = [("x-original-method", "GET"), ("x-original-uri", bad)];
-            assert_eq!(ask("GET", "/fa", &h), Err(OriginalInvalid), "{bad}");
-        }
-        assert_eq!(ask("GET", "/fax/a", &[]), Err(OriginalInvalid));
-        assert_eq!(ask("GET", "/FA/a", &[]), Err(OriginalInvalid));
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn any_original_is_read_or_refused_without_panicking(
-            uri in "\\PC{0,40}", method in "\\PC{0,10}", path in "/fa[/a-z%0-9;.]{0,20}"
-        ) {
-            let mut h = HeaderMap::new();
-            if let (Ok(u), Ok(m)) = (HeaderValue::from_str(&uri), HeaderValue::from_str(&method)) {
-                h.insert(X_ORIGINAL_URI, u);
-                h.insert(X_ORIGINAL_METHOD, m);
-            }
-            if let Ok(target) = path.parse::<Uri>() {
-                if let Ok(o) = original(&Method::GET, &target, &h, "/fa") {
-                    proptest::prop_assert!(o.uri.path().starts_with('/'));
-                    proptest::prop_assert!(o.uri.authority().is_none());
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn the_endpoint_needs_trusted_proxies_and_a_plain_path() {
-        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        assert_eq!(validate_endpoint("", &[], &[]).unwrap(), None);
-        assert!(validate_endpoint("/fa", &[], &[]).is_err());
-        assert_eq!(
-            validate_endpoint("/fa", &nets, &[]).unwrap().as_deref(),
-            Some("/fa")
-        );
-        for bad in ["fa", "/fa/", "/f*", "/a/../b", "/%66a", "/{x}"] {
-            assert!(validate_endpoint(bad, &nets, &[]).is_err(), "{bad}");
-        }
-        assert!(validate_endpoint("/v1/auth", &nets, &["/v1/auth"]).is_err());
-    }
-}
+mod tests;

@@ -1,4 +1,10 @@
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName};
+use http_body_util::BodyExt;
+
+use super::headers::ip_header;
 use super::*;
+use crate::body::BoxError;
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
