@@ -9,6 +9,7 @@
 #   bench/pg_issuance.sh pgbench    # PostgreSQL alone (pgbench, 16 clients, 5 s each): one token
 #                                   # INSERT per transaction, 16 per transaction, the client SELECT
 #
+# WARDEN=<binary> runs another build (before/after comparisons).
 # Runs itself under .ci/with-postgres (a throw-away cluster, restarted once with
 # pg_stat_statements loaded). Needs a release build, wrk, psql, pgbench.
 set -euo pipefail
@@ -56,7 +57,7 @@ secret_sha256 = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25
 trusted_ips = ["127.0.0.0/8"]
 scopes = ["read"]
 TOML
-TOKIO_WORKER_THREADS=1 taskset -c 0 "$ROOT/target/release/warden" --config "$WORK/pg.toml" >"$WORK/warden.log" 2>&1 &
+TOKIO_WORKER_THREADS=1 taskset -c 0 "${WARDEN:-$ROOT/target/release/warden}" --config "$WORK/pg.toml" >"$WORK/warden.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do curl -fsS -o /dev/null http://127.0.0.1:18195/healthz 2>/dev/null && break; sleep 0.05; done
 

@@ -98,6 +98,8 @@ pub struct PostgresStore {
     marker: Arc<AtomicU64>,
     /// The listener and the fallback poll; stopped when the store is dropped.
     tasks: Vec<JoinHandle<()>>,
+    /// Group commit of issued tokens (`tokens.rs`).
+    inserts: tokens::InsertQueue,
 }
 
 impl Drop for PostgresStore {
@@ -172,6 +174,7 @@ impl PostgresStore {
         );
         let poll = listen::poll_head(pool.clone(), Arc::clone(&marker), pg.fallback_poll_interval);
         let store = Self {
+            inserts: tokens::InsertQueue::start(pool.clone()),
             pool,
             marker,
             tasks: vec![listener, poll],
