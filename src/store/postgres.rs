@@ -101,6 +101,8 @@ pub struct PostgresStore {
     tasks: Vec<JoinHandle<()>>,
     /// Issuance and revocation latencies, when metrics are on.
     pub(super) timing: Option<crate::metrics::StoreTiming>,
+    /// Group commit of issued tokens (`tokens.rs`).
+    inserts: tokens::InsertQueue,
 }
 
 impl Drop for PostgresStore {
@@ -175,6 +177,7 @@ impl PostgresStore {
         );
         let poll = listen::poll_head(pool.clone(), Arc::clone(&marker), pg.fallback_poll_interval);
         let store = Self {
+            inserts: tokens::InsertQueue::start(pool.clone()),
             pool,
             marker,
             tasks: vec![listener, poll],
