@@ -205,6 +205,22 @@ def check_variant(where, objs, warden_bin, workdir):
         if get.get("scheme", "HTTP") != ("HTTPS" if tls else "HTTP"):
             fail(where, f"warden {probe}: scheme must be {'HTTPS' if tls else 'HTTP'}")
 
+    # The admin listener, when on: a container port named admin, the scrape annotations on it,
+    # and never in a Service (checked below: every Service port targets server.listen).
+    admin = config.get("admin", {})
+    if admin.get("listen"):
+        admin_port = int(admin["listen"].rsplit(":", 1)[1])
+        if ports.get("admin") != admin_port:
+            fail(where, f"admin.listen's port {admin_port} must be the container port 'admin'")
+        notes = dep["spec"]["template"]["metadata"].get("annotations", {})
+        if notes.get("prometheus.io/scrape") == "true":
+            if notes.get("prometheus.io/port") != str(admin_port):
+                fail(where, f"prometheus.io/port must be the admin port {admin_port}")
+            if notes.get("prometheus.io/path") != admin.get("metrics", "/metrics"):
+                fail(where, "prometheus.io/path must be admin.metrics")
+        if endpoints.get("metrics"):
+            fail(where, "with the admin listener on, endpoints.metrics must stay off")
+
     # The Service reaches the pods, through Warden's port only.
     services = by_kind.get("Service", [])
     if not services:

@@ -105,6 +105,8 @@ pub struct TokenCache {
     generation: AtomicU64,
     max_ttl: Duration,
     negative_ttl: Duration,
+    /// `warden_cache_lookups_total{cache="token"}`, once metrics attach it.
+    lookups: crate::metrics::Lookups,
 }
 
 impl TokenCache {
@@ -119,12 +121,23 @@ impl TokenCache {
             generation: AtomicU64::new(0),
             max_ttl,
             negative_ttl,
+            lookups: crate::metrics::Lookups::default(),
         }
+    }
+
+    /// Its hit and miss counters (a cached refusal is a hit too).
+    pub fn lookups(&self) -> &crate::metrics::Lookups {
+        &self.lookups
     }
 
     /// The cached decision for a credential hash, if any.
     pub fn get(&self, hash: &Hash) -> Option<Cached> {
-        self.inner.get(hash).map(|e| e.value)
+        let found = self.inner.get(hash).map(|e| e.value);
+        match found {
+            Some(_) => self.lookups.hit(),
+            None => self.lookups.miss(),
+        }
+        found
     }
 
     /// The generation to pass to [`TokenCache::insert`] after a store lookup.

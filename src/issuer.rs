@@ -134,6 +134,11 @@ impl Issuer {
         self.feed.catch_up().await
     }
 
+    /// The token cache's hit and miss counters (for the metrics).
+    pub fn token_cache_lookups(&self) -> &crate::metrics::Lookups {
+        self.cache.lookups()
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -5,6 +5,7 @@
 //!
 //! **Serving**
 //! - [`server`]: accept loop, TLS, HTTP/1.1 + HTTP/2, connection limits, graceful shutdown.
+//! - [`admin`]: the admin listener (`[admin]`): metrics and health probes on their own socket.
 //! - [`service`]: [`Warden`], the per-request handler: route → checks → own endpoint or forward.
 //! - [`router`]: path normalisation and patterns → Warden endpoint or proxied route and policy.
 //! - [`problem`]: the one place where a refusal becomes an `application/problem+json` (or
@@ -45,6 +46,7 @@
 //! The `warden` binary (`src/main.rs`, with `src/cli/` for the admin and development
 //! commands) is a thin layer over this library.
 
+pub mod admin;
 pub mod body;
 pub mod cache;
 pub mod checks;
@@ -75,5 +77,5 @@ pub mod telemetry;
 pub mod webhooks;
 
 pub use config::Settings;
-pub use server::run;
+pub use server::{run, run_with_admin};
 pub use service::Warden;

@@ -142,6 +142,7 @@ fn serve(settings: Settings) -> ExitCode {
             settings.upstream.scheme, settings.upstream.authority, settings.upstream.base_path
         );
         let routes = settings.routes.len();
+        let admin_listen = settings.admin.listen;
         let warden = match Warden::new(settings).await {
             Ok(w) => w,
             Err(e) => {
@@ -156,6 +157,16 @@ fn serve(settings: Settings) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let admin = match admin_listen {
+            None => None,
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("warden: cannot listen on {addr} (admin.listen): {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
         let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(listen = %local, upstream = %upstream, routes, "warden listening on {scheme}://{local}, forwarding to {upstream}");
         #[cfg(unix)]
@@ -165,7 +176,7 @@ fn serve(settings: Settings) -> ExitCode {
             }
             Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP"),
         }
-        warden::run(listener, warden, shutdown_signal()).await;
+        warden::run_with_admin(listener, admin, warden, shutdown_signal()).await;
         tracing::info!("warden stopped");
         ExitCode::SUCCESS
     })

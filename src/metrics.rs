@@ -4,8 +4,8 @@
 //! No label ever holds a client id, token id or anything else a caller chooses.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -66,6 +66,103 @@ struct DecisionLabels {
     reason: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// The hit and miss counters of a cache. They count once [`Metrics::count_lookups`] has
+/// attached them; before that, and without metrics, a lookup costs a load and a branch.
+#[derive(Debug, Default)]
+pub struct Lookups(OnceLock<[Counter; 2]>);
+
+impl Lookups {
+    /// A lookup the cache answered.
+    pub fn hit(&self) {
+        if let Some([hit, _]) = self.0.get() {
+            hit.inc();
+        }
+    }
+
+    /// A lookup the cache could not answer.
+    pub fn miss(&self) {
+        if let Some([_, miss]) = self.0.get() {
+            miss.inc();
+        }
+    }
+}
+
+/// The store's write latency histograms, by operation (`warden_store_write_duration_seconds`),
+/// handed to the store when it opens ([`crate::store::StoreOptions::timing`]).
+#[derive(Debug, Clone)]
+pub struct StoreTiming(Arc<HistogramFamily<OpLabels>>);
+
+/// Histograms by label set `L`, all with [`buckets`].
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+impl StoreTiming {
+    /// Records a write of `op` (a fixed operation name) that began at `started`.
+    pub fn observe(&self, op: &'static str, started: Instant) {
+        self.0
+            .get_or_create(&OpLabels { op })
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Options compare by what they configure; two timings are the same when they record into
+/// the same families.
+impl PartialEq for StoreTiming {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for StoreTiming {}
+
+/// How a webhook delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// It failed and will be tried again.
+    Retry,
+    /// It failed and was the last attempt.
+    Dead,
+}
+
+/// The webhook delivery counters and latency, recording once [`Metrics::count_deliveries`]
+/// has attached them (nothing before, or without metrics).
+#[derive(Debug, Default)]
+pub struct Deliveries(OnceLock<DeliveryHandles>);
+
+#[derive(Debug)]
+struct DeliveryHandles {
+    /// By [`Delivery`] in declaration order.
+    results: [Counter; 3],
+    seconds: Histogram,
+}
+
+impl Deliveries {
+    /// Records an attempt that ended as `result` after `elapsed` (the request to the receiver).
+    pub fn record(&self, result: Delivery, elapsed: Duration) {
+        if let Some(h) = self.0.get() {
+            h.results[result as usize].inc();
+            h.seconds.observe(elapsed.as_secs_f64());
+        }
+    }
+}
+
 /// What a check decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -124,6 +221,10 @@ pub struct Metrics {
     connections: Gauge,
     upstream_idle: Gauge,
     routes: Vec<RouteHandles>,
+    cache_lookups: Family<CacheLabels, Counter>,
+    store_seconds: StoreTiming,
+    deliveries: Family<ResultLabels, Counter>,
+    delivery_seconds: Histogram,
 }
 
 impl Metrics {
@@ -177,6 +278,37 @@ impl Metrics {
             "Idle keep-alive connections to the upstream in the pool (at scrape time)",
             upstream_idle.clone(),
         );
+        let cache_lookups = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "Lookups in Warden's caches: cache token (credentials, negative answers included) \
+             or signature_key (clients' signing keys), result hit or miss (a store read)",
+            cache_lookups.clone(),
+        );
+        let store_seconds =
+            Family::<OpLabels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
+        registry.register_with_unit(
+            "store_write_duration",
+            "Time of a store write transaction from its start to its commit, by operation \
+             (SQLite: every write, and op batch for each group commit of the idempotency \
+             writes; PostgreSQL: insert_token and revoke_token)",
+            Unit::Seconds,
+            store_seconds.clone(),
+        );
+        let deliveries = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by result: delivered (2xx), retry (failed, tried again \
+             later) or dead (failed, the last attempt)",
+            deliveries.clone(),
+        );
+        let delivery_seconds = histogram();
+        registry.register_with_unit(
+            "webhook_delivery_duration",
+            "Time of a webhook delivery attempt: connecting, sending and the receiver's answer",
+            Unit::Seconds,
+            delivery_seconds.clone(),
+        );
         let routes = routes
             .iter()
             .map(|route| {
@@ -213,7 +345,39 @@ impl Metrics {
             connections,
             upstream_idle,
             routes,
+            cache_lookups,
+            store_seconds: StoreTiming(Arc::new(store_seconds)),
+            deliveries,
+            delivery_seconds,
         }
+    }
+
+    /// Makes `lookups` count into `warden_cache_lookups_total{cache}`.
+    pub fn count_lookups(&self, cache: &'static str, lookups: &Lookups) {
+        let counter = |result| {
+            self.cache_lookups
+                .get_or_create(&CacheLabels { cache, result })
+                .clone()
+        };
+        let _ = lookups.0.set([counter("hit"), counter("miss")]);
+    }
+
+    /// Makes `deliveries` count into `warden_webhook_deliveries_total` and its histogram.
+    pub fn count_deliveries(&self, deliveries: &Deliveries) {
+        let counter = |result| {
+            self.deliveries
+                .get_or_create(&ResultLabels { result })
+                .clone()
+        };
+        let _ = deliveries.0.set(DeliveryHandles {
+            results: [counter("delivered"), counter("retry"), counter("dead")],
+            seconds: self.delivery_seconds.clone(),
+        });
+    }
+
+    /// The store's write timing, for [`crate::store::StoreOptions::timing`].
+    pub fn store_timing(&self) -> StoreTiming {
+        self.store_seconds.clone()
     }
 
     fn label(&self, route: RouteRef) -> RouteLabel {

@@ -190,8 +190,27 @@ async fn sweep_forever(warden: Arc<Warden>) {
 }
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets in-flight requests
-/// finish for up to `server.shutdown_grace`, and returns.
+/// finish for up to `server.shutdown_grace`, and returns. Serves no admin listener: see
+/// [`run_with_admin`].
 pub async fn run(listener: TcpListener, warden: Arc<Warden>, shutdown: impl Future<Output = ()>) {
+    run_with_admin(listener, None, warden, shutdown).await;
+}
+
+/// [`run`], and the admin listener (`[admin]`, see [`crate::admin`]) on `admin` when given:
+/// it stops accepting when `shutdown` completes, as the main listener does, and drains within
+/// the same grace period.
+pub async fn run_with_admin(
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    warden: Arc<Warden>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = admin.map(|admin| {
+        tokio::spawn(crate::admin::run(admin, warden.clone(), async move {
+            let _ = admin_stopped.await;
+        }))
+    });
     let settings = warden.settings().server.clone();
     let permits = Arc::new(Semaphore::new(settings.max_connections));
     let per_ip = Arc::new(PerIp::new(settings.max_connections_per_ip));
@@ -336,6 +355,7 @@ pub async fn run(listener: TcpListener, warden: Arc<Warden>, shutdown: impl Futu
     }
 
     drop(listener);
+    let _ = admin_stop.send(());
     sweeper.abort();
     if let Some(w) = tls_watch {
         w.abort();
@@ -360,7 +380,12 @@ pub async fn run(listener: TcpListener, warden: Arc<Warden>, shutdown: impl Futu
             d.stop().await;
         }
     };
-    tokio::join!(drained, delivered);
+    let admin_drained = async {
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+    };
+    tokio::join!(drained, delivered, admin_drained);
 }
 
 /// Drives `conn` to its end. It is shut down gracefully (`shut`: in-flight requests finish,

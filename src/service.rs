@@ -32,7 +32,16 @@ use http_body::Body as _;
 
 /// Opens the store named by `store.url`.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn store::Store>, StoreError> {
+    open_store_timed(settings, None).await
+}
+
+/// [`open_store`], recording its write latencies into `timing` when given.
+async fn open_store_timed(
+    settings: &Settings,
+    timing: Option<crate::metrics::StoreTiming>,
+) -> Result<Arc<dyn store::Store>, StoreError> {
     let options = StoreOptions {
+        timing,
         durability: match settings.store.durability {
             Durability::Normal => store::Durability::Normal,
             Durability::Full => store::Durability::Full,
@@ -126,7 +135,10 @@ impl Warden {
             .case_insensitive(settings.router.case_insensitive);
         let timer = CoarseTimer::start(coarse_timer::DEFAULT_TICK);
         let forwarder = Forwarder::new(settings.upstream.clone(), timer.clone());
-        let store = open_store(&settings).await?;
+        // Recorded when something serves them: `endpoints.metrics` or the admin listener.
+        let metrics = (settings.endpoints.metrics.is_some() || settings.admin.listen.is_some())
+            .then(|| Arc::new(Metrics::new(&settings.routes)));
+        let store = open_store_timed(&settings, metrics.as_ref().map(|m| m.store_timing())).await?;
         let issuer = Issuer::new(store, settings.tokens.clone(), clock);
         issuer.bootstrap(&settings.clients).await?;
         issuer.start_feed().await?;
@@ -164,11 +176,11 @@ impl Warden {
             &settings.tokens.realm,
         );
         let forward_auth = crate::forward_auth::ForwardAuth::new(&settings);
-        let metrics = settings
-            .endpoints
-            .metrics
-            .is_some()
-            .then(|| Arc::new(Metrics::new(&settings.routes)));
+        if let Some(m) = &metrics {
+            m.count_lookups("token", issuer.token_cache_lookups());
+            m.count_lookups("signature_key", signatures.key_cache_lookups());
+            m.count_deliveries(&webhooks.stats().deliveries);
+        }
         for route in settings
             .routes
             .iter()
@@ -322,8 +334,9 @@ impl Warden {
         resp
     }
 
-    /// The `endpoints.metrics` answer: the exposition, or 404 when metrics are off.
-    fn exposition(&self) -> Response<Body> {
+    /// The `endpoints.metrics` (and `admin.metrics`) answer: the exposition, or 404 when
+    /// metrics are off.
+    pub(crate) fn exposition(&self) -> Response<Body> {
         let Some(metrics) = &self.metrics else {
             return Problem::RouteNotFound.into_response();
         };
@@ -808,7 +821,7 @@ impl Warden {
 
     /// Ready when the store answers and the upstream accepts connections (the latter if
     /// `endpoints.readyz_checks_upstream`).
-    async fn ready(&self) -> Response<Body> {
+    pub(crate) async fn ready(&self) -> Response<Body> {
         if let Err(e) = self.issuer.store().ping().await {
             tracing::error!(error = %e, "store ping failed");
             return Problem::NotReady {
@@ -924,7 +937,8 @@ fn host_agrees(uri: &http::Uri, headers: &http::HeaderMap) -> bool {
     bare(authority.as_str().as_bytes()) == bare(host.as_bytes())
 }
 
-fn health() -> Response<Body> {
+/// The liveness answer (`endpoints.healthz`, `admin.healthz`).
+pub(crate) fn health() -> Response<Body> {
     json_response(StatusCode::OK, r#"{"status":"ok"}"#)
 }
 

@@ -425,6 +425,9 @@ pub struct StoreOptions {
     pub readers: usize,
     /// The pool, timeouts and TLS roots of a PostgreSQL store (`[store.postgres]`).
     pub postgres: postgres::PostgresOptions,
+    /// Where write latencies are recorded (`warden_store_write_duration_seconds`); default
+    /// `None`: nowhere (metrics off, the CLI).
+    pub timing: Option<crate::metrics::StoreTiming>,
 }
 
 impl Default for StoreOptions {
@@ -434,6 +437,7 @@ impl Default for StoreOptions {
             busy_timeout: Duration::from_secs(5),
             readers: 4,
             postgres: postgres::PostgresOptions::default(),
+            timing: None,
         }
     }
 }

@@ -253,6 +253,11 @@ impl SignatureGate {
         &self.keys.secrets
     }
 
+    /// The key cache's hit and miss counters (for the metrics).
+    pub fn key_cache_lookups(&self) -> &crate::metrics::Lookups {
+        &self.keys.lookups
+    }
+
     /// A client's own signature mode.
     pub fn client_mode(&self, client_id: &str) -> SignatureMode {
         self.client_modes
@@ -799,6 +804,8 @@ struct KeyCache {
     feed: OnceLock<Arc<Follower>>,
     /// The HMAC secrets the stored `hmac-sha256` keys take.
     secrets: HmacSecrets,
+    /// `warden_cache_lookups_total{cache="signature_key"}`, once metrics attach it.
+    lookups: crate::metrics::Lookups,
 }
 
 impl KeyCache {
@@ -811,6 +818,7 @@ impl KeyCache {
                 .build(),
             generation: AtomicU64::new(0),
             feed: OnceLock::new(),
+            lookups: crate::metrics::Lookups::default(),
         }
     }
 
@@ -824,8 +832,10 @@ impl KeyCache {
             feed.catch_up().await?;
         }
         if let Some(keys) = self.inner.get(client_id) {
+            self.lookups.hit();
             return Ok(keys);
         }
+        self.lookups.miss();
         let load = Box::pin(self.load(store, client_id, mode));
         load.await
     }

@@ -99,6 +99,8 @@ pub struct PostgresStore {
     marker: Arc<AtomicU64>,
     /// The listener and the fallback poll; stopped when the store is dropped.
     tasks: Vec<JoinHandle<()>>,
+    /// Issuance and revocation latencies, when metrics are on.
+    pub(super) timing: Option<crate::metrics::StoreTiming>,
 }
 
 impl Drop for PostgresStore {
@@ -176,6 +178,7 @@ impl PostgresStore {
             pool,
             marker,
             tasks: vec![listener, poll],
+            timing: options.timing.clone(),
         };
         match tokio::time::timeout(pg.connect_timeout.max(Duration::from_secs(1)), listening).await
         {

@@ -119,6 +119,8 @@ struct Inner {
     fsync_every_commit: bool,
     /// Where each idempotency key's record is; used only while holding `writer`.
     idem: Mutex<IdemIndex>,
+    /// Write latencies, when metrics are on.
+    timing: Option<crate::metrics::StoreTiming>,
 }
 
 impl SqliteStore {
@@ -202,6 +204,7 @@ impl SqliteStore {
             busy_timeout: options.busy_timeout,
             fsync_every_commit: options.durability == Durability::Full,
             idem: Mutex::new(idem),
+            timing: options.timing.clone(),
         });
         if let Some(conn) = checkpointer {
             let weak = Arc::downgrade(&inner);
@@ -258,12 +261,16 @@ impl SqliteStore {
         let inner = Arc::clone(&self.inner);
         run_blocking(op, move || {
             let mut conn = lock(&inner.writer);
+            let started = std::time::Instant::now();
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db(op))?;
             // An error drops `tx`, which rolls back.
             let out = f(&tx)?;
             tx.commit().map_err(db(op))?;
+            if let Some(timing) = &inner.timing {
+                timing.observe(op, started);
+            }
             Ok(out)
         })
         .await

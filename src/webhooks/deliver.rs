@@ -25,6 +25,7 @@ use super::seal::{self, SecretSeal};
 use super::signing;
 use super::target::{self, Reach, Target, Unreachable};
 use crate::clock::Clock;
+use crate::metrics::Delivery;
 use crate::store::{AttemptOutcome, ClaimedDelivery, ClientSource, Store};
 
 /// Counters of this process's deliveries, for metrics.
@@ -46,6 +47,8 @@ pub struct WebhookStats {
     pub unrecorded: AtomicU64,
     /// Attempts in flight now.
     pub in_flight: AtomicU64,
+    /// `warden_webhook_deliveries_total` and the attempts' latency, once metrics attach them.
+    pub deliveries: crate::metrics::Deliveries,
 }
 
 impl WebhookStats {
@@ -169,7 +172,9 @@ impl Worker {
     async fn attempt(&self, c: ClaimedDelivery) {
         WebhookStats::add(&self.stats.attempts);
         self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let sent = self.send(&c).await;
+        let elapsed = started.elapsed();
         self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         let now = self.clock.now();
         let (outcome, what) = self.outcome(&c, sent, now);
@@ -196,6 +201,7 @@ impl Worker {
         match outcome {
             AttemptOutcome::Delivered { status } => {
                 WebhookStats::add(&self.stats.delivered);
+                self.stats.deliveries.record(Delivery::Delivered, elapsed);
                 tracing::debug!(delivery = c.id, subscription = sub, event = %c.event.id, attempt = c.attempt, status, "webhook delivered");
             }
             AttemptOutcome::Failed {
@@ -204,6 +210,7 @@ impl Worker {
                 ..
             } => {
                 WebhookStats::add(&self.stats.retried);
+                self.stats.deliveries.record(Delivery::Retry, elapsed);
                 if disable_subscription.is_some() {
                     WebhookStats::add(&self.stats.disabled_by_gone);
                     tracing::warn!(
@@ -215,6 +222,7 @@ impl Worker {
             }
             AttemptOutcome::Failed { retry_at: None, .. } => {
                 WebhookStats::add(&self.stats.dead);
+                self.stats.deliveries.record(Delivery::Dead, elapsed);
                 tracing::warn!(delivery = c.id, subscription = sub, event = %c.event.id, attempts = c.attempt, error = %what, "webhook delivery dead after its last attempt (warden webhook replay sends it again)");
             }
         }

@@ -551,6 +551,8 @@ impl Config {
 /// A Warden serving on `127.0.0.1:0` until stopped or dropped.
 pub struct Proxy {
     addr: SocketAddr,
+    /// The admin listener's address, when the config sets `admin.listen`.
+    admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     done: Option<JoinHandle<()>>,
     /// Keeps the temporary store alive while Warden runs.
@@ -581,12 +583,24 @@ impl Proxy {
             .unwrap_or_else(|e| panic!("{e}"));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        // Bound where `admin.listen` says (127.0.0.1:0 in tests), as `warden serve` does.
+        let admin_listener = match warden.settings().admin.listen {
+            Some(at) => Some(TcpListener::bind(at).await.unwrap()),
+            None => None,
+        };
+        let admin = admin_listener.as_ref().map(|l| l.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(warden::run(listener, warden, async move {
-            let _ = stopped.await;
-        }));
+        let done = tokio::spawn(warden::run_with_admin(
+            listener,
+            admin_listener,
+            warden,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             addr,
+            admin,
             stop: Some(stop),
             done: Some(done),
             _store: store,
@@ -600,6 +614,17 @@ impl Proxy {
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `http://ADMIN{path}` on the admin listener; panics when `admin.listen` is not set.
+    pub fn admin_url(&self, path: &str) -> String {
+        let admin = self.admin.expect("the config sets admin.listen");
+        format!("http://{admin}{path}")
+    }
+
+    /// The admin listener's address, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// Completes the shutdown future `run` was given.

@@ -1,5 +1,6 @@
 //! The one integration test binary: each module starts real servers through [`harness`].
 
+mod admin;
 mod algorithms;
 mod connections;
 mod devproxy;

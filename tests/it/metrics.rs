@@ -35,7 +35,12 @@ fn client_toml((id, secret): (&str, &str)) -> String {
 
 /// Reads `/metrics` from `proxy` and parses it.
 pub async fn scrape(proxy: &Proxy) -> Scrape {
-    let reply = Client::http1().get(&proxy.url("/metrics")).await;
+    scrape_url(&proxy.url("/metrics")).await
+}
+
+/// Reads the exposition at `url` and parses it.
+pub async fn scrape_url(url: &str) -> Scrape {
+    let reply = Client::http1().get(url).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(
         reply
@@ -64,7 +69,7 @@ pub fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// The buckets of histogram `metric` with `labels`.
-fn buckets(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Vec<HistogramCount> {
+pub fn buckets(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Vec<HistogramCount> {
     scrape
         .samples
         .iter()
@@ -204,4 +209,18 @@ async fn metrics_are_off_unless_configured_and_the_path_is_then_an_ordinary_one(
     assert!(e.to_string().starts_with("endpoints.metrics"), "{e}");
     let e = warden::Settings::from_toml("[endpoints]\nmetrics = \"/healthz\"\n").unwrap_err();
     assert!(e.to_string().contains("already used"), "{e}");
+}
+
+/// The number of observations of histogram `metric` with `labels` (0 when it has none yet).
+pub fn observations(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    let present = scrape
+        .samples
+        .iter()
+        .any(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)));
+    if !present {
+        return 0.0;
+    }
+    buckets(scrape, metric, labels)
+        .last()
+        .map_or(0.0, |b| b.count)
 }

@@ -976,3 +976,47 @@ async fn keygen_and_sign_produce_requests_warden_accepts() {
     assert!(curl.starts_with("curl -X GET "), "{curl}");
     assert!(curl.contains("-H 'signature-input: sig1=("), "{curl}");
 }
+
+/// The key and token caches count their hits and misses, and the store its write
+/// transactions (issuance, and the group commits of the idempotency reservations).
+#[tokio::test]
+async fn signed_requests_count_cache_lookups_and_store_writes_in_the_metrics() {
+    use crate::metrics::{METRICS_ON, observations, scrape, value};
+    let (_up, proxy) = start(METRICS_ON).await;
+    let token = token(&proxy, SIGNER).await;
+    let before = scrape(&proxy).await;
+    for i in 0..3 {
+        let call = Call::new("POST", &proxy.url("/api/orders"))
+            .bearer(&token)
+            .header("x-idempotency-key", &format!("metered-{i}"))
+            .json(r#"{"amount":1}"#);
+        assert_eq!(call.signed().send().await.status, 200);
+    }
+    let after = scrape(&proxy).await;
+    let moved = |cache: &str, result: &str| {
+        let labels = [("cache", cache), ("result", result)];
+        value(&after, "warden_cache_lookups_total", &labels)
+            - value(&before, "warden_cache_lookups_total", &labels)
+    };
+    for cache in ["token", "signature_key"] {
+        assert_eq!(
+            moved(cache, "hit") + moved(cache, "miss"),
+            3.0,
+            "one {cache} lookup a request"
+        );
+        assert!(moved(cache, "hit") >= 2.0, "{cache}: later requests hit");
+    }
+    let writes = "warden_store_write_duration_seconds";
+    assert!(observations(&before, writes, &[("op", "insert_token")]) >= 1.0);
+    assert!(
+        observations(&after, writes, &[("op", "batch")])
+            > observations(&before, writes, &[("op", "batch")]),
+        "the reservations' group commits are timed"
+    );
+    // The labels name caches and operations, never a client or its key.
+    for sample in &after.samples {
+        for (_, v) in sample.labels.iter() {
+            assert!(!v.contains(SIGNER.0) && !v.contains(KEY_ID), "{sample:?}");
+        }
+    }
+}

@@ -1532,3 +1532,40 @@ async fn no_answered_change_loses_its_event_across_repeated_kill_9() {
     );
     last.kill().await;
 }
+
+/// `warden_webhook_deliveries_total` counts each attempt by how it ended, and the attempts'
+/// latency is a histogram.
+#[tokio::test]
+async fn delivery_attempts_are_counted_by_result_in_the_metrics() {
+    use crate::metrics::{METRICS_ON, observations, scrape, value};
+    let rx = Receiver::start().await;
+    rx.plan(&[Answer::Status(500)]);
+    let s = setup(&format!(
+        "[webhook_delivery]\nallow_http = true\nallow_private_targets = true\n\
+         poll_interval = \"100ms\"\nretry_schedule = [\"1s\"]\n{METRICS_ON}"
+    ))
+    .await;
+    let admin = oauth_token(&s.http, &s.url(""), ADMIN).await;
+    s.subscribe(&admin, &rx.url("/hook"), json!("AUTH.CREATED"))
+        .await;
+    oauth_token(&s.http, &s.url(""), ADMIN).await;
+    rx.wait_for(2, Duration::from_secs(20)).await;
+    let deliveries = "warden_webhook_deliveries_total";
+    let m = within(PATIENCE, "the second attempt counted", async {
+        loop {
+            let m = scrape(&s.proxy).await;
+            if value(&m, deliveries, &[("result", "delivered")]) >= 1.0 {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(value(&m, deliveries, &[("result", "delivered")]), 1.0);
+    assert_eq!(value(&m, deliveries, &[("result", "retry")]), 1.0);
+    assert_eq!(value(&m, deliveries, &[("result", "dead")]), 0.0);
+    assert_eq!(
+        observations(&m, "warden_webhook_delivery_duration_seconds", &[]),
+        2.0
+    );
+}

@@ -16,6 +16,13 @@ const INSERT_TOKEN: &str = "INSERT INTO tokens (id, hash, kind, client_id, accou
      disabled_reason, revoked_at, replaced_by) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
+/// Records a write of `op` that began at `started` (`warden_store_write_duration_seconds`).
+fn timed(store: &PostgresStore, op: &'static str, started: std::time::Instant) {
+    if let Some(timing) = &store.timing {
+        timing.observe(op, started);
+    }
+}
+
 /// The token and, in the same statement, its event and deliveries.
 static INSERT_TOKEN_WITH_EVENT: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -91,6 +98,7 @@ impl TokenStore for PostgresStore {
     ) -> Result<(), StoreError> {
         const OP: &str = "insert_token";
         let client = self.client(OP).await?;
+        let started = std::time::Instant::now();
         let hash = token.hash.as_slice();
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(23);
         let base = token_params_with(&token, &hash);
@@ -98,6 +106,7 @@ impl TokenStore for PostgresStore {
         if event.is_none() {
             let stmt = client.prepare_cached(INSERT_TOKEN).await.map_err(db(OP))?;
             client.execute(&stmt, &params).await.map_err(db(OP))?;
+            timed(self, OP, started);
             return Ok(());
         }
         let event = EventParams::of(event.as_ref());
@@ -107,6 +116,7 @@ impl TokenStore for PostgresStore {
             .await
             .map_err(db(OP))?;
         client.query_one(&stmt, &params).await.map_err(db(OP))?;
+        timed(self, OP, started);
         Ok(())
     }
 
@@ -149,11 +159,13 @@ impl TokenStore for PostgresStore {
     ) -> Result<bool, StoreError> {
         const OP: &str = "revoke_token";
         let client = self.client(OP).await?;
+        let started = std::time::Instant::now();
         let event = EventParams::of(event.as_ref());
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &now];
         params.extend_from_slice(&event.params());
         let stmt = client.prepare_cached(&REVOKE).await.map_err(db(OP))?;
         let row = client.query_one(&stmt, &params).await.map_err(db(OP))?;
+        timed(self, OP, started);
         let revoked: bool = get(&row, 0, OP)?;
         if revoked {
             self.changed();

@@ -212,6 +212,7 @@ fn run_jobs(
     tx: Transaction<'_>,
     mut jobs: Vec<Box<dyn Job>>,
 ) -> Option<Vec<Box<dyn Job>>> {
+    let started = std::time::Instant::now();
     // A batch that panicked never reached `committed`: forget what it appended.
     idem_index(inner).begin_batch();
     {
@@ -222,6 +223,9 @@ fn run_jobs(
         jobs.iter_mut().for_each(|job| job.run(&batch));
     }
     let failed = tx.commit().map_err(db("batch")).err();
+    if let (None, Some(timing)) = (&failed, &inner.timing) {
+        timing.observe("batch", started);
+    }
     idem_index(inner).committed(failed.is_none());
     jobs.into_iter().for_each(|job| job.answer(failed.as_ref()));
     None
