@@ -30,13 +30,16 @@
 //! - [`webhooks`]: events about credentials, signed and delivered to subscribers at least once.
 //!
 //! **Around the proxy**
-//! - [`forward`]: pooled upstream client, header hygiene, streaming, upgrades.
+//! - [`forward`]: pooled upstream client, header hygiene (`forward/headers.rs`), the request
+//!   body's limit and stall deadline (`forward/body_limit.rs`), streaming, upgrades.
 //! - [`forward_auth`]: the decision endpoint for nginx `auth_request`, Envoy `ext_authz`, …
 //! - [`response_signing`]: Warden's RFC 9421 signature on the responses of signed routes.
 //! - [`devproxy`]: `warden dev-proxy`, the developer's local signing and token-refreshing proxy.
 //!
 //! **Foundations**
-//! - [`config`]: defaults → TOML → `WARDEN_…` env, validated into typed [`config::Settings`].
+//! - [`config`]: defaults → TOML → `WARDEN_…` env (`config/load.rs`), read into the raw shape
+//!   (`config/raw.rs`) and validated section by section (`config/<section>.rs`) into typed
+//!   [`config::Settings`].
 //! - [`clock`]: the clock every expiry reads (tests move it); [`coarse_timer`]: the cheap
 //!   per-request deadlines.
 //! - [`telemetry`]: log set-up.
