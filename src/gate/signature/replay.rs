@@ -10,10 +10,8 @@ use crate::httpsig;
 use crate::problem::{Problem, SignatureRefusal};
 use crate::store::StoreError;
 
-/// How many lapsed nonce claims one sweep transaction deletes at most (the sweep loops, up to
-/// [`NONCE_SWEEP_ROUNDS`] times, so one sweep never holds the store for long).
-const NONCE_SWEEP_BATCH: u32 = 1000;
-
+/// How many batches of `signatures.nonce_sweep_batch` lapsed claims one sweep deletes at most,
+/// so one sweep never holds the store for long (the next sweep takes the rest).
 const NONCE_SWEEP_ROUNDS: usize = 100;
 
 impl SignatureGate {
@@ -41,10 +39,11 @@ impl SignatureGate {
             return Ok(0);
         };
         let mut total = 0;
+        let batch = self.cfg.nonce_sweep_batch;
         for _ in 0..NONCE_SWEEP_ROUNDS {
-            let n = store.sweep_nonces(now, NONCE_SWEEP_BATCH).await?;
+            let n = store.sweep_nonces(now, batch).await?;
             total += n;
-            if n < u64::from(NONCE_SWEEP_BATCH) {
+            if n < u64::from(batch) {
                 break;
             }
             tokio::task::yield_now().await;
