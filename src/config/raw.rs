@@ -50,6 +50,8 @@ pub struct RawSignatures {
     pub nonce_cache_per_client: u64,
     /// Where nonces are claimed besides memory; default `auto`.
     pub nonce_store: NonceStoreMode,
+    /// Most lapsed nonce claims one sweep transaction deletes; default 1000.
+    pub nonce_sweep_batch: u32,
     pub cover_if_present: Vec<String>,
     pub cover_always: Vec<String>,
     pub key_cache_capacity: u64,
@@ -73,6 +75,7 @@ impl Default for RawSignatures {
             nonce_cache_capacity: 200_000,
             nonce_cache_per_client: 0,
             nonce_store: NonceStoreMode::Auto,
+            nonce_sweep_batch: 1000,
             cover_if_present: [
                 "authorization",
                 "x-client-id",

@@ -31,6 +31,9 @@ pub struct SignatureSettings {
     pub nonce_cache_per_client: u64,
     /// `signatures.nonce_store`, default `auto`: where nonces are claimed besides memory.
     pub nonce_store: NonceStoreMode,
+    /// `signatures.nonce_sweep_batch`, default 1000: most lapsed nonce claims one sweep
+    /// transaction deletes (the sweep repeats, in bounded rounds, while batches come back full).
+    pub nonce_sweep_batch: u32,
     /// `signatures.cover_if_present`, default `authorization`, `x-client-id`,
     /// `x-idempotency-key`, `idempotency-key`: fields a signature must cover when the request has them.
     pub cover_if_present: Vec<http::HeaderName>,
@@ -56,6 +59,12 @@ pub(super) fn validate_signatures(s: &RawSignatures) -> Result<SignatureSettings
     if s.nonce_cache_capacity == 0 {
         return Err(invalid(
             "signatures.nonce_cache_capacity",
+            "must be at least 1",
+        ));
+    }
+    if s.nonce_sweep_batch == 0 {
+        return Err(invalid(
+            "signatures.nonce_sweep_batch",
             "must be at least 1",
         ));
     }
@@ -104,6 +113,7 @@ pub(super) fn validate_signatures(s: &RawSignatures) -> Result<SignatureSettings
         nonce_cache_capacity: s.nonce_cache_capacity,
         nonce_cache_per_client,
         nonce_store: s.nonce_store,
+        nonce_sweep_batch: s.nonce_sweep_batch,
         cover_if_present,
         cover_always: validate_components("signatures.cover_always", &s.cover_always)?,
         key_cache_capacity: s.key_cache_capacity,
@@ -145,6 +155,7 @@ mod tests {
         assert_eq!(s.nonce, NonceMode::Optional);
         assert_eq!(s.nonce_cache_capacity, 200_000);
         assert_eq!(s.nonce_cache_per_client, 50_000);
+        assert_eq!(s.nonce_sweep_batch, 1000);
         let cover: Vec<&str> = s.cover_if_present.iter().map(|h| h.as_str()).collect();
         assert_eq!(
             cover,
@@ -174,6 +185,7 @@ mod tests {
                 "nonce_cache_capacity = 8\nnonce_cache_per_client = 9",
                 "signatures.nonce_cache_per_client",
             ),
+            ("nonce_sweep_batch = 0", "signatures.nonce_sweep_batch"),
             ("verify_batch_max = 0", "signatures.verify_batch_max"),
             ("verify_batch_max = 1025", "signatures.verify_batch_max"),
             ("key_cache_capacity = 0", "signatures.key_cache_capacity"),
@@ -202,7 +214,7 @@ mod tests {
     #[test]
     fn given_values_are_kept() {
         let s = validate_signatures(
-            &raw("[signatures]\npolicy = \"required\"\nnonce = \"required\"\nnonce_cache_per_client = 7\n\
+            &raw("[signatures]\npolicy = \"required\"\nnonce = \"required\"\nnonce_cache_per_client = 7\nnonce_sweep_batch = 10\n\
                   cover_always = [\"@method\", \"content-digest\"]\nverify_batch_max = 1\n")
             .signatures,
         )
@@ -212,6 +224,7 @@ mod tests {
             (SignatureMode::Required, NonceMode::Required)
         );
         assert_eq!(s.nonce_cache_per_client, 7);
+        assert_eq!(s.nonce_sweep_batch, 10);
         assert_eq!(s.cover_always, ["@method", "content-digest"]);
         assert_eq!(s.verify_batch_max, 1);
     }

@@ -7,28 +7,30 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
-use moka::sync::Cache;
 
 use crate::config::{
     Durability, NonceMode, NonceStoreMode, PublicUrl, Settings, SignatureSettings,
 };
 use crate::forward::Origin;
-use crate::gate::nonce::{self, NonceCache, Seen};
+use crate::gate::nonce::NonceCache;
 use crate::httpsig::batch::BatchVerifier;
 use crate::httpsig::{self, Message, ParsedSignature, RequestView, SigError, VerificationKey};
 use crate::problem::{Problem, SignatureProblem, SignatureRefusal};
 use crate::router::SignatureMode;
-use crate::store::feed::{Follower, Subscriber};
-use crate::store::{Change, ClientRecord, Store, StoreError};
+use crate::store::Store;
+use crate::store::feed::Follower;
 
 mod external;
+mod keys;
+mod replay;
 pub use external::External;
+pub use keys::{ClientKeys, HmacSecrets, hmac_secrets};
+use keys::{KeyCache, RegisteredKey};
 
 /// The header a client may send to say who it is; it must name the credential's client.
 pub const X_CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
@@ -37,89 +39,6 @@ const SIGNATURE: HeaderName = HeaderName::from_static("signature");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("content-digest");
 /// The label Warden asks for in `Accept-Signature` (labels are not signed; any label works).
 const LABEL: &str = "sig1";
-/// How many lapsed nonce claims one sweep transaction deletes at most (the sweep loops, up to
-/// [`NONCE_SWEEP_ROUNDS`] times, so one sweep never holds the store for long).
-const NONCE_SWEEP_BATCH: u32 = 1000;
-const NONCE_SWEEP_ROUNDS: usize = 100;
-
-/// One registered key, parsed once.
-#[derive(Debug)]
-struct RegisteredKey {
-    id: String,
-    key: VerificationKey,
-}
-
-/// The HMAC secrets of config clients by (client id, key id): held in memory only, never in
-/// the store, whose rows for them carry no bytes.
-pub type HmacSecrets = HashMap<(String, String), VerificationKey>;
-
-/// The HMAC secrets declared in `settings.clients`.
-pub fn hmac_secrets(settings: &Settings) -> HmacSecrets {
-    settings
-        .clients
-        .iter()
-        .flat_map(|c| {
-            c.keys
-                .iter()
-                .filter(|k| k.key.alg().is_symmetric())
-                .map(|k| ((c.id.clone(), k.id.clone()), k.key.clone()))
-        })
-        .collect()
-}
-
-/// A client's signing keys, parsed, and its own signature mode (`clients[].signature`).
-#[derive(Debug)]
-pub struct ClientKeys {
-    mode: SignatureMode,
-    keys: Vec<RegisteredKey>,
-}
-
-impl ClientKeys {
-    /// Parses the keys of a stored client, of any algorithm; an `hmac-sha256` key takes its
-    /// secret from `secrets`. A key that is not usable is skipped (and logged): nothing it
-    /// would verify can be trusted.
-    pub fn from_record(record: &ClientRecord, mode: SignatureMode, secrets: &HmacSecrets) -> Self {
-        let mut keys = Vec::with_capacity(record.keys.len());
-        for k in &record.keys {
-            let parsed = match httpsig::Algorithm::from_name(&k.alg) {
-                Some(alg) if alg.is_symmetric() => secrets
-                    .get(&(record.id.clone(), k.key_id.clone()))
-                    .cloned()
-                    .ok_or("its secret is not in this instance's config"),
-                Some(alg) => httpsig::stored_verification_key(alg, &k.public_key)
-                    .map_err(|_| "its stored public key does not parse"),
-                None => Err("its algorithm is unknown"),
-            };
-            match parsed {
-                Ok(key) => keys.push(RegisteredKey {
-                    id: k.key_id.clone(),
-                    key,
-                }),
-                Err(why) => {
-                    tracing::warn!(client_id = %record.id, key_id = %k.key_id, alg = %k.alg, why, "unusable signing key skipped")
-                }
-            }
-        }
-        Self { mode, keys }
-    }
-
-    /// A client with no keys (unknown to the store, or keyless).
-    pub fn none(mode: SignatureMode) -> Self {
-        Self {
-            mode,
-            keys: Vec::new(),
-        }
-    }
-
-    /// Whether the client registered any usable key.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    fn find(&self, key_id: &str) -> Option<&RegisteredKey> {
-        self.keys.iter().find(|k| k.id == key_id)
-    }
-}
 
 /// What the check reads of a request.
 #[derive(Debug, Clone, Copy)]
@@ -271,41 +190,6 @@ impl SignatureGate {
     pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
         self
-    }
-
-    /// Whether nonces are claimed in the store (so every process on it refuses a nonce used
-    /// at any of them).
-    pub fn claims_nonces_in_store(&self) -> bool {
-        self.claims_in_store && self.store.is_some()
-    }
-
-    /// Refuses, from now on, signatures with a nonce created before `started` (unix seconds):
-    /// their nonce may have been used before this process began remembering nonces. Called once
-    /// at start (after [`Self::with_store`]), so a request captured before a restart cannot be
-    /// replayed after it. Not needed, so not set, when nonces are claimed in a store that keeps
-    /// every committed claim across a restart: it still holds the nonces used before.
-    pub fn fence_nonces(&self, started: i64) {
-        if self.claims_nonces_in_store() && self.store_durable {
-            return;
-        }
-        self.nonces_since.store(started, Ordering::Relaxed);
-    }
-
-    /// Deletes the store's lapsed nonce claims at `now` in bounded batches; returns how many.
-    pub async fn sweep_nonces(&self, now: i64) -> Result<u64, StoreError> {
-        let Some(store) = &self.store else {
-            return Ok(0);
-        };
-        let mut total = 0;
-        for _ in 0..NONCE_SWEEP_ROUNDS {
-            let n = store.sweep_nonces(now, NONCE_SWEEP_BATCH).await?;
-            total += n;
-            if n < u64::from(NONCE_SWEEP_BATCH) {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        Ok(total)
     }
 
     /// Subscribes the key cache to the process's change feed (call once), so a client changed
@@ -556,95 +440,6 @@ impl SignatureGate {
         (!missing.is_empty()).then(|| missing.join(", "))
     }
 
-    /// The last second (unix, inclusive) in which a signature with `params` passes the time
-    /// checks at `now` or later: `created + max_age`, and `expires + clock_skew` when sooner
-    /// (whole seconds, as [`httpsig::check_times`] compares them).
-    fn last_second(&self, params: &httpsig::SignatureParams, now: i64) -> i64 {
-        let max_age = i64::try_from(self.cfg.max_age.as_secs()).unwrap_or(i64::MAX);
-        let skew = i64::try_from(self.cfg.clock_skew.as_secs()).unwrap_or(i64::MAX);
-        let by_age = match params.created() {
-            Some(created) => created.saturating_add(max_age),
-            None => now.saturating_add(skew).saturating_add(max_age),
-        };
-        match params.expires() {
-            Some(expires) => by_age.min(expires.saturating_add(skew)),
-            None => by_age,
-        }
-    }
-
-    /// Records the nonce of a verified signature, live through second `last`; refuses a nonce
-    /// already used, and one that cannot be remembered (the cache, or the client's share of
-    /// it, is full of live nonces: forgetting one would make its request replayable).
-    ///
-    /// With nonces in the store, a nonce fresh to this process's memory is then claimed in the
-    /// store, which refuses one another process used; one this process saw is refused from
-    /// memory without a store trip. A store that does not answer refuses the request (503
-    /// `store_unavailable`): a nonce that could not be claimed may be in use elsewhere.
-    async fn remember(
-        &self,
-        client_id: &str,
-        key_id: &str,
-        nonce: &str,
-        now: i64,
-        last: i64,
-    ) -> Result<(), Failure> {
-        let Some(cache) = &self.nonces else {
-            return Ok(());
-        };
-        let last = last.max(now);
-        let entry = nonce::entry(client_id, key_id, nonce);
-        let replayed = || {
-            Failure::Refused(
-                SignatureRefusal::Replayed,
-                "this signature's nonce was already used; sign the request again with a new nonce"
-                    .into(),
-            )
-        };
-        match cache.check_entry(entry, client_id, now, last) {
-            Seen::Fresh => {
-                let Some(store) = self.store.as_ref().filter(|_| self.claims_in_store) else {
-                    return Ok(());
-                };
-                match store.claim_nonce(&entry, now, last).await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(replayed()),
-                    Err(e) => {
-                        // Not used here: a retry once the store answers is not a replay.
-                        cache.forget(&entry, client_id, now, last);
-                        tracing::error!(error = %e, "store failed while claiming a signature nonce");
-                        Err(Failure::Unavailable(Problem::StoreUnavailable))
-                    }
-                }
-            }
-            Seen::Replayed => Err(replayed()),
-            Seen::ClientFull { retry_after } => {
-                // At most one line a second, however many are refused.
-                if self.nonce_warned.fetch_max(now, Ordering::Relaxed) < now {
-                    tracing::warn!(
-                        client_id,
-                        limit = self.cfg.nonce_cache_per_client,
-                        "signature nonces refused: a client holds its share of the nonce cache"
-                    );
-                }
-                Err(Failure::Unavailable(Problem::NonceQuotaExceeded {
-                    limit: self.cfg.nonce_cache_per_client,
-                    retry_after,
-                }))
-            }
-            Seen::Full { retry_after } => {
-                if self.nonce_warned.fetch_max(now, Ordering::Relaxed) < now {
-                    tracing::warn!(
-                        capacity = self.cfg.nonce_cache_capacity,
-                        "signature nonces refused: the nonce cache is full of live nonces"
-                    );
-                }
-                Err(Failure::Unavailable(Problem::NonceCacheFull {
-                    retry_after,
-                }))
-            }
-        }
-    }
-
     /// `Accept-Signature` (RFC 9421 §5.1) naming what this request's signature must cover.
     fn accept_signature(
         &self,
@@ -790,81 +585,6 @@ fn printable(s: &str) -> Cow<'_, str> {
         Cow::Borrowed(s)
     } else {
         Cow::Borrowed("(unprintable)")
-    }
-}
-
-/// Parsed keys by client id, bounded, dropped for a client the store's change feed says changed
-/// (the feed is caught up before every lookup, at most every `tokens.change_check_interval`)
-/// and at most every `ttl`.
-struct KeyCache {
-    inner: Cache<String, Arc<ClientKeys>>,
-    /// Bumped on every invalidation, so a lookup that raced one does not insert stale keys.
-    generation: AtomicU64,
-    /// The process's feed follower, once [`SignatureGate::follow`] subscribed this cache.
-    feed: OnceLock<Arc<Follower>>,
-    /// The HMAC secrets the stored `hmac-sha256` keys take.
-    secrets: HmacSecrets,
-    /// `warden_cache_lookups_total{cache="signature_key"}`, once metrics attach it.
-    lookups: crate::metrics::Lookups,
-}
-
-impl KeyCache {
-    fn new(capacity: u64, ttl: Duration, secrets: HmacSecrets) -> Self {
-        Self {
-            secrets,
-            inner: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl.max(Duration::from_secs(1)))
-                .build(),
-            generation: AtomicU64::new(0),
-            feed: OnceLock::new(),
-            lookups: crate::metrics::Lookups::default(),
-        }
-    }
-
-    async fn get(
-        &self,
-        store: &dyn Store,
-        client_id: &str,
-        mode: SignatureMode,
-    ) -> Result<Arc<ClientKeys>, StoreError> {
-        if let Some(feed) = self.feed.get() {
-            feed.catch_up().await?;
-        }
-        if let Some(keys) = self.inner.get(client_id) {
-            self.lookups.hit();
-            return Ok(keys);
-        }
-        self.lookups.miss();
-        let load = Box::pin(self.load(store, client_id, mode));
-        load.await
-    }
-
-    async fn load(
-        &self,
-        store: &dyn Store,
-        client_id: &str,
-        mode: SignatureMode,
-    ) -> Result<Arc<ClientKeys>, StoreError> {
-        let seen = self.generation.load(Ordering::Acquire);
-        let keys = Arc::new(match store.get_client(client_id).await? {
-            Some(record) => ClientKeys::from_record(&record, mode, &self.secrets),
-            None => ClientKeys::none(mode),
-        });
-        if self.generation.load(Ordering::Acquire) == seen {
-            self.inner.insert(client_id.to_owned(), keys.clone());
-        }
-        Ok(keys)
-    }
-}
-
-/// A changed client's keys are read again on its next request.
-impl Subscriber for KeyCache {
-    fn changed(&self, change: &Change) {
-        if let Some(id) = &change.client_id {
-            self.generation.fetch_add(1, Ordering::AcqRel);
-            self.inner.invalidate(id);
-        }
     }
 }
 

@@ -1,7 +1,7 @@
 use super::*;
 use crate::clock::Clock;
 use crate::httpsig::SigParam;
-use crate::store::{ClientSource, SigningKey as StoredKey};
+use crate::store::{ClientRecord, ClientSource, SigningKey as StoredKey};
 use ed25519_dalek::SigningKey;
 
 const NOW: i64 = 1_700_000_000;
