@@ -27,6 +27,10 @@ pub struct RawPostgres {
     pub fallback_poll_interval: Duration,
     /// PEM CA certificates for the server's certificate (`sslmode=require`); "" = web PKI roots.
     pub ca_file: String,
+    /// The most issued tokens one transaction writes (group commit); default 64.
+    pub issue_batch_max: usize,
+    /// Group-commit transactions of issued tokens written at once; default 4.
+    pub issue_batches_in_flight: usize,
 }
 
 impl Default for RawPostgres {
@@ -39,6 +43,8 @@ impl Default for RawPostgres {
             statement_timeout: d.statement_timeout,
             fallback_poll_interval: d.fallback_poll_interval,
             ca_file: d.ca_file,
+            issue_batch_max: d.issue_batch_max,
+            issue_batches_in_flight: d.issue_batches_in_flight,
         }
     }
 }
@@ -49,6 +55,18 @@ impl RawPostgres {
             return Err(invalid(
                 "store.postgres.pool_size",
                 "must be between 1 and 1000",
+            ));
+        }
+        if self.issue_batch_max == 0 || self.issue_batch_max > 1000 {
+            return Err(invalid(
+                "store.postgres.issue_batch_max",
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.issue_batches_in_flight == 0 || self.issue_batches_in_flight > 1000 {
+            return Err(invalid(
+                "store.postgres.issue_batches_in_flight",
+                "must be between 1 and 1000 (more than pool_size is capped at pool_size)",
             ));
         }
         for (key, value) in [
@@ -75,6 +93,9 @@ impl RawPostgres {
             statement_timeout: self.statement_timeout,
             fallback_poll_interval: self.fallback_poll_interval,
             ca_file: self.ca_file.clone(),
+            issue_batch_max: self.issue_batch_max,
+            // Each batch holds a pooled connection while it commits.
+            issue_batches_in_flight: self.issue_batches_in_flight.min(self.pool_size),
         }
     }
 }

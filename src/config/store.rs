@@ -70,6 +70,14 @@ mod tests {
                 "url = \"postgres://db/warden\"\nseal_key_file = \"/k\"\npostgres = { acquire_timeout = \"0s\" }",
                 "store.postgres.acquire_timeout",
             ),
+            (
+                "url = \"postgres://db/warden\"\nseal_key_file = \"/k\"\npostgres = { issue_batch_max = 0 }",
+                "store.postgres.issue_batch_max",
+            ),
+            (
+                "url = \"postgres://db/warden\"\nseal_key_file = \"/k\"\npostgres = { issue_batches_in_flight = 0 }",
+                "store.postgres.issue_batches_in_flight",
+            ),
         ] {
             let e = refused(&format!("[store]\n{toml}\n"));
             assert!(e.starts_with(&format!("{key}: ")), "{toml}: {e}");

@@ -64,6 +64,11 @@ pub struct PostgresOptions {
     /// A PEM file of CA certificates that sign the server's certificate (`sslmode=require`);
     /// empty: the public web PKI roots.
     pub ca_file: String,
+    /// The most issued tokens one transaction writes (group commit). Default 64.
+    pub issue_batch_max: usize,
+    /// Group-commit transactions of issued tokens being written at once, each on a pooled
+    /// connection of its own (at most `pool_size` take effect). Default 4.
+    pub issue_batches_in_flight: usize,
 }
 
 impl Default for PostgresOptions {
@@ -75,6 +80,8 @@ impl Default for PostgresOptions {
             statement_timeout: Duration::from_secs(10),
             fallback_poll_interval: Duration::from_secs(1),
             ca_file: String::new(),
+            issue_batch_max: 64,
+            issue_batches_in_flight: 4,
         }
     }
 }
@@ -177,7 +184,11 @@ impl PostgresStore {
         );
         let poll = listen::poll_head(pool.clone(), Arc::clone(&marker), pg.fallback_poll_interval);
         let store = Self {
-            inserts: tokens::InsertQueue::start(pool.clone()),
+            inserts: tokens::InsertQueue::start(
+                pool.clone(),
+                pg.issue_batch_max,
+                pg.issue_batches_in_flight.min(pg.pool_size),
+            ),
             pool,
             marker,
             tasks: vec![listener, poll],

@@ -299,12 +299,6 @@ impl TokenStore for PostgresStore {
     }
 }
 
-/// The most tokens one transaction writes.
-const MAX_BATCH: usize = 64;
-/// Batches being written at once, each on a pooled connection of its own. While they commit,
-/// new issuances queue up and go together in the next one.
-const BATCHES_IN_FLIGHT: usize = 4;
-
 /// Group commit of issued tokens. With one commit per token, PostgreSQL itself caps issuance
 /// on a small machine (`docs/benchmarks.md`: `pgbench`, 16 clients, ~2,000 one-row
 /// transactions/s against ~16,000 rows/s in 16-row ones); so the tokens issued concurrently
@@ -325,9 +319,18 @@ struct Insert {
 
 impl InsertQueue {
     /// Starts the writer (a task that ends when the store is dropped).
-    pub(super) fn start(pool: Pool) -> Self {
+    /// `max_batch`: the most tokens one transaction writes (`store.postgres.issue_batch_max`);
+    /// `in_flight`: batches written at once, each on a pooled connection of its own
+    /// (`store.postgres.issue_batches_in_flight`). While they commit, new issuances queue up
+    /// and go together in the next one.
+    pub(super) fn start(pool: Pool, max_batch: usize, in_flight: usize) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(pool, queue));
+        tokio::spawn(write_batches(
+            pool,
+            queue,
+            max_batch.max(1),
+            in_flight.max(1),
+        ));
         Self { jobs }
     }
 
@@ -345,15 +348,20 @@ impl InsertQueue {
     }
 }
 
-async fn write_batches(pool: Pool, mut queue: mpsc::UnboundedReceiver<Insert>) {
-    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+async fn write_batches(
+    pool: Pool,
+    mut queue: mpsc::UnboundedReceiver<Insert>,
+    max_batch: usize,
+    in_flight: usize,
+) {
+    let slots = Arc::new(Semaphore::new(in_flight));
     while let Some(first) = queue.recv().await {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
         // Whatever queued while the slot was awaited goes in this batch.
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < max_batch {
             match queue.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
