@@ -100,6 +100,27 @@ pub(crate) async fn authenticate(
     Ok((identity, admitted.digest))
 }
 
+/// The caller may manage `account`'s tokens and webhook subscriptions: a credential of that
+/// account (another account looks exactly like one that does not exist: 404) holding the
+/// admin scope (403 `insufficient_scope`). The tokens API and the webhooks API both ask this,
+/// after [`authenticate`].
+pub(crate) fn admin_of(issuer: &Issuer, caller: &Identity, account: &str) -> Result<(), Problem> {
+    if account != caller.account {
+        return Err(Problem::NotFound { what: "account" });
+    }
+    let admin = &issuer.settings().admin_scope;
+    if !scope::granted(admin, &caller.scopes) {
+        return Err(Problem::InsufficientScope {
+            scope: admin.clone(),
+            challenge: scope::insufficient_scope_challenge(
+                &issuer.settings().realm,
+                std::slice::from_ref(admin),
+            ),
+        });
+    }
+    Ok(())
+}
+
 async fn serve(
     issuer: &Issuer,
     signatures: &SignatureGate,
@@ -116,20 +137,7 @@ async fn serve(
     let Some(at) = base.resolve(&path) else {
         return Err(Problem::NotFound { what: "token" });
     };
-    // Another account looks exactly like one that does not exist.
-    if at.account != caller.account {
-        return Err(Problem::NotFound { what: "account" });
-    }
-    let admin = &issuer.settings().admin_scope;
-    if !scope::granted(admin, &caller.scopes) {
-        return Err(Problem::InsufficientScope {
-            scope: admin.clone(),
-            challenge: scope::insufficient_scope_challenge(
-                &issuer.settings().realm,
-                std::slice::from_ref(admin),
-            ),
-        });
-    }
+    admin_of(issuer, &caller, at.account)?;
     let op = TokenOp::of(req.method(), at.rest)?;
     let now = issuer.clock().now();
     let max_name = issuer.settings().max_name_length;

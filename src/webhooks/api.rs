@@ -17,9 +17,8 @@ use crate::config::Settings;
 use crate::forward::Origin;
 use crate::gate::signature::SignatureGate;
 use crate::issuer::Issuer;
-use crate::issuer::tokens_api::{Rest, authenticate, read_json};
+use crate::issuer::tokens_api::{Rest, admin_of, authenticate, read_json};
 use crate::problem::{Problem, WebhookRefusal};
-use crate::scope;
 use crate::store::{StoreError, WebhookSubscription};
 
 /// Whether `id` looks like a subscription id made through the API: `wh_` and 32 lowercase hex
@@ -158,20 +157,7 @@ async fn serve(
             what: "subscription",
         });
     };
-    // Another account looks exactly like one that does not exist.
-    if at.account != caller.account {
-        return Err(Problem::NotFound { what: "account" });
-    }
-    let admin = &issuer.settings().admin_scope;
-    if !scope::granted(admin, &caller.scopes) {
-        return Err(Problem::InsufficientScope {
-            scope: admin.clone(),
-            challenge: scope::insufficient_scope_challenge(
-                &issuer.settings().realm,
-                std::slice::from_ref(admin),
-            ),
-        });
-    }
+    admin_of(issuer, &caller, at.account)?;
     let account = caller.account.as_str();
     let (id, op) = match at.rest {
         Rest::Collection => (None, None),
