@@ -48,6 +48,12 @@ pub enum ScopeError {
     Wildcard,
 }
 
+/// Whether `b` may appear in an RFC 6749 §3.3 scope-token (NQCHAR: `%x21 / %x23-5B /
+/// %x5D-7E`, visible ASCII but `"` and `\`). Audiences take the same characters.
+pub fn is_token_char(b: u8) -> bool {
+    b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)
+}
+
 /// Checks that `scope` is a valid scope (see the module rules).
 pub fn check(scope: &str) -> Result<(), ScopeError> {
     if scope.is_empty() {
@@ -56,10 +62,7 @@ pub fn check(scope: &str) -> Result<(), ScopeError> {
     if scope.len() > MAX_SCOPE_BYTES {
         return Err(ScopeError::TooLong);
     }
-    if !scope
-        .bytes()
-        .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
-    {
+    if !scope.bytes().all(is_token_char) {
         return Err(ScopeError::Character);
     }
     match split_uri(scope) {

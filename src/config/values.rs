@@ -16,9 +16,7 @@ pub fn valid_id(s: &str) -> bool {
 
 /// Whether `s` is a valid OAuth scope token (RFC 6749 §3.3).
 pub fn valid_scope(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    !s.is_empty() && s.bytes().all(crate::scope::is_token_char)
 }
 
 /// Whether `s` is a valid audience: 1-256 visible ASCII without space, `"` or `\`.
