@@ -14,7 +14,7 @@ mod sweep;
 pub mod throttle;
 pub mod tokens_api;
 
-use self::issuance::new_token_record;
+use self::issuance::new_token;
 pub use self::scopes::{effective_scopes, narrow_scopes};
 pub use self::sweep::feed_retention;
 

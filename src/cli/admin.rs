@@ -73,17 +73,7 @@ pub(crate) fn admin(
     settings: Settings,
     run: impl for<'a> FnOnce(&'a Issuer) -> AdminFuture<'a>,
 ) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("warden: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(async move {
+    warden::webhooks::cli::on_runtime(async move {
         let store = match warden::service::open_store(&settings).await {
             Ok(s) => s,
             Err(e) => {

@@ -251,13 +251,9 @@ pub(crate) fn verify(args: &VerifyArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Some(alg) = warden::httpsig::Algorithm::from_name(&args.alg) else {
-        eprintln!(
-            "warden: --alg {}: not one of {}",
-            args.alg,
-            warden::httpsig::Algorithm::names()
-        );
-        return ExitCode::from(2);
+    let alg = match alg_arg(&args.alg) {
+        Ok(alg) => alg,
+        Err(e) => return usage(&e),
     };
     let now = (!args.max_age.is_zero()).then(|| (Clock::default().now(), args.max_age.as_secs()));
     match warden::response_signing::verify_exchange(
@@ -280,15 +276,24 @@ pub(crate) fn verify(args: &VerifyArgs) -> ExitCode {
     }
 }
 
+/// The algorithm `--alg` names, or what to tell the user.
+fn alg_arg(name: &str) -> Result<warden::httpsig::Algorithm, String> {
+    use warden::httpsig::Algorithm;
+    Algorithm::from_name(name)
+        .ok_or_else(|| format!("--alg {name}: not one of {}", Algorithm::names()))
+}
+
+/// Says what is wrong with the command line; exits 2.
+fn usage(e: &str) -> ExitCode {
+    eprintln!("warden: {e}");
+    ExitCode::from(2)
+}
+
 /// `warden keygen`: a new key pair (or HMAC secret); the public half in the config format.
 pub(crate) fn keygen(args: &KeygenArgs) -> ExitCode {
-    let Some(alg) = warden::httpsig::Algorithm::from_name(&args.alg) else {
-        eprintln!(
-            "warden: --alg {}: not one of {}",
-            args.alg,
-            warden::httpsig::Algorithm::names()
-        );
-        return ExitCode::from(2);
+    let alg = match alg_arg(&args.alg) {
+        Ok(alg) => alg,
+        Err(e) => return usage(&e),
     };
     let (private, public) = match warden::httpsig::generate(alg) {
         Ok(pair) => pair,
@@ -337,10 +342,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 pub(crate) fn sign(args: &SignArgs) -> ExitCode {
     match sign_request(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("warden: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => usage(&e),
     }
 }
 
@@ -348,13 +350,7 @@ fn sign_request(args: &SignArgs) -> Result<(), String> {
     use warden::httpsig::{self, SignOptions};
     let pem = std::fs::read_to_string(&args.key)
         .map_err(|e| format!("cannot read --key {}: {e}", args.key.display()))?;
-    let alg =
-        match args.alg.as_deref() {
-            None => None,
-            Some(name) => Some(httpsig::Algorithm::from_name(name).ok_or_else(|| {
-                format!("--alg {name}: not one of {}", httpsig::Algorithm::names())
-            })?),
-        };
+    let alg = args.alg.as_deref().map(alg_arg).transpose()?;
     let key = httpsig::parse_signer_key(&pem, alg).map_err(|e| format!("--key: {e}"))?;
     let body: Vec<u8> = match (&args.data, &args.data_file) {
         (Some(d), _) => d.clone().into_bytes(),

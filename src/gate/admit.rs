@@ -6,7 +6,10 @@
 //! `DELETE /v1/auth` call it; `POST /v1/auth` cannot, as it checks the secret first and the
 //! signature against the client record the secret found (see `issuer::auth::create`).
 
+use http::Request;
+
 use crate::digest::DigestVerifier;
+use crate::forward::Origin;
 use crate::gate::digest;
 use crate::gate::signature::{Endpoint, RequestParts, SignatureGate, Verdict};
 use crate::problem::Problem;
@@ -20,6 +23,20 @@ pub struct Admission {
     pub digest: Option<DigestVerifier>,
     /// The label of the verified signature, if one was (a signed response binds it).
     pub label: Option<String>,
+}
+
+impl<'a> RequestParts<'a> {
+    /// What the checks read of `req`, arrived from `origin`; `has_body`: whether a body follows
+    /// that will be read (and so can be checked against its digest).
+    pub fn of<B>(req: &'a Request<B>, origin: &'a Origin, has_body: bool) -> Self {
+        Self {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            has_body,
+            origin,
+        }
+    }
 }
 
 impl SignatureGate {

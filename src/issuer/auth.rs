@@ -176,30 +176,12 @@ async fn delete(
     origin: &Origin,
     ip: IpAddr,
 ) -> Result<Response<Body>, Problem> {
-    let caller = issuer.caller(req.headers(), ip).await?;
     // The body of a DELETE is never read, so its digest (a malformed field is still
     // refused) goes unchecked.
-    let parts = RequestParts {
-        method: req.method(),
-        uri: req.uri(),
-        headers: req.headers(),
-        has_body: false,
-        origin,
-    };
-    let at = Endpoint {
-        mode: signatures.settings().auth_endpoint,
-        cover: &[],
-        public_url: None,
-    };
-    signatures
-        .admit(
-            issuer.store().as_ref(),
-            &parts,
-            &at,
-            &caller.client_id,
-            issuer.clock().now(),
-            false,
-        )
+    let parts = RequestParts::of(&req, origin, false);
+    let mode = signatures.settings().auth_endpoint;
+    let (caller, _) = issuer
+        .admitted_caller(signatures, &parts, ip, mode, false)
         .await?;
     let query = req.uri().query().unwrap_or("");
     let params = form::parse_form(query.as_bytes()).map_err(form_problem)?;

@@ -8,6 +8,9 @@ use http::HeaderValue;
 
 use super::{BearerError, Issuer, effective_scopes, parse_nets};
 use crate::cache::{Cached, Identity, TokenCache};
+use crate::gate::admit::Admission;
+use crate::gate::signature::{Endpoint, RequestParts, SignatureGate};
+use crate::router::SignatureMode;
 use crate::secret;
 use crate::store::feed::Subscriber;
 use crate::store::{Change, ClientRecord, Hash, StoreError, TokenRecord};
@@ -50,6 +53,36 @@ impl Issuer {
         Ok(identity)
     }
 
+    /// The caller of one of Warden's own endpoints (the tokens and webhooks APIs,
+    /// `DELETE /v1/auth`), admitted: [`Issuer::caller`], then [`SignatureGate::admit`] at the
+    /// endpoint's signature `mode`, which covers nothing beyond the global components.
+    pub async fn admitted_caller(
+        &self,
+        signatures: &SignatureGate,
+        parts: &RequestParts<'_>,
+        ip: IpAddr,
+        mode: SignatureMode,
+        verify_unsigned: bool,
+    ) -> Result<(Arc<Identity>, Admission), crate::problem::Problem> {
+        let identity = self.caller(parts.headers, ip).await?;
+        let at = Endpoint {
+            mode,
+            cover: &[],
+            public_url: None,
+        };
+        let admission = signatures
+            .admit(
+                self.store.as_ref(),
+                parts,
+                &at,
+                &identity.client_id,
+                self.clock.now(),
+                verify_unsigned,
+            )
+            .await?;
+        Ok((identity, admission))
+    }
+
     /// The identity a request's `Authorization: Bearer` proves, before its trusted IPs are
     /// looked at ([`Issuer::caller`] looks at them).
     pub async fn bearer_identity(
@@ -87,21 +120,43 @@ impl Issuer {
     pub async fn authenticate_bearer(&self, value: &str) -> Result<Arc<Identity>, BearerError> {
         let hash = secret::hash(value);
         let now = self.clock.now();
-        self.catch_up().await.map_err(BearerError::Store)?;
-        match self.cache.get(&hash) {
-            Some(Cached::Valid(id)) => {
-                // The cache never outlives a token, but the clock is the judge.
-                return match id.expires_at {
-                    Some(end) if end <= now => Err(BearerError::Invalid),
-                    _ => Ok(id),
-                };
-            }
-            Some(Cached::Invalid) => return Err(BearerError::Invalid),
-            None => {}
+        if let Some(id) = self.cached(&hash, now).await? {
+            return Ok(id);
         }
         // A miss goes to the store: boxed so the cache hit's future stays small.
         let load = Box::pin(self.load_bearer(hash, now));
         load.await
+    }
+
+    /// The cached decision on the credential under `key`, once changes by any writer have been
+    /// read: `None` on a miss. A cached identity is still judged by the clock at `now`.
+    async fn cached(&self, key: &Hash, now: i64) -> Result<Option<Arc<Identity>>, BearerError> {
+        self.catch_up().await.map_err(BearerError::Store)?;
+        match self.cache.get(key) {
+            // The cache never outlives a token, but the clock is the judge.
+            Some(Cached::Valid(id)) => match id.expires_at {
+                Some(end) if end <= now => Err(BearerError::Invalid),
+                _ => Ok(Some(id)),
+            },
+            Some(Cached::Invalid) => Err(BearerError::Invalid),
+            None => Ok(None),
+        }
+    }
+
+    /// Caches the `decision` on the credential under `key`, drawn at cache generation `seen`,
+    /// and answers with it.
+    fn remember(
+        &self,
+        key: Hash,
+        decision: Cached,
+        seen: u64,
+        now: i64,
+    ) -> Result<Arc<Identity>, BearerError> {
+        self.cache.insert(key, decision.clone(), seen, now);
+        match decision {
+            Cached::Valid(id) => Ok(id),
+            Cached::Invalid => Err(BearerError::Invalid),
+        }
     }
 
     async fn load_bearer(&self, hash: Hash, now: i64) -> Result<Arc<Identity>, BearerError> {
@@ -125,11 +180,7 @@ impl Issuer {
             },
             _ => Cached::Invalid,
         };
-        self.cache.insert(hash, decision.clone(), seen, now);
-        match decision {
-            Cached::Valid(id) => Ok(id),
-            Cached::Invalid => Err(BearerError::Invalid),
-        }
+        self.remember(hash, decision, seen, now)
     }
 }
 
@@ -145,16 +196,8 @@ impl Issuer {
         remote: &Identity,
     ) -> Result<Arc<Identity>, BearerError> {
         let now = self.clock.now();
-        self.catch_up().await.map_err(BearerError::Store)?;
-        match self.cache.get(&key) {
-            Some(Cached::Valid(id)) => {
-                return match id.expires_at {
-                    Some(end) if end <= now => Err(BearerError::Invalid),
-                    _ => Ok(id),
-                };
-            }
-            Some(Cached::Invalid) => return Err(BearerError::Invalid),
-            None => {}
+        if let Some(id) = self.cached(&key, now).await? {
+            return Ok(id);
         }
         let seen = self.cache.generation();
         let client = self
@@ -185,11 +228,7 @@ impl Issuer {
             }
             _ => Cached::Invalid,
         };
-        self.cache.insert(key, decision.clone(), seen, now);
-        match decision {
-            Cached::Valid(id) => Ok(id),
-            Cached::Invalid => Err(BearerError::Invalid),
-        }
+        self.remember(key, decision, seen, now)
     }
 }
 

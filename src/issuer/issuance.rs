@@ -1,5 +1,7 @@
 //! Issuing, rotating and revoking Warden's own credentials.
 
+use std::time::Duration;
+
 use super::{Issued, Issuer};
 use crate::secret::{self, SecretKind};
 use crate::store::{ClientRecord, StoreError, TokenKind, TokenRecord};
@@ -12,17 +14,9 @@ impl Issuer {
         client: &ClientRecord,
         scopes: Vec<String>,
     ) -> Result<Issued, StoreError> {
-        let now = self.clock.now();
-        let ttl = self.cfg.access_ttl.as_secs() as i64;
-        self.issue(
-            client,
-            TokenKind::Access,
-            scopes,
-            Some(now + ttl),
-            None,
-            now,
-        )
-        .await
+        let ttl = Some(self.cfg.access_ttl);
+        self.issue(client, TokenKind::Access, scopes, ttl, None)
+            .await
     }
 
     /// Issues a long-lived API key with the client's full scopes.
@@ -31,39 +25,33 @@ impl Issuer {
         client: &ClientRecord,
         name: Option<String>,
     ) -> Result<Issued, StoreError> {
-        let now = self.clock.now();
-        self.issue(
-            client,
-            TokenKind::ApiKey,
-            client.scopes.clone(),
-            None,
-            name,
-            now,
-        )
-        .await
+        let scopes = client.scopes.clone();
+        self.issue(client, TokenKind::ApiKey, scopes, None, name)
+            .await
     }
 
+    /// Issues a token of `kind` that lives `ttl` (`None`: until revoked) from now.
     async fn issue(
         &self,
         client: &ClientRecord,
         kind: TokenKind,
         scopes: Vec<String>,
-        expires_at: Option<i64>,
+        ttl: Option<Duration>,
         name: Option<String>,
-        now: i64,
     ) -> Result<Issued, StoreError> {
-        let record = new_token_record(client, kind, scopes, expires_at, name, now);
-        let minted = secret::mint(secret_kind(kind));
-        let record = TokenRecord {
-            hash: minted.hash,
-            ..record
-        };
-        let event = events::token_created(&record, now);
-        self.store.insert_token(record.clone(), Some(event)).await?;
-        Ok(Issued {
-            record,
-            value: minted.value,
-        })
+        let now = self.clock.now();
+        let expires_at = ttl.map(|ttl| now + ttl.as_secs() as i64);
+        let token = new_token(client, kind, scopes, expires_at, name, now);
+        self.insert_new(token, now).await
+    }
+
+    /// Stores a token just made by [`new_token`], with its `token_created` event.
+    pub(super) async fn insert_new(&self, token: Issued, now: i64) -> Result<Issued, StoreError> {
+        let event = events::token_created(&token.record, now);
+        self.store
+            .insert_token(token.record.clone(), Some(event))
+            .await?;
+        Ok(token)
     }
 
     /// Revokes an API key and issues its replacement in one transaction. `None` when the key is
@@ -79,19 +67,14 @@ impl Issuer {
             return Ok(None);
         };
         let now = self.clock.now();
-        let minted = secret::mint(SecretKind::ApiKey);
-        let record = TokenRecord {
-            hash: minted.hash,
-            name: old.name.clone(),
-            ..new_token_record(
-                &client,
-                TokenKind::ApiKey,
-                old.scopes.clone(),
-                None,
-                None,
-                now,
-            )
-        };
+        let Issued { record, value } = new_token(
+            &client,
+            TokenKind::ApiKey,
+            old.scopes.clone(),
+            None,
+            old.name.clone(),
+            now,
+        );
         let events = vec![
             events::token_deleted(&old, Gone::Replaced(&record.id), now),
             events::token_created(&record, now),
@@ -104,10 +87,7 @@ impl Issuer {
             return Ok(None);
         }
         self.cache.invalidate(&old.hash);
-        Ok(Some(Issued {
-            record,
-            value: minted.value,
-        }))
+        Ok(Some(Issued { record, value }))
     }
 
     /// Revokes a token; the very next request with it is refused. `false` if unknown.
@@ -128,23 +108,25 @@ fn secret_kind(kind: TokenKind) -> SecretKind {
     }
 }
 
-/// A token record for `client` with a fresh id; its `hash` is filled in by the caller.
-pub(super) fn new_token_record(
+/// A new token for `client`: a fresh id and a fresh secret, of which the record keeps only the
+/// hash (the value is shown once, in the answer that made it).
+pub(super) fn new_token(
     client: &ClientRecord,
     kind: TokenKind,
     scopes: Vec<String>,
     expires_at: Option<i64>,
     name: Option<String>,
     now: i64,
-) -> TokenRecord {
+) -> Issued {
     let prefix = match kind {
         TokenKind::Access => "at_",
         TokenKind::ApiKey => "ak_",
         TokenKind::Managed => "mt_",
     };
-    TokenRecord {
+    let minted = secret::mint(secret_kind(kind));
+    let record = TokenRecord {
         id: secret::new_id(prefix),
-        hash: [0; 32],
+        hash: minted.hash,
         kind,
         client_id: client.id.clone(),
         account: client.account.clone(),
@@ -160,5 +142,9 @@ pub(super) fn new_token_record(
         disabled_reason: None,
         revoked_at: None,
         replaced_by: None,
+    };
+    Issued {
+        record,
+        value: minted.value,
     }
 }

@@ -174,21 +174,31 @@ pub async fn token(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Respo
     }
 }
 
+/// What revocation and introspection start with: the parameters read, the calling client
+/// authenticated ([`authenticate`]), and the `token` it asks about, which is required.
+async fn client_and_token(
+    issuer: &Issuer,
+    req: Request<Incoming>,
+    ip: IpAddr,
+) -> Result<(ClientRecord, String), Response<Body>> {
+    let (headers, mut params) = read_params(issuer, req, false).await?;
+    let client = authenticate(issuer, &headers, &mut params, ip)
+        .await
+        .map_err(OAuthError::into_response)?;
+    let Some(value) = params.remove("token") else {
+        return Err(OAuthError::invalid_request("token is required").into_response());
+    };
+    Ok((client, value))
+}
+
 /// `POST /v1/oauth/revoke` (RFC 7009): 200 whether or not the token was known; a client can
 /// revoke only its own tokens.
 pub async fn revoke(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Response<Body> {
-    let (headers, mut params) = match read_params(issuer, req, false).await {
+    let (client, value) = match client_and_token(issuer, req, ip).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    let client = match authenticate(issuer, &headers, &mut params, ip).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let Some(value) = params.get("token") else {
-        return OAuthError::invalid_request("token is required").into_response();
-    };
-    match issuer.find_by_value(value).await {
+    match issuer.find_by_value(&value).await {
         Ok(Some(t)) if t.client_id == client.id => {
             if let Err(e) = issuer.revoke(&t).await {
                 tracing::error!(error = %e, "store failed while revoking");
@@ -207,19 +217,12 @@ pub async fn revoke(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Resp
 
 /// `POST /v1/oauth/introspect` (RFC 7662). A client sees only its own tokens as active.
 pub async fn introspect(issuer: &Issuer, req: Request<Incoming>, ip: IpAddr) -> Response<Body> {
-    let (headers, mut params) = match read_params(issuer, req, false).await {
+    let (client, value) = match client_and_token(issuer, req, ip).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    let client = match authenticate(issuer, &headers, &mut params, ip).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let Some(value) = params.get("token") else {
-        return OAuthError::invalid_request("token is required").into_response();
-    };
     let now = issuer.clock().now();
-    let token = match issuer.find_by_value(value).await {
+    let token = match issuer.find_by_value(&value).await {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "store failed during introspection");

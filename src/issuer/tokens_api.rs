@@ -38,7 +38,7 @@ use crate::cache::Identity;
 use crate::config::Settings;
 use crate::forward::Origin;
 use crate::gate::digest;
-use crate::gate::signature::{Endpoint, RequestParts, SignatureGate};
+use crate::gate::signature::{RequestParts, SignatureGate};
 use crate::problem::{Problem, TokenRefusal};
 use crate::scope;
 use crate::store::{StoreError, TokenRecord};
@@ -54,7 +54,14 @@ pub async fn handle(
     origin: &Origin,
     ip: IpAddr,
 ) -> Response<Body> {
-    serve(issuer, signatures, settings, req, origin, ip)
+    let api = AdminRequest {
+        issuer,
+        signatures,
+        settings,
+        origin,
+        ip,
+    };
+    serve(&api, req)
         .await
         .unwrap_or_else(Problem::into_response)
 }
@@ -64,47 +71,69 @@ fn store_failed(e: StoreError) -> Problem {
     Problem::StoreUnavailable
 }
 
-/// Who calls: a valid bearer credential, used from an address it may use, signed as its
-/// client's policy asks. Returns it with the body's digest check, if the body gets one.
-pub(crate) async fn authenticate(
-    issuer: &Issuer,
-    signatures: &SignatureGate,
-    settings: &Settings,
-    req: &Request<Incoming>,
-    origin: &Origin,
-    ip: IpAddr,
-) -> Result<(Arc<Identity>, Option<crate::digest::DigestVerifier>), Problem> {
-    let identity = issuer.caller(req.headers(), ip).await?;
-    let parts = RequestParts {
-        method: req.method(),
-        uri: req.uri(),
-        headers: req.headers(),
-        has_body: !req.body().is_end_stream(),
-        origin,
-    };
-    let at = Endpoint {
-        mode: signatures.settings().policy,
-        cover: &[],
-        public_url: None,
-    };
-    let admitted = signatures
-        .admit(
-            issuer.store().as_ref(),
-            &parts,
-            &at,
-            &identity.client_id,
-            issuer.clock().now(),
-            settings.digest.verify_unsigned,
-        )
-        .await?;
-    Ok((identity, admitted.digest))
+/// A request to one of an account's administration APIs (this one and the webhooks API),
+/// with what admits it.
+pub(crate) struct AdminRequest<'a> {
+    pub issuer: &'a Issuer,
+    pub signatures: &'a SignatureGate,
+    pub settings: &'a Settings,
+    pub origin: &'a Origin,
+    pub ip: IpAddr,
+}
+
+/// A caller admitted to administer the account its request's path names.
+pub(crate) struct Admin<'p> {
+    pub caller: Arc<Identity>,
+    /// The body's digest check, if the body gets one.
+    pub digest: Option<crate::digest::DigestVerifier>,
+    pub base: &'p TokensBase,
+    /// What the path names under the base.
+    pub rest: Rest<'p>,
+}
+
+impl AdminRequest<'_> {
+    /// Admits `req`, whose path is `path`, to the API rooted at `base` (`None`: the API is
+    /// off, 404). First who calls: a valid bearer credential, used from an address it may use,
+    /// signed as its client's policy asks; only then what the path names (404 `what` when
+    /// nothing), and that the caller administers that account ([`admin_of`]).
+    pub(crate) async fn admit<'p>(
+        &self,
+        base: Option<&'p TokensBase>,
+        what: &'static str,
+        req: &Request<Incoming>,
+        path: &'p str,
+    ) -> Result<Admin<'p>, Problem> {
+        let Some(base) = base else {
+            return Err(Problem::RouteNotFound);
+        };
+        let parts = RequestParts::of(req, self.origin, !req.body().is_end_stream());
+        let (caller, admitted) = self
+            .issuer
+            .admitted_caller(
+                self.signatures,
+                &parts,
+                self.ip,
+                self.signatures.settings().policy,
+                self.settings.digest.verify_unsigned,
+            )
+            .await?;
+        let Some(at) = base.resolve(path) else {
+            return Err(Problem::NotFound { what });
+        };
+        admin_of(self.issuer, &caller, at.account)?;
+        Ok(Admin {
+            caller,
+            digest: admitted.digest,
+            base,
+            rest: at.rest,
+        })
+    }
 }
 
 /// The caller may manage `account`'s tokens and webhook subscriptions: a credential of that
 /// account (another account looks exactly like one that does not exist: 404) holding the
-/// admin scope (403 `insufficient_scope`). The tokens API and the webhooks API both ask this,
-/// after [`authenticate`].
-pub(crate) fn admin_of(issuer: &Issuer, caller: &Identity, account: &str) -> Result<(), Problem> {
+/// admin scope (403 `insufficient_scope`).
+fn admin_of(issuer: &Issuer, caller: &Identity, account: &str) -> Result<(), Problem> {
     if account != caller.account {
         return Err(Problem::NotFound { what: "account" });
     }
@@ -121,24 +150,17 @@ pub(crate) fn admin_of(issuer: &Issuer, caller: &Identity, account: &str) -> Res
     Ok(())
 }
 
-async fn serve(
-    issuer: &Issuer,
-    signatures: &SignatureGate,
-    settings: &Settings,
-    req: Request<Incoming>,
-    origin: &Origin,
-    ip: IpAddr,
-) -> Result<Response<Body>, Problem> {
-    let Some(base) = settings.endpoints.tokens.as_ref() else {
-        return Err(Problem::RouteNotFound);
-    };
-    let (caller, digest) = authenticate(issuer, signatures, settings, &req, origin, ip).await?;
+async fn serve(api: &AdminRequest<'_>, req: Request<Incoming>) -> Result<Response<Body>, Problem> {
+    let issuer = api.issuer;
     let path = req.uri().path().to_owned();
-    let Some(at) = base.resolve(&path) else {
-        return Err(Problem::NotFound { what: "token" });
-    };
-    admin_of(issuer, &caller, at.account)?;
-    let op = TokenOp::of(req.method(), at.rest)?;
+    let tokens = api.settings.endpoints.tokens.as_ref();
+    let Admin {
+        caller,
+        digest,
+        base,
+        rest,
+    } = api.admit(tokens, "token", &req, &path).await?;
+    let op = TokenOp::of(req.method(), rest)?;
     let now = issuer.clock().now();
     let max_name = issuer.settings().max_name_length;
     let (token, updated) = match op {

@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::forward::Origin;
 use crate::gate::signature::SignatureGate;
 use crate::issuer::Issuer;
-use crate::issuer::tokens_api::{Rest, admin_of, authenticate, read_json};
+use crate::issuer::tokens_api::{Admin, AdminRequest, Rest, read_json};
 use crate::problem::{Problem, WebhookRefusal};
 use crate::store::{StoreError, WebhookSubscription};
 
@@ -132,34 +132,37 @@ pub async fn handle(
     origin: &Origin,
     ip: IpAddr,
 ) -> Response<Body> {
-    serve(issuer, webhooks, signatures, settings, req, origin, ip)
+    let api = AdminRequest {
+        issuer,
+        signatures,
+        settings,
+        origin,
+        ip,
+    };
+    serve(&api, webhooks, req)
         .await
         .unwrap_or_else(Problem::into_response)
 }
 
 async fn serve(
-    issuer: &Issuer,
+    api: &AdminRequest<'_>,
     webhooks: &Webhooks,
-    signatures: &SignatureGate,
-    settings: &Settings,
     req: Request<Incoming>,
-    origin: &Origin,
-    ip: IpAddr,
 ) -> Result<Response<Body>, Problem> {
-    let Some(base) = settings.endpoints.webhooks.as_ref() else {
-        return Err(Problem::RouteNotFound);
-    };
-    // The tokens API's admission: credential, address, signature, body digest.
-    let (caller, digest) = authenticate(issuer, signatures, settings, &req, origin, ip).await?;
+    let issuer = api.issuer;
     let path = req.uri().path().to_owned();
-    let Some(at) = base.resolve(&path) else {
-        return Err(Problem::NotFound {
-            what: "subscription",
-        });
-    };
-    admin_of(issuer, &caller, at.account)?;
+    // The tokens API's admission: credential, address, signature, body digest, account admin.
+    let subscriptions = api.settings.endpoints.webhooks.as_ref();
+    let Admin {
+        caller,
+        digest,
+        base,
+        rest,
+    } = api
+        .admit(subscriptions, "subscription", &req, &path)
+        .await?;
     let account = caller.account.as_str();
-    let (id, op) = match at.rest {
+    let (id, op) = match rest {
         Rest::Collection => (None, None),
         Rest::Token(id) => (Some(id), None),
         Rest::Operation(id, op @ ("enable" | "disable" | "rotate-secret")) => (Some(id), Some(op)),
@@ -200,7 +203,7 @@ async fn serve(
         let s = &made.subscription;
         tracing::info!(account, subscription = %s.id, by = %caller.token_id, "webhook subscription created");
         let mut resp = with_secret(StatusCode::CREATED, &made);
-        let location = format!("{}/{}", base.pattern().replace("{account}", account), s.id);
+        let location = base.token_path(account, &s.id);
         if let Ok(v) = HeaderValue::from_str(&location) {
             resp.headers_mut().insert(header::LOCATION, v);
         }

@@ -84,6 +84,20 @@ pub fn run(settings: Settings, cmd: WebhookCmd) -> ExitCode {
         println!("{}", Secret::generate().expose());
         return ExitCode::SUCCESS;
     }
+    on_runtime(async move {
+        match command(settings, cmd).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("warden: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Runs a command on a current-thread runtime: `warden webhook` and the binary's store
+/// commands (`client`, `api-key`, `token`). A runtime that cannot start is a failure.
+pub fn on_runtime(command: impl Future<Output = ExitCode>) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -94,15 +108,7 @@ pub fn run(settings: Settings, cmd: WebhookCmd) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(async move {
-        match command(settings, cmd).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("warden: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    rt.block_on(command)
 }
 
 async fn command(settings: Settings, cmd: WebhookCmd) -> Result<(), String> {

@@ -2,8 +2,7 @@
 //! delete them in the store, with their change events, and drop them from the token cache.
 
 use super::ManagedSpec;
-use crate::issuer::{Issued, Issuer, new_token_record};
-use crate::secret::{self, SecretKind};
+use crate::issuer::{Issued, Issuer, new_token};
 use crate::store::{ClientRecord, StoreError, TokenKind, TokenRecord};
 use crate::webhooks::events::{self, Gone};
 
@@ -36,26 +35,17 @@ impl Issuer {
         spec: ManagedSpec,
     ) -> Result<Issued, StoreError> {
         let now = self.clock.now();
-        let minted = secret::mint(SecretKind::ManagedToken);
-        let record = TokenRecord {
-            hash: minted.hash,
-            user: spec.user,
-            audience: spec.audience,
-            ..new_token_record(
-                client,
-                TokenKind::Managed,
-                spec.scopes,
-                spec.expires_at,
-                Some(spec.name),
-                now,
-            )
-        };
-        let event = events::token_created(&record, now);
-        self.store.insert_token(record.clone(), Some(event)).await?;
-        Ok(Issued {
-            record,
-            value: minted.value,
-        })
+        let mut token = new_token(
+            client,
+            TokenKind::Managed,
+            spec.scopes,
+            spec.expires_at,
+            Some(spec.name),
+            now,
+        );
+        token.record.user = spec.user;
+        token.record.audience = spec.audience;
+        self.insert_new(token, now).await
     }
 
     /// Enables or disables a managed token (with a reason); the very next request with it
