@@ -1,12 +1,15 @@
 //! Clients, with their secrets and signing keys (two child tables).
 
+use async_trait::async_trait;
 use rusqlite::types::Type;
 use rusqlite::{Connection, Transaction, params};
 
 use super::SqliteStore;
 use super::outbox::insert_event;
 use super::rows::{db, execute, json_list, malformed, to_json};
-use crate::store::{ClientRecord, ClientSource, NewEvent, SecretHash, SigningKey, StoreError};
+use crate::store::{
+    ClientRecord, ClientSource, ClientStore, NewEvent, SecretHash, SigningKey, StoreError,
+};
 
 /// Reads clients (one, or all when `id` is `None`) with their secrets and keys, in one read
 /// transaction so the three queries see the same snapshot.
@@ -132,8 +135,9 @@ fn insert_secret(
     Ok(())
 }
 
-impl SqliteStore {
-    pub(super) async fn upsert_client(&self, client: ClientRecord) -> Result<(), StoreError> {
+#[async_trait]
+impl ClientStore for SqliteStore {
+    async fn upsert_client(&self, client: ClientRecord) -> Result<(), StoreError> {
         const OP: &str = "upsert_client";
         self.write(OP, move |tx| {
             execute(
@@ -186,7 +190,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn get_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+    async fn get_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
         const OP: &str = "get_client";
         let id = id.to_owned();
         self.read(OP, move |conn| {
@@ -195,12 +199,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
         const OP: &str = "list_clients";
         self.read(OP, |conn| load_clients(conn, OP, None)).await
     }
 
-    pub(super) async fn set_client_enabled(
+    async fn set_client_enabled(
         &self,
         id: &str,
         enabled: bool,
@@ -220,7 +224,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn add_client_secret(
+    async fn add_client_secret(
         &self,
         id: &str,
         secret: SecretHash,
@@ -264,7 +268,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn prune_expired_secrets(&self, now: i64) -> Result<u64, StoreError> {
+    async fn prune_expired_secrets(&self, now: i64) -> Result<u64, StoreError> {
         const OP: &str = "prune_expired_secrets";
         self.write(OP, move |tx| {
             execute(

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
@@ -11,11 +12,13 @@ use super::batch::Batch;
 use super::idem_index::{idem_index, idem_slot};
 use super::rows::{db, encode_headers, idempotency_from_row};
 use crate::store::{
-    Hash, IdempotencyRecord, IdempotencyState, Reservation, StoreError, StoredResponse,
+    Hash, IdempotencyRecord, IdempotencyState, IdempotencyStore, Reservation, StoreError,
+    StoredResponse,
 };
 
-impl SqliteStore {
-    pub(super) async fn reserve_idempotency(
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
+    async fn reserve_idempotency(
         &self,
         client_id: &str,
         key: &str,
@@ -81,7 +84,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn complete_idempotency(
+    async fn complete_idempotency(
         &self,
         client_id: &str,
         key: &str,
@@ -140,7 +143,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn release_idempotency(
+    async fn release_idempotency(
         &self,
         client_id: &str,
         key: &str,
@@ -173,7 +176,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn sweep_idempotency(&self, now: i64, limit: u32) -> Result<u64, StoreError> {
+    async fn sweep_idempotency(&self, now: i64, limit: u32) -> Result<u64, StoreError> {
         const OP: &str = "sweep_idempotency";
         let inner = Arc::clone(&self.inner);
         self.write(OP, move |tx| {
