@@ -217,3 +217,9 @@ pub async fn open(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>, St
     }
     Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?))
 }
+
+/// The disabled reason a record keeps: enabling it clears the reason (the rule of
+/// [`TokenStore::set_token_enabled`] and [`SubscriptionStore::set_subscription_enabled`]).
+pub(crate) fn kept_reason(enabled: bool, reason: Option<String>) -> Option<String> {
+    if enabled { None } else { reason }
+}

@@ -62,6 +62,29 @@ pub struct IdempotencyRecord {
     pub expires_at: i64,
 }
 
+impl IdempotencyRecord {
+    /// How the record answers a reservation of `fingerprint` at `now` while it is live (not
+    /// expired, and not an in-flight reservation whose lease ran out); `None` when it no longer
+    /// counts and the reservation takes the key over. The rule every backend applies.
+    pub(crate) fn live_answer(self, fingerprint: &Hash, now: i64) -> Option<Reservation> {
+        let live = now < self.expires_at
+            && match self.state {
+                IdempotencyState::InFlight { lease_until } => now < lease_until,
+                IdempotencyState::Done(_) => true,
+            };
+        if !live {
+            return None;
+        }
+        if self.fingerprint != *fingerprint {
+            return Some(Reservation::Mismatch);
+        }
+        Some(match self.state {
+            IdempotencyState::InFlight { lease_until } => Reservation::InFlight { lease_until },
+            IdempotencyState::Done(_) => Reservation::Done(Box::new(self)),
+        })
+    }
+}
+
 /// The answer of [`IdempotencyStore::reserve_idempotency`].
 ///
 /// The store compares fingerprints itself, inside the reserving transaction, so a caller never

@@ -1,6 +1,8 @@
 //! Webhooks: subscriptions ([`SubscriptionStore`]), the events written with the changes they
 //! report, and their deliveries ([`Outbox`]).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +26,18 @@ pub struct NewEvent {
     pub payload: String,
     /// Unix seconds; also when its deliveries are first due.
     pub created_at: i64,
+}
+
+impl NewEvent {
+    /// The pattern of the event's domain (`AUTH.*` for `AUTH.CREATED`): a subscription that
+    /// lists it, the type itself or `*` wants the event.
+    pub(crate) fn domain_pattern(&self) -> String {
+        let domain = self
+            .event_type
+            .split_once('.')
+            .map_or(self.event_type.as_str(), |(d, _)| d);
+        format!("{domain}.*")
+    }
 }
 
 /// A webhook subscription: where an account's (or, for the operator's, every account's)
@@ -144,6 +158,76 @@ pub enum AttemptOutcome {
         retry_at: Option<i64>,
         disable_subscription: Option<String>,
     },
+}
+
+/// What an attempt's outcome writes into its delivery (every backend the same).
+pub(crate) struct AttemptColumns {
+    pub(crate) state: DeliveryState,
+    /// The next due time; `None` keeps the delivery's.
+    pub(crate) next_attempt_at: Option<i64>,
+    pub(crate) finished_at: Option<i64>,
+    pub(crate) last_status: Option<u16>,
+    pub(crate) last_error: Option<String>,
+    /// Disable the delivery's subscription with this reason.
+    pub(crate) disable_subscription: Option<String>,
+}
+
+impl AttemptOutcome {
+    /// The columns [`Outbox::finish_attempt`] writes for this outcome at `now`: delivered and
+    /// dead deliveries are finished, a failure with a retry is due again.
+    pub(crate) fn columns(self, now: i64) -> AttemptColumns {
+        match self {
+            AttemptOutcome::Delivered { status } => AttemptColumns {
+                state: DeliveryState::Delivered,
+                next_attempt_at: None,
+                finished_at: Some(now),
+                last_status: Some(status),
+                last_error: None,
+                disable_subscription: None,
+            },
+            AttemptOutcome::Failed {
+                status,
+                error,
+                retry_at,
+                disable_subscription,
+            } => AttemptColumns {
+                state: if retry_at.is_some() {
+                    DeliveryState::Pending
+                } else {
+                    DeliveryState::Dead
+                },
+                next_attempt_at: retry_at,
+                finished_at: if retry_at.is_some() { None } else { Some(now) },
+                last_status: status,
+                last_error: Some(error),
+                disable_subscription,
+            },
+        }
+    }
+}
+
+/// Which deliveries a claim takes: of `candidates` (due, oldest first: id and subscription),
+/// at most `limit`, and no more for one subscription than brings its live leases (`busy`,
+/// all owners together) to `per_subscription`, so one slow receiver cannot hold every sender.
+pub(crate) fn within_share(
+    mut busy: HashMap<String, u32>,
+    candidates: impl IntoIterator<Item = (i64, String)>,
+    limit: u32,
+    per_subscription: u32,
+) -> Vec<i64> {
+    let mut chosen = Vec::new();
+    for (id, subscription) in candidates {
+        if chosen.len() as u32 >= limit {
+            break;
+        }
+        let held = busy.entry(subscription).or_insert(0);
+        if *held >= per_subscription {
+            continue;
+        }
+        *held += 1;
+        chosen.push(id);
+    }
+    chosen
 }
 
 /// Which deliveries [`Outbox::list_deliveries`] returns, newest first.

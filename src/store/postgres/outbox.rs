@@ -35,20 +35,14 @@ impl EventParams {
                 created_at: None,
                 domain: None,
             },
-            Some(e) => {
-                let domain = e
-                    .event_type
-                    .split_once('.')
-                    .map_or(e.event_type.as_str(), |(d, _)| d);
-                Self {
-                    id: Some(e.id.clone()),
-                    event_type: Some(e.event_type.clone()),
-                    account: Some(e.account.clone()),
-                    payload: Some(e.payload.clone()),
-                    created_at: Some(e.created_at),
-                    domain: Some(format!("{domain}.*")),
-                }
-            }
+            Some(e) => Self {
+                id: Some(e.id.clone()),
+                event_type: Some(e.event_type.clone()),
+                account: Some(e.account.clone()),
+                payload: Some(e.payload.clone()),
+                created_at: Some(e.created_at),
+                domain: Some(e.domain_pattern()),
+            },
         }
     }
 

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use rusqlite::types::Type;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, Row, Transaction, params};
 
 use super::SqliteStore;
 use super::outbox::insert_event;
@@ -58,59 +58,70 @@ fn load_clients(
         .enumerate()
         .map(|(i, c)| (c.id.clone(), i))
         .collect();
-    {
-        let mut stmt = tx
-            .prepare_cached(&format!(
-                "SELECT client_id, hash, created_at, expires_at FROM client_secrets \
-                 WHERE {child_filter} ORDER BY rowid"
-            ))
-            .map_err(db(op))?;
-        let rows = stmt
-            .query_map([id], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    SecretHash {
-                        hash: row.get(1)?,
-                        created_at: row.get(2)?,
-                        expires_at: row.get(3)?,
-                    },
-                ))
+    load_children(
+        &tx,
+        op,
+        &format!(
+            "SELECT client_id, hash, created_at, expires_at FROM client_secrets \
+             WHERE {child_filter} ORDER BY rowid"
+        ),
+        id,
+        |row| {
+            Ok(SecretHash {
+                hash: row.get(1)?,
+                created_at: row.get(2)?,
+                expires_at: row.get(3)?,
             })
-            .map_err(db(op))?;
-        for row in rows {
-            let (client_id, secret) = row.map_err(db(op))?;
-            if let Some(&i) = position.get(&client_id) {
+        },
+        |client_id, secret| {
+            if let Some(&i) = position.get(client_id) {
                 clients[i].secrets.push(secret);
             }
-        }
-    }
-    {
-        let mut stmt = tx
-            .prepare_cached(&format!(
-                "SELECT client_id, key_id, alg, public_key FROM client_keys \
-                 WHERE {child_filter} ORDER BY rowid"
-            ))
-            .map_err(db(op))?;
-        let rows = stmt
-            .query_map([id], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    SigningKey {
-                        key_id: row.get(1)?,
-                        alg: row.get(2)?,
-                        public_key: row.get(3)?,
-                    },
-                ))
+        },
+    )?;
+    load_children(
+        &tx,
+        op,
+        &format!(
+            "SELECT client_id, key_id, alg, public_key FROM client_keys \
+             WHERE {child_filter} ORDER BY rowid"
+        ),
+        id,
+        |row| {
+            Ok(SigningKey {
+                key_id: row.get(1)?,
+                alg: row.get(2)?,
+                public_key: row.get(3)?,
             })
-            .map_err(db(op))?;
-        for row in rows {
-            let (client_id, key) = row.map_err(db(op))?;
-            if let Some(&i) = position.get(&client_id) {
+        },
+        |client_id, key| {
+            if let Some(&i) = position.get(client_id) {
                 clients[i].keys.push(key);
             }
-        }
-    }
+        },
+    )?;
     Ok(clients)
+}
+
+/// Reads a child table's rows (`sql` selects `client_id` first, then what `from_row` reads) in
+/// order, and hands each to `put` with its client's id.
+fn load_children<T>(
+    conn: &Connection,
+    op: &'static str,
+    sql: &str,
+    id: Option<&str>,
+    from_row: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+    mut put: impl FnMut(&str, T),
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db(op))?;
+    let rows = stmt
+        .query_map([id], |row| Ok((row.get::<_, String>(0)?, from_row(row)?)))
+        .map_err(db(op))?;
+    for row in rows {
+        let (client_id, child) = row.map_err(db(op))?;
+        put(&client_id, child);
+    }
+    Ok(())
 }
 
 fn insert_secret(

@@ -12,8 +12,7 @@ use super::batch::Batch;
 use super::idem_index::{idem_index, idem_slot};
 use super::rows::{db, encode_headers, idempotency_from_row};
 use crate::store::{
-    Hash, IdempotencyRecord, IdempotencyState, IdempotencyStore, Reservation, StoreError,
-    StoredResponse,
+    Hash, IdempotencyRecord, IdempotencyStore, Reservation, StoreError, StoredResponse,
 };
 
 #[async_trait]
@@ -40,7 +39,7 @@ impl IdempotencyStore for SqliteStore {
             let slot = idem_slot(&client_id, &key);
             if let Some(id) = index.by_key.get(slot) {
                 if let Some(existing) = select_idempotency(batch, id, &client_id, &key)? {
-                    if let Some(answer) = live_answer(existing, &fingerprint, now) {
+                    if let Some(answer) = existing.live_answer(&fingerprint, now) {
                         return Ok(answer);
                     }
                     // Expired, or a lapsed or released lease: the record is replaced by a new
@@ -252,24 +251,4 @@ fn select_idempotency(
         .optional()
     })
     .map_err(db(OP))
-}
-
-/// How a record answers a reservation at `now` while it is live (not expired, and not an
-/// in-flight reservation whose lease ran out); `None` when it no longer counts.
-fn live_answer(record: IdempotencyRecord, fingerprint: &Hash, now: i64) -> Option<Reservation> {
-    let live = now < record.expires_at
-        && match record.state {
-            IdempotencyState::InFlight { lease_until } => now < lease_until,
-            IdempotencyState::Done(_) => true,
-        };
-    if !live {
-        return None;
-    }
-    if record.fingerprint != *fingerprint {
-        return Some(Reservation::Mismatch);
-    }
-    Some(match record.state {
-        IdempotencyState::InFlight { lease_until } => Reservation::InFlight { lease_until },
-        IdempotencyState::Done(_) => Reservation::Done(Box::new(record)),
-    })
 }

@@ -29,12 +29,7 @@ pub(super) fn insert_event(
     let Some(e) = event else {
         return Ok(());
     };
-    // `AUTH.*` for `AUTH.CREATED`.
-    let domain = e
-        .event_type
-        .split_once('.')
-        .map_or(e.event_type.as_str(), |(d, _)| d);
-    let domain = format!("{domain}.*");
+    let domain = e.domain_pattern();
     let kept = tx
         .prepare_cached(concat!(
             "INSERT INTO webhook_events (id, event_type, account, payload, created_at) \

@@ -150,7 +150,7 @@ impl TokenStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         const OP: &str = "set_token_enabled";
         let id = id.to_owned();
-        let reason = if enabled { None } else { reason };
+        let reason = crate::store::kept_reason(enabled, reason);
         self.write(OP, move |tx| {
             let was: Option<bool> = tx
                 .prepare_cached("SELECT enabled FROM tokens WHERE id = ?1")

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use crate::store::outbox::within_share;
 use crate::store::postgres::PostgresStore;
 use crate::store::postgres::rows::{db, delivery_columns, delivery_from_row, get, subscription_at};
 use crate::store::{
@@ -67,19 +68,11 @@ impl Outbox for PostgresStore {
             )
             .await
             .map_err(db(OP))?;
-        let mut chosen: Vec<i64> = Vec::new();
-        for row in &candidates {
-            if chosen.len() as u32 >= limit {
-                break;
-            }
-            let subscription: String = get(row, 1, OP)?;
-            let held = busy.entry(subscription).or_insert(0);
-            if *held >= per_subscription {
-                continue;
-            }
-            *held += 1;
-            chosen.push(get(row, 0, OP)?);
-        }
+        let candidates = candidates
+            .iter()
+            .map(|row| Ok((get(row, 0, OP)?, get(row, 1, OP)?)))
+            .collect::<Result<Vec<(i64, String)>, StoreError>>()?;
+        let chosen = within_share(busy, candidates, limit, per_subscription);
         if chosen.is_empty() {
             tx.commit().await.map_err(db(OP))?;
             return Ok(Vec::new());
@@ -134,43 +127,8 @@ impl Outbox for PostgresStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         const OP: &str = "finish_attempt";
-        let (state, next, finished, status, error, disable) = match outcome {
-            AttemptOutcome::Delivered { status } => (
-                DeliveryState::Delivered,
-                None,
-                Some(now),
-                Some(status),
-                None,
-                None,
-            ),
-            AttemptOutcome::Failed {
-                status,
-                error,
-                retry_at: Some(at),
-                disable_subscription,
-            } => (
-                DeliveryState::Pending,
-                Some(at),
-                None,
-                status,
-                Some(error),
-                disable_subscription,
-            ),
-            AttemptOutcome::Failed {
-                status,
-                error,
-                retry_at: None,
-                disable_subscription,
-            } => (
-                DeliveryState::Dead,
-                None,
-                Some(now),
-                status,
-                Some(error),
-                disable_subscription,
-            ),
-        };
-        let status = status.map(i32::from);
+        let c = outcome.columns(now);
+        let status = c.last_status.map(i32::from);
         let client = self.client(OP).await?;
         let row = client
             .query_opt(
@@ -187,12 +145,12 @@ impl Outbox for PostgresStore {
                     &id,
                     &owner,
                     &lease_until,
-                    &state.as_str(),
-                    &next,
-                    &finished,
+                    &c.state.as_str(),
+                    &c.next_attempt_at,
+                    &c.finished_at,
                     &status,
-                    &error,
-                    &disable,
+                    &c.last_error,
+                    &c.disable_subscription,
                     &now,
                 ],
             )

@@ -144,7 +144,7 @@ impl SubscriptionStore for PostgresStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         const OP: &str = "set_subscription_enabled";
-        let reason = if enabled { None } else { reason };
+        let reason = crate::store::kept_reason(enabled, reason);
         let client = self.client(OP).await?;
         let n = client
             .execute(

@@ -5,6 +5,7 @@ use rusqlite::types::Type;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::subscriptions::get_subscription_tx;
+use crate::store::outbox::within_share;
 use crate::store::sqlite::SqliteStore;
 use crate::store::sqlite::rows::{db, execute, malformed};
 use crate::store::{
@@ -71,7 +72,7 @@ impl Outbox for SqliteStore {
         self.write(OP, move |tx| {
             // Under the write lock: no other process claims between the choice and the update.
             // Live leases per subscription (few: the attempts in flight, all processes).
-            let mut busy: std::collections::HashMap<String, u32> = tx
+            let busy: std::collections::HashMap<String, u32> = tx
                 .prepare_cached(
                     "SELECT subscription_id, count(*) FROM webhook_deliveries \
                      WHERE lease_until > ?1 AND state = 'pending' GROUP BY subscription_id",
@@ -103,15 +104,7 @@ impl Outbox for SqliteStore {
                 })
                 .map_err(db(OP))?;
             let mut claimed: Vec<(i64, u32, i64, String)> = Vec::new();
-            for (id, subscription) in candidates {
-                if claimed.len() as u32 >= limit {
-                    break;
-                }
-                let held = busy.entry(subscription).or_insert(0);
-                if *held >= per_subscription {
-                    continue;
-                }
-                *held += 1;
+            for id in within_share(busy, candidates, limit, per_subscription) {
                 let row = tx
                     .prepare_cached(
                         "UPDATE webhook_deliveries \
@@ -176,42 +169,7 @@ impl Outbox for SqliteStore {
         const OP: &str = "finish_attempt";
         let owner = owner.to_owned();
         self.write(OP, move |tx| {
-            let (state, next, finished, status, error, disable) = match outcome {
-                AttemptOutcome::Delivered { status } => (
-                    DeliveryState::Delivered,
-                    None,
-                    Some(now),
-                    Some(status),
-                    None,
-                    None,
-                ),
-                AttemptOutcome::Failed {
-                    status,
-                    error,
-                    retry_at: Some(at),
-                    disable_subscription,
-                } => (
-                    DeliveryState::Pending,
-                    Some(at),
-                    None,
-                    status,
-                    Some(error),
-                    disable_subscription,
-                ),
-                AttemptOutcome::Failed {
-                    status,
-                    error,
-                    retry_at: None,
-                    disable_subscription,
-                } => (
-                    DeliveryState::Dead,
-                    None,
-                    Some(now),
-                    status,
-                    Some(error),
-                    disable_subscription,
-                ),
-            };
+            let c = outcome.columns(now);
             let subscription: Option<String> = tx
                 .prepare_cached(
                     "UPDATE webhook_deliveries SET state = ?4, \
@@ -226,11 +184,11 @@ impl Outbox for SqliteStore {
                             id,
                             owner,
                             lease_until,
-                            state.as_str(),
-                            next,
-                            finished,
-                            status,
-                            error
+                            c.state.as_str(),
+                            c.next_attempt_at,
+                            c.finished_at,
+                            c.last_status,
+                            c.last_error
                         ],
                         |row| row.get(0),
                     )
@@ -240,7 +198,7 @@ impl Outbox for SqliteStore {
             let Some(subscription) = subscription else {
                 return Ok(false);
             };
-            if let Some(reason) = disable {
+            if let Some(reason) = c.disable_subscription {
                 execute(
                     tx,
                     OP,

@@ -168,7 +168,7 @@ impl SubscriptionStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         const OP: &str = "set_subscription_enabled";
         let id = id.to_owned();
-        let reason = if enabled { None } else { reason };
+        let reason = crate::store::kept_reason(enabled, reason);
         self.write(OP, move |tx| {
             let n = execute(
                 tx,
