@@ -7,14 +7,14 @@
 //! closes that gap at the cost of an fsync per commit.
 //!
 //! This file holds the store itself: its connections (one writer, readers, the change watch),
-//! `open`, the `read` / `write` / `batched` calls every operation runs through, and the trait
-//! impl, which names each operation and the file it lives in. Beside it:
+//! `open`, and the `read` / `write` / `batched` calls every operation runs through. Each concern of
+//! [`Store`](super::Store) is implemented in a file of its own beside it:
 //! - `schema.rs`: the migrations (append only) and per-connection settings;
 //! - `batch.rs`: the batch writer (group commit) and the WAL checkpointer;
 //! - `files.rs`: the database's directories and files, private to their owner;
 //! - `rows.rs`: error mapping, statement helpers and row codecs;
-//! - `changes.rs`, `clients.rs`, `tokens.rs`, `outbox.rs` (webhook subscriptions, events and
-//!   deliveries), `idempotency.rs`, `nonces.rs`: the operations, one concern each;
+//! - `changes.rs`, `clients.rs`, `tokens.rs`, `outbox.rs` (webhook events; subscriptions and
+//!   deliveries in `outbox/`), `idempotency.rs`, `nonces.rs`: one trait impl per concern;
 //! - `idem_index.rs`: the in-process index that finds idempotency records;
 //! - `tests.rs`: what only this backend does (the contract every backend keeps is in
 //!   `store/tests.rs`).
@@ -50,12 +50,7 @@ use self::rows::db;
 pub(crate) use self::rows::{decode_headers, encode_headers};
 pub use self::schema::schema_version;
 use self::schema::{configure, migrate};
-use super::{AttemptOutcome, ClaimedDelivery, Delivery, DeliveryFilter, WebhookSubscription};
-use super::{
-    Change, ChangeFeedSource, ClientRecord, ClientStore, Durability, Hash, Health,
-    IdempotencyStore, NewEvent, Outbox, Reservation, SecretHash, StoreError, StoreOptions,
-    StoredResponse, TokenKind, TokenRecord, TokenStore,
-};
+use super::{Durability, Health, StoreError, StoreOptions};
 
 /// Where the database lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -325,10 +320,6 @@ where
         })?
 }
 
-// The table of contents: one impl per concern of `Store`, each operation an inherent method of
-// the same name in the file named above its impl (an inherent method is found before the
-// trait's, so each line calls the file's method, not itself).
-
 #[async_trait]
 impl Health for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -339,255 +330,5 @@ impl Health for SqliteStore {
                 .map_err(db(OP))
         })
         .await
-    }
-}
-
-/// In `changes.rs`.
-#[async_trait]
-impl ChangeFeedSource for SqliteStore {
-    fn change_marker(&self) -> Result<u64, StoreError> {
-        self.change_marker()
-    }
-    async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
-        self.changes_since(seq, limit).await
-    }
-    async fn latest_change(&self) -> Result<i64, StoreError> {
-        self.latest_change().await
-    }
-    async fn prune_changes(&self, older_than_secs: i64) -> Result<u64, StoreError> {
-        self.prune_changes(older_than_secs).await
-    }
-}
-
-/// In `clients.rs`.
-#[async_trait]
-impl ClientStore for SqliteStore {
-    async fn upsert_client(&self, client: ClientRecord) -> Result<(), StoreError> {
-        self.upsert_client(client).await
-    }
-    async fn get_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        self.get_client(id).await
-    }
-    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
-        self.list_clients().await
-    }
-    async fn set_client_enabled(
-        &self,
-        id: &str,
-        enabled: bool,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        self.set_client_enabled(id, enabled, now).await
-    }
-    async fn add_client_secret(
-        &self,
-        id: &str,
-        secret: SecretHash,
-        old_secrets_expire_at: Option<i64>,
-        now: i64,
-        event: Option<NewEvent>,
-    ) -> Result<bool, StoreError> {
-        self.add_client_secret(id, secret, old_secrets_expire_at, now, event)
-            .await
-    }
-    async fn prune_expired_secrets(&self, now: i64) -> Result<u64, StoreError> {
-        self.prune_expired_secrets(now).await
-    }
-}
-
-/// In `tokens.rs`.
-#[async_trait]
-impl TokenStore for SqliteStore {
-    async fn insert_token(
-        &self,
-        token: TokenRecord,
-        event: Option<NewEvent>,
-    ) -> Result<(), StoreError> {
-        self.insert_token(token, event).await
-    }
-    async fn token_by_hash(&self, hash: &Hash) -> Result<Option<TokenRecord>, StoreError> {
-        self.token_by_hash(hash).await
-    }
-    async fn get_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
-        self.get_token(id).await
-    }
-    async fn list_tokens(
-        &self,
-        account: &str,
-        kind: Option<TokenKind>,
-    ) -> Result<Vec<TokenRecord>, StoreError> {
-        self.list_tokens(account, kind).await
-    }
-    async fn revoke_token(
-        &self,
-        id: &str,
-        now: i64,
-        event: Option<NewEvent>,
-    ) -> Result<bool, StoreError> {
-        self.revoke_token(id, now, event).await
-    }
-    async fn set_token_enabled(
-        &self,
-        id: &str,
-        enabled: bool,
-        reason: Option<String>,
-        now: i64,
-        event: Option<NewEvent>,
-    ) -> Result<bool, StoreError> {
-        self.set_token_enabled(id, enabled, reason, now, event)
-            .await
-    }
-    async fn rename_token(
-        &self,
-        id: &str,
-        name: String,
-        now: i64,
-        event: Option<NewEvent>,
-    ) -> Result<bool, StoreError> {
-        self.rename_token(id, name, now, event).await
-    }
-    async fn delete_token(&self, id: &str, event: Option<NewEvent>) -> Result<bool, StoreError> {
-        self.delete_token(id, event).await
-    }
-    async fn replace_api_key(
-        &self,
-        old_id: &str,
-        new: TokenRecord,
-        now: i64,
-        events: Vec<NewEvent>,
-    ) -> Result<bool, StoreError> {
-        self.replace_api_key(old_id, new, now, events).await
-    }
-    async fn purge_expired_tokens(&self, before: i64) -> Result<u64, StoreError> {
-        self.purge_expired_tokens(before).await
-    }
-}
-
-/// In `idempotency.rs`, over the index in `idem_index.rs`.
-#[async_trait]
-impl IdempotencyStore for SqliteStore {
-    async fn reserve_idempotency(
-        &self,
-        client_id: &str,
-        key: &str,
-        fingerprint: Hash,
-        now: i64,
-        lease_until: i64,
-        expires_at: i64,
-    ) -> Result<Reservation, StoreError> {
-        self.reserve_idempotency(client_id, key, fingerprint, now, lease_until, expires_at)
-            .await
-    }
-    async fn complete_idempotency(
-        &self,
-        client_id: &str,
-        key: &str,
-        lease_until: i64,
-        response: StoredResponse,
-    ) -> Result<bool, StoreError> {
-        self.complete_idempotency(client_id, key, lease_until, response)
-            .await
-    }
-    async fn release_idempotency(
-        &self,
-        client_id: &str,
-        key: &str,
-        lease_until: i64,
-    ) -> Result<bool, StoreError> {
-        self.release_idempotency(client_id, key, lease_until).await
-    }
-    async fn sweep_idempotency(&self, now: i64, limit: u32) -> Result<u64, StoreError> {
-        self.sweep_idempotency(now, limit).await
-    }
-}
-
-/// In `outbox.rs`.
-#[async_trait]
-impl Outbox for SqliteStore {
-    async fn insert_subscription(
-        &self,
-        subscription: WebhookSubscription,
-        max_per_account: u32,
-    ) -> Result<bool, StoreError> {
-        self.insert_subscription(subscription, max_per_account)
-            .await
-    }
-    async fn put_config_subscription(
-        &self,
-        subscription: WebhookSubscription,
-    ) -> Result<bool, StoreError> {
-        self.put_config_subscription(subscription).await
-    }
-    async fn get_subscription(&self, id: &str) -> Result<Option<WebhookSubscription>, StoreError> {
-        self.get_subscription(id).await
-    }
-    async fn list_subscriptions(
-        &self,
-        account: Option<&str>,
-    ) -> Result<Vec<WebhookSubscription>, StoreError> {
-        self.list_subscriptions(account).await
-    }
-    async fn set_subscription_enabled(
-        &self,
-        id: &str,
-        enabled: bool,
-        reason: Option<String>,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        self.set_subscription_enabled(id, enabled, reason, now)
-            .await
-    }
-    async fn set_subscription_secrets(
-        &self,
-        id: &str,
-        sealed_secrets: Vec<u8>,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        self.set_subscription_secrets(id, sealed_secrets, now).await
-    }
-    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
-        self.delete_subscription(id).await
-    }
-    async fn claim_deliveries(
-        &self,
-        owner: &str,
-        now: i64,
-        lease_until: i64,
-        limit: u32,
-        per_subscription: u32,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.claim_deliveries(owner, now, lease_until, limit, per_subscription)
-            .await
-    }
-    async fn finish_attempt(
-        &self,
-        id: i64,
-        owner: &str,
-        lease_until: i64,
-        outcome: AttemptOutcome,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        self.finish_attempt(id, owner, lease_until, outcome, now)
-            .await
-    }
-    async fn get_delivery(&self, id: i64) -> Result<Option<Delivery>, StoreError> {
-        self.get_delivery(id).await
-    }
-    async fn list_deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
-        self.list_deliveries(filter).await
-    }
-    async fn replay_delivery(&self, id: i64, now: i64) -> Result<bool, StoreError> {
-        self.replay_delivery(id, now).await
-    }
-    async fn replay_dead_deliveries(
-        &self,
-        since: i64,
-        subscription: Option<&str>,
-        now: i64,
-    ) -> Result<u64, StoreError> {
-        self.replay_dead_deliveries(since, subscription, now).await
-    }
-    async fn purge_webhooks(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
-        self.purge_webhooks(before, limit).await
     }
 }

@@ -62,7 +62,7 @@ impl IdempotencyStore for PostgresStore {
                 continue;
             };
             let record = record_from_row(&row, client_id, key)?;
-            if let Some(answer) = live_answer(record, &fingerprint, now) {
+            if let Some(answer) = record.live_answer(&fingerprint, now) {
                 return Ok(answer);
             }
             // It lapsed in between: take it on the next round.
@@ -176,25 +176,5 @@ fn record_from_row(
         state,
         created_at: get(row, 5, OP)?,
         expires_at: get(row, 6, OP)?,
-    })
-}
-
-/// How a record answers a reservation at `now` while it is live; `None` when it no longer
-/// counts (the same rule as SQLite's).
-fn live_answer(record: IdempotencyRecord, fingerprint: &Hash, now: i64) -> Option<Reservation> {
-    let live = now < record.expires_at
-        && match record.state {
-            IdempotencyState::InFlight { lease_until } => now < lease_until,
-            IdempotencyState::Done(_) => true,
-        };
-    if !live {
-        return None;
-    }
-    if record.fingerprint != *fingerprint {
-        return Some(Reservation::Mismatch);
-    }
-    Some(match record.state {
-        IdempotencyState::InFlight { lease_until } => Reservation::InFlight { lease_until },
-        IdempotencyState::Done(_) => Reservation::Done(Box::new(record)),
     })
 }

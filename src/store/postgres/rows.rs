@@ -106,20 +106,30 @@ pub(super) fn subscription_from_row(
     row: &Row,
     op: &'static str,
 ) -> Result<WebhookSubscription, StoreError> {
-    let source: String = get(row, 8, op)?;
+    subscription_at(row, 0, op)
+}
+
+/// A subscription whose columns start at `first` (in [`subscription_columns!`] order), as in a
+/// join that selects other columns first.
+pub(super) fn subscription_at(
+    row: &Row,
+    first: usize,
+    op: &'static str,
+) -> Result<WebhookSubscription, StoreError> {
+    let source: String = get(row, first + 8, op)?;
     Ok(WebhookSubscription {
-        id: get(row, 0, op)?,
-        account: get(row, 1, op)?,
-        url: get(row, 2, op)?,
-        events: get(row, 3, op)?,
-        description: get(row, 4, op)?,
-        sealed_secrets: get(row, 5, op)?,
-        enabled: get(row, 6, op)?,
-        disabled_reason: get(row, 7, op)?,
+        id: get(row, first, op)?,
+        account: get(row, first + 1, op)?,
+        url: get(row, first + 2, op)?,
+        events: get(row, first + 3, op)?,
+        description: get(row, first + 4, op)?,
+        sealed_secrets: get(row, first + 5, op)?,
+        enabled: get(row, first + 6, op)?,
+        disabled_reason: get(row, first + 7, op)?,
         source: ClientSource::parse(&source)
             .ok_or_else(|| corrupt(op, format!("unknown source {source:?}")))?,
-        created_at: get(row, 9, op)?,
-        updated_at: get(row, 10, op)?,
+        created_at: get(row, first + 9, op)?,
+        updated_at: get(row, first + 10, op)?,
     })
 }
 

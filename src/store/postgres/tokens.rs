@@ -170,7 +170,7 @@ impl TokenStore for PostgresStore {
         event: Option<NewEvent>,
     ) -> Result<bool, StoreError> {
         const OP: &str = "set_token_enabled";
-        let reason = if enabled { None } else { reason };
+        let reason = crate::store::kept_reason(enabled, reason);
         let mut conn = self.client(OP).await?;
         let tx = conn.transaction().await.map_err(db(OP))?;
         let was = tx

@@ -3,11 +3,12 @@
 
 use std::sync::PoisonError;
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use super::rows::{db, execute};
-use crate::store::{Change, StoreError};
+use crate::store::{Change, ChangeFeedSource, StoreError};
 
 /// The connection that watches for commits, and what it saw last.
 pub(super) struct Watch {
@@ -17,8 +18,9 @@ pub(super) struct Watch {
     pub(super) seq: u64,
 }
 
-impl SqliteStore {
-    pub(super) fn change_marker(&self) -> Result<u64, StoreError> {
+#[async_trait]
+impl ChangeFeedSource for SqliteStore {
+    fn change_marker(&self) -> Result<u64, StoreError> {
         const OP: &str = "change_marker";
         let Some(watch) = &self.inner.watch else {
             return Ok(0);
@@ -46,11 +48,7 @@ impl SqliteStore {
         Ok(watch.seq)
     }
 
-    pub(super) async fn changes_since(
-        &self,
-        seq: i64,
-        limit: u32,
-    ) -> Result<Vec<Change>, StoreError> {
+    async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
         const OP: &str = "changes_since";
         self.read(OP, move |conn| {
             let mut stmt = conn
@@ -73,7 +71,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn latest_change(&self) -> Result<i64, StoreError> {
+    async fn latest_change(&self) -> Result<i64, StoreError> {
         const OP: &str = "latest_change";
         self.read(OP, |conn| {
             conn.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |row| {
@@ -84,7 +82,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn prune_changes(&self, older_than_secs: i64) -> Result<u64, StoreError> {
+    async fn prune_changes(&self, older_than_secs: i64) -> Result<u64, StoreError> {
         const OP: &str = "prune_changes";
         // `at` is stamped by the database (a trigger has no caller clock), so the cut-off is
         // computed by the database too.

@@ -1,12 +1,15 @@
 //! Clients, with their secrets and signing keys (two child tables).
 
+use async_trait::async_trait;
 use rusqlite::types::Type;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, Row, Transaction, params};
 
 use super::SqliteStore;
 use super::outbox::insert_event;
 use super::rows::{db, execute, json_list, malformed, to_json};
-use crate::store::{ClientRecord, ClientSource, NewEvent, SecretHash, SigningKey, StoreError};
+use crate::store::{
+    ClientRecord, ClientSource, ClientStore, NewEvent, SecretHash, SigningKey, StoreError,
+};
 
 /// Reads clients (one, or all when `id` is `None`) with their secrets and keys, in one read
 /// transaction so the three queries see the same snapshot.
@@ -55,59 +58,70 @@ fn load_clients(
         .enumerate()
         .map(|(i, c)| (c.id.clone(), i))
         .collect();
-    {
-        let mut stmt = tx
-            .prepare_cached(&format!(
-                "SELECT client_id, hash, created_at, expires_at FROM client_secrets \
-                 WHERE {child_filter} ORDER BY rowid"
-            ))
-            .map_err(db(op))?;
-        let rows = stmt
-            .query_map([id], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    SecretHash {
-                        hash: row.get(1)?,
-                        created_at: row.get(2)?,
-                        expires_at: row.get(3)?,
-                    },
-                ))
+    load_children(
+        &tx,
+        op,
+        &format!(
+            "SELECT client_id, hash, created_at, expires_at FROM client_secrets \
+             WHERE {child_filter} ORDER BY rowid"
+        ),
+        id,
+        |row| {
+            Ok(SecretHash {
+                hash: row.get(1)?,
+                created_at: row.get(2)?,
+                expires_at: row.get(3)?,
             })
-            .map_err(db(op))?;
-        for row in rows {
-            let (client_id, secret) = row.map_err(db(op))?;
-            if let Some(&i) = position.get(&client_id) {
+        },
+        |client_id, secret| {
+            if let Some(&i) = position.get(client_id) {
                 clients[i].secrets.push(secret);
             }
-        }
-    }
-    {
-        let mut stmt = tx
-            .prepare_cached(&format!(
-                "SELECT client_id, key_id, alg, public_key FROM client_keys \
-                 WHERE {child_filter} ORDER BY rowid"
-            ))
-            .map_err(db(op))?;
-        let rows = stmt
-            .query_map([id], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    SigningKey {
-                        key_id: row.get(1)?,
-                        alg: row.get(2)?,
-                        public_key: row.get(3)?,
-                    },
-                ))
+        },
+    )?;
+    load_children(
+        &tx,
+        op,
+        &format!(
+            "SELECT client_id, key_id, alg, public_key FROM client_keys \
+             WHERE {child_filter} ORDER BY rowid"
+        ),
+        id,
+        |row| {
+            Ok(SigningKey {
+                key_id: row.get(1)?,
+                alg: row.get(2)?,
+                public_key: row.get(3)?,
             })
-            .map_err(db(op))?;
-        for row in rows {
-            let (client_id, key) = row.map_err(db(op))?;
-            if let Some(&i) = position.get(&client_id) {
+        },
+        |client_id, key| {
+            if let Some(&i) = position.get(client_id) {
                 clients[i].keys.push(key);
             }
-        }
-    }
+        },
+    )?;
     Ok(clients)
+}
+
+/// Reads a child table's rows (`sql` selects `client_id` first, then what `from_row` reads) in
+/// order, and hands each to `put` with its client's id.
+fn load_children<T>(
+    conn: &Connection,
+    op: &'static str,
+    sql: &str,
+    id: Option<&str>,
+    from_row: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+    mut put: impl FnMut(&str, T),
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db(op))?;
+    let rows = stmt
+        .query_map([id], |row| Ok((row.get::<_, String>(0)?, from_row(row)?)))
+        .map_err(db(op))?;
+    for row in rows {
+        let (client_id, child) = row.map_err(db(op))?;
+        put(&client_id, child);
+    }
+    Ok(())
 }
 
 fn insert_secret(
@@ -132,8 +146,9 @@ fn insert_secret(
     Ok(())
 }
 
-impl SqliteStore {
-    pub(super) async fn upsert_client(&self, client: ClientRecord) -> Result<(), StoreError> {
+#[async_trait]
+impl ClientStore for SqliteStore {
+    async fn upsert_client(&self, client: ClientRecord) -> Result<(), StoreError> {
         const OP: &str = "upsert_client";
         self.write(OP, move |tx| {
             execute(
@@ -186,7 +201,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn get_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+    async fn get_client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
         const OP: &str = "get_client";
         let id = id.to_owned();
         self.read(OP, move |conn| {
@@ -195,12 +210,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
         const OP: &str = "list_clients";
         self.read(OP, |conn| load_clients(conn, OP, None)).await
     }
 
-    pub(super) async fn set_client_enabled(
+    async fn set_client_enabled(
         &self,
         id: &str,
         enabled: bool,
@@ -220,7 +235,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn add_client_secret(
+    async fn add_client_secret(
         &self,
         id: &str,
         secret: SecretHash,
@@ -264,7 +279,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn prune_expired_secrets(&self, now: i64) -> Result<u64, StoreError> {
+    async fn prune_expired_secrets(&self, now: i64) -> Result<u64, StoreError> {
         const OP: &str = "prune_expired_secrets";
         self.write(OP, move |tx| {
             execute(

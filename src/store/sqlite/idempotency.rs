@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
@@ -11,11 +12,12 @@ use super::batch::Batch;
 use super::idem_index::{idem_index, idem_slot};
 use super::rows::{db, encode_headers, idempotency_from_row};
 use crate::store::{
-    Hash, IdempotencyRecord, IdempotencyState, Reservation, StoreError, StoredResponse,
+    Hash, IdempotencyRecord, IdempotencyStore, Reservation, StoreError, StoredResponse,
 };
 
-impl SqliteStore {
-    pub(super) async fn reserve_idempotency(
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
+    async fn reserve_idempotency(
         &self,
         client_id: &str,
         key: &str,
@@ -37,7 +39,7 @@ impl SqliteStore {
             let slot = idem_slot(&client_id, &key);
             if let Some(id) = index.by_key.get(slot) {
                 if let Some(existing) = select_idempotency(batch, id, &client_id, &key)? {
-                    if let Some(answer) = live_answer(existing, &fingerprint, now) {
+                    if let Some(answer) = existing.live_answer(&fingerprint, now) {
                         return Ok(answer);
                     }
                     // Expired, or a lapsed or released lease: the record is replaced by a new
@@ -81,7 +83,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn complete_idempotency(
+    async fn complete_idempotency(
         &self,
         client_id: &str,
         key: &str,
@@ -140,7 +142,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn release_idempotency(
+    async fn release_idempotency(
         &self,
         client_id: &str,
         key: &str,
@@ -173,7 +175,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn sweep_idempotency(&self, now: i64, limit: u32) -> Result<u64, StoreError> {
+    async fn sweep_idempotency(&self, now: i64, limit: u32) -> Result<u64, StoreError> {
         const OP: &str = "sweep_idempotency";
         let inner = Arc::clone(&self.inner);
         self.write(OP, move |tx| {
@@ -249,24 +251,4 @@ fn select_idempotency(
         .optional()
     })
     .map_err(db(OP))
-}
-
-/// How a record answers a reservation at `now` while it is live (not expired, and not an
-/// in-flight reservation whose lease ran out); `None` when it no longer counts.
-fn live_answer(record: IdempotencyRecord, fingerprint: &Hash, now: i64) -> Option<Reservation> {
-    let live = now < record.expires_at
-        && match record.state {
-            IdempotencyState::InFlight { lease_until } => now < lease_until,
-            IdempotencyState::Done(_) => true,
-        };
-    if !live {
-        return None;
-    }
-    if record.fingerprint != *fingerprint {
-        return Some(Reservation::Mismatch);
-    }
-    Some(match record.state {
-        IdempotencyState::InFlight { lease_until } => Reservation::InFlight { lease_until },
-        IdempotencyState::Done(_) => Reservation::Done(Box::new(record)),
-    })
 }

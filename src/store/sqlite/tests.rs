@@ -15,7 +15,10 @@ use super::rows::{decode_headers, encode_headers};
 use super::schema::MIGRATIONS;
 use super::*;
 use crate::store::tests::{Backend, Db, T0, response, sha, token};
-use crate::store::{IdempotencyState, Store, open};
+use crate::store::{
+    IdempotencyState, IdempotencyStore, Reservation, Store, StoredResponse, TokenKind, TokenRecord,
+    TokenStore, open,
+};
 
 /// The contract suite's backend: a database file in a temporary directory of its own.
 struct SqliteFile {

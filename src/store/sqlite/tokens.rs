@@ -1,11 +1,12 @@
 //! Tokens: issued credentials, kept by the hash of their value.
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::SqliteStore;
 use super::outbox::{insert_event, insert_events};
 use super::rows::{db, execute, to_json, token_columns, token_from_row};
-use crate::store::{Hash, NewEvent, StoreError, TokenKind, TokenRecord};
+use crate::store::{Hash, NewEvent, StoreError, TokenKind, TokenRecord, TokenStore};
 
 fn insert_token_tx(
     tx: &Transaction<'_>,
@@ -54,8 +55,9 @@ fn query_token(
         .map_err(db(op))
 }
 
-impl SqliteStore {
-    pub(super) async fn insert_token(
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn insert_token(
         &self,
         token: TokenRecord,
         event: Option<NewEvent>,
@@ -68,10 +70,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn token_by_hash(
-        &self,
-        hash: &Hash,
-    ) -> Result<Option<TokenRecord>, StoreError> {
+    async fn token_by_hash(&self, hash: &Hash) -> Result<Option<TokenRecord>, StoreError> {
         const OP: &str = "token_by_hash";
         const SQL: &str = concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = ?1");
         let hash = *hash;
@@ -79,7 +78,7 @@ impl SqliteStore {
             .await
     }
 
-    pub(super) async fn get_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+    async fn get_token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
         const OP: &str = "get_token";
         const SQL: &str = concat!("SELECT ", token_columns!(), " FROM tokens WHERE id = ?1");
         let id = id.to_owned();
@@ -87,7 +86,7 @@ impl SqliteStore {
             .await
     }
 
-    pub(super) async fn list_tokens(
+    async fn list_tokens(
         &self,
         account: &str,
         kind: Option<TokenKind>,
@@ -114,7 +113,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn revoke_token(
+    async fn revoke_token(
         &self,
         id: &str,
         now: i64,
@@ -141,7 +140,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn set_token_enabled(
+    async fn set_token_enabled(
         &self,
         id: &str,
         enabled: bool,
@@ -151,7 +150,7 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         const OP: &str = "set_token_enabled";
         let id = id.to_owned();
-        let reason = if enabled { None } else { reason };
+        let reason = crate::store::kept_reason(enabled, reason);
         self.write(OP, move |tx| {
             let was: Option<bool> = tx
                 .prepare_cached("SELECT enabled FROM tokens WHERE id = ?1")
@@ -175,7 +174,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn rename_token(
+    async fn rename_token(
         &self,
         id: &str,
         name: String,
@@ -206,11 +205,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn delete_token(
-        &self,
-        id: &str,
-        event: Option<NewEvent>,
-    ) -> Result<bool, StoreError> {
+    async fn delete_token(&self, id: &str, event: Option<NewEvent>) -> Result<bool, StoreError> {
         const OP: &str = "delete_token";
         let id = id.to_owned();
         self.write(OP, move |tx| {
@@ -223,7 +218,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn replace_api_key(
+    async fn replace_api_key(
         &self,
         old_id: &str,
         new: TokenRecord,
@@ -251,7 +246,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn purge_expired_tokens(&self, before: i64) -> Result<u64, StoreError> {
+    async fn purge_expired_tokens(&self, before: i64) -> Result<u64, StoreError> {
         const OP: &str = "purge_expired_tokens";
         self.write(OP, move |tx| {
             execute(
