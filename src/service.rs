@@ -85,7 +85,7 @@ pub struct Warden {
     signatures: SignatureGate,
     /// `[[issuers]]`: tokens of other issuers on proxied routes; `None` without any.
     idp: Option<crate::idp::Idp>,
-    tls: Option<Arc<crate::server::TlsReloader>>,
+    tls: Option<Arc<crate::tls::TlsReloader>>,
     webhooks: Webhooks,
     /// `endpoints.forward_auth` and its decision cache; `None` when off.
     forward_auth: Option<crate::forward_auth::ForwardAuth>,
@@ -139,7 +139,7 @@ impl Warden {
     pub async fn with_clock(settings: Settings, clock: Clock) -> Result<Arc<Self>, StartError> {
         let tls = match &settings.server.tls {
             Some(files) => Some(Arc::new(
-                crate::server::TlsReloader::load(files).map_err(StartError::Tls)?,
+                crate::tls::TlsReloader::load(files).map_err(StartError::Tls)?,
             )),
             None => None,
         };
@@ -269,7 +269,7 @@ impl Warden {
     }
 
     /// The TLS certificate in use and its reloading; `None` on plaintext.
-    pub fn tls(&self) -> Option<&Arc<crate::server::TlsReloader>> {
+    pub fn tls(&self) -> Option<&Arc<crate::tls::TlsReloader>> {
         self.tls.as_ref()
     }
 
