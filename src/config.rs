@@ -35,7 +35,7 @@ pub use self::raw::{
     RawEndpoints, RawIdempotency, RawLog, RawRoute, RawRouter, RawServer, RawSignatures, RawStore,
     RawTls, RawTokens, RawUpstream,
 };
-pub use self::server::{ServerSettings, TlsFiles};
+pub use self::server::ServerSettings;
 pub use self::signatures::SignatureSettings;
 pub use self::upstream::UpstreamSettings;
 pub use self::values::{PublicUrl, parse_cidrs, valid_audience, valid_id, valid_scope};

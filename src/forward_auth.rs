@@ -21,7 +21,9 @@
 //! applies on the next decision, as it does on Warden's own proxy.
 //!
 //! Beside this file: `config.rs` (`[forward_auth]` and `endpoints.forward_auth`, validated) and
-//! `original.rs` (reading the original request by the proxy's convention).
+//! `original.rs` (reading the original request by the proxy's convention). The decision itself,
+//! which runs a route's checks through `Warden`, is `service/forward_auth.rs`: this module knows
+//! the protocol and the cache, not the service.
 mod config;
 mod original;
 
@@ -34,6 +36,7 @@ pub use self::original::{
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -44,12 +47,9 @@ use crate::body::{Body, full};
 use crate::cache::Identity;
 use crate::config::Settings;
 use crate::digest::DigestVerifier;
-use crate::forward::{self, Origin};
-use crate::gate::idempotency::Need;
-use crate::gate::signature::RequestParts;
+use crate::forward;
 use crate::problem::{ForwardAuthRefusal, Problem};
-use crate::router::{AuthMode, Route, Target, normalize_path};
-use crate::service::Warden;
+use crate::router::Route;
 use crate::store::Hash;
 
 /// The original request's `Content-Length` (nginx: `$content_length`), for a proxy that sends
@@ -64,7 +64,7 @@ pub const X_ORIGINAL_TRANSFER_ENCODING: HeaderName =
 const X_ENVOY_AUTH_PARTIAL_BODY: HeaderName = HeaderName::from_static("x-envoy-auth-partial-body");
 /// What was decided about one request.
 #[derive(Debug, Clone)]
-enum Decision {
+pub(crate) enum Decision {
     /// 200, with the caller's identity on a bearer route.
     Allow(Option<Arc<Identity>>),
     Refuse(Problem),
@@ -111,13 +111,23 @@ impl ForwardAuth {
         })
     }
 
+    /// The endpoint's path (`endpoints.forward_auth`).
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Whether decisions are cached (`forward_auth.cache_capacity` and `cache_ttl` not 0).
+    pub(crate) fn caches(&self) -> bool {
+        self.cache.is_some()
+    }
+
     /// Decisions answered from the cache since start.
     pub fn cache_hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
 
     /// A cached decision drawn at `generation`, if any still holds at `now` (unix seconds).
-    fn cached(&self, key: &Hash, generation: u64, now: i64) -> Option<Decision> {
+    pub(crate) fn cached(&self, key: &Hash, generation: u64, now: i64) -> Option<Decision> {
         let entry = self.cache.as_ref()?.get(key)?;
         if entry.generation != generation {
             return None;
@@ -131,7 +141,7 @@ impl ForwardAuth {
         Some(entry.decision)
     }
 
-    fn remember(&self, key: Hash, decision: &Decision, generation: u64) {
+    pub(crate) fn remember(&self, key: Hash, decision: &Decision, generation: u64) {
         let Some(cache) = &self.cache else {
             return;
         };
@@ -164,7 +174,7 @@ impl ForwardAuth {
 /// The cache key of a decision: the route (its place in the routing table, which lives as long
 /// as the process), the credential, `X-Client-Id` and the client address. Each part is
 /// length-prefixed so no two requests share a key.
-fn cache_key(route: &Route, headers: &HeaderMap, client_ip: IpAddr) -> Hash {
+pub(crate) fn cache_key(route: &Route, headers: &HeaderMap, client_ip: IpAddr) -> Hash {
     let mut h = Sha256::new();
     h.update((route as *const Route as usize).to_be_bytes());
     for name in [
@@ -185,7 +195,7 @@ fn cache_key(route: &Route, headers: &HeaderMap, client_ip: IpAddr) -> Hash {
 /// Whether a decision may come from (and go to) the cache: a signature (its nonce, its
 /// `created`) or a body digest is checked per request, and a token of another issuer has its
 /// own cache in `idp.rs`, which must stay the only one bounding how stale its answer is.
-fn cacheable(headers: &HeaderMap, warden: &Warden) -> bool {
+pub(crate) fn cacheable(headers: &HeaderMap, idp_configured: bool) -> bool {
     if ["signature", "signature-input", "content-digest"]
         .iter()
         .any(|n| headers.contains_key(*n))
@@ -194,52 +204,19 @@ fn cacheable(headers: &HeaderMap, warden: &Warden) -> bool {
     }
     match crate::gate::bearer::presented(headers) {
         crate::gate::bearer::Presented::Bearer(t) => {
-            warden.idp().is_none() || t.starts_with(crate::idp::WARDEN_PREFIX)
+            !idp_configured || t.starts_with(crate::idp::WARDEN_PREFIX)
         }
         _ => true,
     }
 }
 
-/// Answers one decision request (see the module doc).
-pub async fn handle(
-    warden: &Warden,
-    req: Request<Incoming>,
-    origin: &Origin,
-    client_ip: IpAddr,
-) -> Response<Body> {
-    let Some(fa) = warden.forward_auth() else {
-        return Problem::RouteNotFound.into_response();
-    };
-    // Envoy copies the identity headers Warden sets, and leaves the client's own under the
-    // names Warden does not set: those it is told to remove.
-    let envoy = req
-        .uri()
-        .path()
-        .strip_prefix(fa.endpoint.as_str())
-        .is_some_and(|rest| rest.starts_with('/'));
-    let spoofed = envoy.then(|| client_claims(req.headers()));
-    match decide(warden, fa, req, origin, client_ip).await {
-        Decision::Allow(identity) => {
-            let mut resp = allowed(identity.as_deref());
-            if let Some(mut names) = spoofed {
-                if identity.is_some() && !warden.settings().tokens.forward_authorization {
-                    names.push(header::AUTHORIZATION);
-                }
-                envoy_removals(&mut resp, names);
-            }
-            resp
-        }
-        Decision::Refuse(problem) => problem.into_response(),
-    }
-}
-
 /// Envoy `ext_authz` (HTTP service): the response header naming request headers to remove.
-const X_ENVOY_AUTH_HEADERS_TO_REMOVE: HeaderName =
+pub(crate) const X_ENVOY_AUTH_HEADERS_TO_REMOVE: HeaderName =
     HeaderName::from_static("x-envoy-auth-headers-to-remove");
 
 /// The headers of `headers` that Warden's own proxy removes as a client's claims to speak for
 /// Warden or a proxy ([`forward::strip_identity`]).
-fn client_claims(headers: &HeaderMap) -> Vec<HeaderName> {
+pub(crate) fn client_claims(headers: &HeaderMap) -> Vec<HeaderName> {
     let mut kept = headers.clone();
     forward::strip_identity(&mut kept);
     let mut names: Vec<HeaderName> = headers
@@ -252,7 +229,7 @@ fn client_claims(headers: &HeaderMap) -> Vec<HeaderName> {
 }
 
 /// Lists `names` in `x-envoy-auth-headers-to-remove`, except those the answer sets itself.
-fn envoy_removals(resp: &mut Response<Body>, names: Vec<HeaderName>) {
+pub(crate) fn envoy_removals(resp: &mut Response<Body>, names: Vec<HeaderName>) {
     let list: Vec<&str> = names
         .iter()
         .filter(|n| !resp.headers().contains_key(*n))
@@ -266,127 +243,11 @@ fn envoy_removals(resp: &mut Response<Body>, names: Vec<HeaderName>) {
     }
 }
 
-async fn decide(
-    warden: &Warden,
-    fa: &ForwardAuth,
-    req: Request<Incoming>,
-    origin: &Origin,
-    client_ip: IpAddr,
-) -> Decision {
-    use Decision::Refuse;
-    if !origin.peer_trusted {
-        return Refuse(Problem::ForwardAuth(ForwardAuthRefusal::UntrustedPeer));
-    }
-    let orig = match original(req.method(), req.uri(), req.headers(), &fa.endpoint) {
-        Ok(o) => o,
-        Err(why) => return Refuse(Problem::ForwardAuth(why)),
-    };
-    // The refusals of Warden's own proxy, on the original request.
-    let path = match normalize_path(orig.uri.path()) {
-        Ok(p) => p,
-        Err(refusal) => {
-            return Refuse(Problem::InvalidPath {
-                detail: refusal.detail(),
-            });
-        }
-    };
-    if orig.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
-        return Refuse(Problem::MethodNotUpperCase);
-    }
-    if let Some(name) = forward::method_override(req.headers(), orig.uri.query()) {
-        return Refuse(Problem::MethodOverride { name });
-    }
-    let route = match warden.router().resolve(&orig.method, &path.decoded) {
-        Target::Proxy(route) => route,
-        Target::MethodNotAllowed(allow) => return Refuse(Problem::MethodNotAllowed { allow }),
-        // Not found, or one of Warden's own endpoints: those are never proxied, so no proxy
-        // in front of an upstream may pass a request there either.
-        _ => return Refuse(Problem::RouteNotFound),
-    };
-    if warden
-        .idempotency()
-        .need(&route.policy, &orig.method, req.headers())
-        == Need::Required
-    {
-        return Refuse(Problem::ForwardAuth(
-            ForwardAuthRefusal::IdempotencyUnenforceable,
-        ));
-    }
-    if route.policy.auth == AuthMode::None {
-        let verify = warden.settings().digest.verify_unsigned;
-        return match crate::gate::digest::plan(req.headers(), verify) {
-            Ok(None) => Decision::Allow(None),
-            Ok(Some(verifier)) => match check_body(warden, req, verifier).await {
-                Ok(()) => Decision::Allow(None),
-                Err(problem) => Refuse(problem),
-            },
-            Err(problem) => Refuse(problem),
-        };
-    }
-
-    let cache = (fa.cache.is_some() && cacheable(req.headers(), warden))
-        .then(|| (cache_key(route, req.headers(), client_ip), warden.issuer()));
-    let mut generation = None;
-    if let Some((key, issuer)) = &cache {
-        match issuer.settled_generation().await {
-            Ok(g) => {
-                if let Some(d) = fa.cached(key, g, issuer.clock().now()) {
-                    return d;
-                }
-                generation = Some(g);
-            }
-            Err(e) => tracing::warn!(error = %e, "store change feed unreadable; deciding afresh"),
-        }
-    }
-    let decision = bearer(warden, route, &orig, req, origin, client_ip).await;
-    if let (Some((key, _)), Some(g)) = (cache, generation) {
-        fa.remember(key, &decision, g);
-    }
-    decision
-}
-
-/// The checks of a bearer route, in the order of Warden's own proxy: the credential (Warden's
-/// or another issuer's), scopes and audience, `X-Client-Id` and the signature over the
-/// original request, then its body's digest.
-async fn bearer(
-    warden: &Warden,
-    route: &Route,
-    orig: &OriginalRequest,
-    req: Request<Incoming>,
-    origin: &Origin,
-    client_ip: IpAddr,
-) -> Decision {
-    let identity = match crate::idp::caller(warden.issuer(), warden.idp(), req.headers(), client_ip)
-        .await
-        .and_then(|id| route.policy.require.check(&id).map(|()| id))
-    {
-        Ok(identity) => identity,
-        Err(problem) => return Decision::Refuse(problem),
-    };
-    let parts = RequestParts {
-        method: &orig.method,
-        uri: &orig.uri,
-        headers: req.headers(),
-        has_body: announces_body(&req),
-        origin,
-    };
-    let verifier = match warden.signed(&parts, route, &identity).await {
-        Ok((digest, _label)) => digest,
-        Err(problem) => return Decision::Refuse(problem),
-    };
-    if let Some(verifier) = verifier {
-        if let Err(problem) = check_body(warden, req, verifier).await {
-            return Decision::Refuse(problem);
-        }
-    }
-    Decision::Allow(Some(identity))
-}
-
 /// Whether the original request has a body, as far as the proxy tells: it sent one (Envoy
 /// `with_request_body`), or announces one in `X-Original-Content-Length` (other than 0) or
 /// `X-Original-Transfer-Encoding` (nginx). A proxy that says neither is taken at its word; see
 /// the README on what that leaves to the upstream.
-fn announces_body(req: &Request<Incoming>) -> bool {
+pub(crate) fn announces_body(req: &Request<Incoming>) -> bool {
     use http_body::Body as _;
     if !req.body().is_end_stream() {
         return true;
@@ -403,10 +264,11 @@ fn announces_body(req: &Request<Incoming>) -> bool {
 /// Checks the original body's `Content-Digest`, when the proxy sent the whole body (Envoy
 /// `with_request_body` without a cut); otherwise the digest cannot be checked and the request
 /// is refused rather than passed unchecked.
-async fn check_body(
-    warden: &Warden,
+pub(crate) async fn check_body(
     req: Request<Incoming>,
     verifier: DigestVerifier,
+    limit: u64,
+    deadline: Duration,
 ) -> Result<(), Problem> {
     use http_body::Body as _;
     let partial = req
@@ -424,8 +286,6 @@ async fn check_body(
             crate::gate::digest::check_whole(verifier, b"")
         };
     }
-    let limit = warden.settings().server.max_body_bytes;
-    let deadline = warden.settings().tokens.request_read_timeout;
     let body = crate::issuer::form::read_body(
         req.into_body(),
         usize::try_from(limit).unwrap_or(usize::MAX),
@@ -444,7 +304,7 @@ async fn check_body(
 
 /// The 200 of an allowed request: the identity headers Warden would set for the upstream, for
 /// the proxy to copy (and with them overwrite whatever the client sent under those names).
-fn allowed(identity: Option<&Identity>) -> Response<Body> {
+pub(crate) fn allowed(identity: Option<&Identity>) -> Response<Body> {
     let mut resp = Response::new(full(""));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();

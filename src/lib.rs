@@ -4,7 +4,8 @@
 //! Read top to bottom, a request's way through (the picture is in `docs/architecture.md`).
 //!
 //! **Serving**
-//! - [`server`]: accept loop, TLS, HTTP/1.1 + HTTP/2, connection limits, graceful shutdown.
+//! - [`server`]: accept loop, HTTP/1.1 + HTTP/2, connection limits, graceful shutdown.
+//! - [`tls`]: the certificate files, the rustls acceptor and its reload without a restart.
 //! - [`admin`]: the admin listener (`[admin]`): metrics and health probes on their own socket.
 //! - [`service`]: [`Warden`], the per-request handler: route → checks → own endpoint or forward.
 //! - [`router`]: path normalisation and patterns → Warden endpoint or proxied route and policy.
@@ -77,6 +78,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod webhooks;
 
 pub use config::Settings;

@@ -182,7 +182,7 @@ fn serve(settings: Settings) -> ExitCode {
     })
 }
 
-/// SIGHUP: the TLS certificate and key are read again (see `server::TlsReloader`); nothing else
+/// SIGHUP: the TLS certificate and key are read again (see `tls::TlsReloader`); nothing else
 /// is. Routes and clients are not swapped under running requests: see README "Operations".
 #[cfg(unix)]
 async fn reload_on_hangup(mut hangups: tokio::signal::unix::Signal, warden: Arc<Warden>) {

@@ -1,12 +1,12 @@
 //! `[server]`: the listener, TLS files, connection and header limits, address lists.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
 use super::{ConfigError, RawServer, invalid, parse_cidrs};
+use crate::tls::TlsFiles;
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -50,16 +50,6 @@ pub struct ServerSettings {
     /// peer address (an IPv6 peer counts by its /64), peers in `trusted_proxies` exempt;
     /// `None` (0): no cap.
     pub max_connections_per_ip: Option<usize>,
-}
-
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// `server.tls.reload_interval`, default 10s: how often the files are read again and, when
-    /// their contents changed, loaded for new handshakes (SIGHUP does it at once); `None`
-    /// ("0s"): only on SIGHUP.
-    pub reload_interval: Option<Duration>,
 }
 
 /// `[server]`, validated: the address parsed, the TLS files present, the limits in range.
