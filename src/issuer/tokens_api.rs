@@ -314,11 +314,7 @@ async fn delete(
         .await
         .map_err(store_failed)?;
     tracing::info!(account = %caller.account, token_id = %token.id, by = %caller.token_id, "managed token deleted");
-    let mut resp = Response::new(crate::body::empty());
-    *resp.status_mut() = StatusCode::NO_CONTENT;
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    Ok(deleted())
 }
 
 /// Reads a JSON body (at most `tokens.max_request_bytes`) and checks its digest. Without
@@ -402,17 +398,25 @@ async fn create(
     tracing::info!(account = %r.account, token_id = %r.id, by = %caller.token_id, "managed token created");
     let mut shown = entity(r, now);
     shown["token"] = issued.value.clone().into();
-    let mut resp = json(StatusCode::CREATED, &shown);
+    let mut resp = crate::body::json_credential(StatusCode::CREATED, shown.to_string());
     if let Ok(location) = HeaderValue::from_str(&base.token_path(&r.account, &r.id)) {
         resp.headers_mut().insert(header::LOCATION, location);
     }
-    resp.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(resp)
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+/// A JSON answer of the account APIs (tokens, webhooks): [`crate::body::json`].
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     crate::body::json(status, value.to_string())
+}
+
+/// The answer of the account APIs to a DELETE that removed what it named: 204, not stored.
+pub(crate) fn deleted() -> Response<Body> {
+    let mut resp = Response::new(crate::body::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 #[cfg(test)]

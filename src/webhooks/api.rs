@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::forward::Origin;
 use crate::gate::signature::SignatureGate;
 use crate::issuer::Issuer;
-use crate::issuer::tokens_api::{Admin, AdminRequest, Rest, read_json};
+use crate::issuer::tokens_api::{Admin, AdminRequest, Rest, deleted, json, read_json};
 use crate::problem::{Problem, WebhookRefusal};
 use crate::store::{StoreError, WebhookSubscription};
 
@@ -108,18 +108,11 @@ fn problem_of(r: Refusal) -> Problem {
     }
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    crate::body::json(status, value.to_string())
-}
-
 /// Shows a subscription with its new secret, this once.
 fn with_secret(status: StatusCode, made: &WithSecret) -> Response<Body> {
     let mut shown = entity(&made.subscription);
     shown["secret"] = made.secret.expose().into();
-    let mut resp = json(status, &shown);
-    resp.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    resp
+    crate::body::json_credential(status, shown.to_string())
 }
 
 /// Serves a request under `endpoints.webhooks`.
@@ -224,11 +217,7 @@ async fn serve(
                 .await
                 .map_err(problem_of)?;
             tracing::info!(account, subscription = %id, by = %caller.token_id, "webhook subscription deleted");
-            let mut resp = Response::new(crate::body::empty());
-            *resp.status_mut() = StatusCode::NO_CONTENT;
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return Ok(resp);
+            return Ok(deleted());
         }
         Some("rotate-secret") => {
             let bytes = read_json(issuer, req, digest, false).await?;
