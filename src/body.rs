@@ -51,6 +51,17 @@ pub fn json_credential(status: http::StatusCode, bytes: impl Into<Bytes>) -> htt
     resp
 }
 
+/// `hint` with `held` more bytes: the frames a body read ahead and serves before the rest
+/// (`gate::digest`'s first frame, a response `gate::idempotency` could not gather whole).
+pub fn hint_plus(mut hint: http_body::SizeHint, held: u64) -> http_body::SizeHint {
+    // Upper first: `set_lower` panics on a lower bound above the upper one.
+    if let Some(upper) = hint.upper() {
+        hint.set_upper(upper.saturating_add(held));
+    }
+    hint.set_lower(hint.lower().saturating_add(held));
+    hint
+}
+
 /// What a [`Watched`] body does around its inner body's frames. Warden's pass-through bodies
 /// differ only here: the request body's size limit and stall deadline
 /// (`forward::limit_body`), the upstream body's stall deadline (`upstream.body_idle_timeout`),
