@@ -50,3 +50,70 @@ pub fn json_credential(status: http::StatusCode, bytes: impl Into<Bytes>) -> htt
     );
     resp
 }
+
+/// `hint` with `held` more bytes: the frames a body read ahead and serves before the rest
+/// (`gate::digest`'s first frame, a response `gate::idempotency` could not gather whole).
+pub fn hint_plus(mut hint: http_body::SizeHint, held: u64) -> http_body::SizeHint {
+    // Upper first: `set_lower` panics on a lower bound above the upper one.
+    if let Some(upper) = hint.upper() {
+        hint.set_upper(upper.saturating_add(held));
+    }
+    hint.set_lower(hint.lower().saturating_add(held));
+    hint
+}
+
+/// What a [`Watched`] body does around its inner body's frames. Warden's pass-through bodies
+/// differ only here: the request body's size limit and stall deadline
+/// (`forward::limit_body`), the upstream body's stall deadline (`upstream.body_idle_timeout`),
+/// and the response body that keeps its HTTP/2 stream counted as open (`server.rs`).
+pub trait Watch {
+    /// The inner body has no frame for now: `Ready(e)` ends the body with `e`.
+    fn waiting(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<BoxError> {
+        std::task::Poll::Pending
+    }
+
+    /// A frame arrived; an `Err` replaces it.
+    fn frame(&mut self, _frame: &http_body::Frame<Bytes>) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// `inner`, passed through frame by frame under `watch`; its end and size are `inner`'s.
+pub struct Watched<W> {
+    inner: Body,
+    watch: W,
+}
+
+impl<W: Watch> Watched<W> {
+    pub fn new(inner: Body, watch: W) -> Self {
+        Self { inner, watch }
+    }
+}
+
+impl<W: Watch + Unpin> http_body::Body for Watched<W> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => this.watch.waiting(cx).map(|e| Some(Err(e))),
+            Poll::Ready(Some(Ok(frame))) => {
+                Poll::Ready(Some(this.watch.frame(&frame).map(|()| frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

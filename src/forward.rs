@@ -24,8 +24,8 @@ pub(crate) use body_limit::body_problem;
 pub use body_limit::{BodyStalled, BodyTooLarge, ClientBodyError, limit_body};
 use headers::X_WARDEN_WOULD_DENY;
 pub use headers::{
-    IDENTITY_PREFIX, is_upgrade, method_override, set_forwarded, set_identity, strip_hop_by_hop,
-    strip_identity,
+    HOP_BY_HOP, IDENTITY_PREFIX, is_upgrade, method_override, set_forwarded, set_identity,
+    strip_hop_by_hop, strip_identity,
 };
 pub use idle::UpstreamBodyStalled;
 use pool::UpstreamPool;

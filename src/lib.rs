@@ -6,7 +6,8 @@
 //! **Serving**
 //! - [`server`]: accept loop, HTTP/1.1 + HTTP/2, connection limits, graceful shutdown.
 //! - [`tls`]: the certificate files, the rustls acceptor and its reload without a restart.
-//! - [`admin`]: the admin listener (`[admin]`): metrics and health probes on their own socket.
+//! - `server/admin.rs`: the admin listener (`[admin]`): metrics and health probes on their own
+//!   socket, accepted and drained like the main listener.
 //! - [`service`]: [`Warden`], the per-request handler: route → checks → own endpoint or forward.
 //! - [`router`]: path normalisation and patterns → Warden endpoint or proxied route and policy.
 //! - [`problem`]: the one place where a refusal becomes an `application/problem+json` (or
@@ -50,7 +51,6 @@
 //! The `warden` binary (`src/main.rs`, with `src/cli/` for the admin and development
 //! commands) is a thin layer over this library.
 
-pub mod admin;
 pub mod body;
 pub mod cache;
 pub mod checks;

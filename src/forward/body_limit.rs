@@ -2,12 +2,14 @@
 //! the stall deadline (`server.body_read_timeout`), the errors they raise, and the one
 //! mapping of those errors to refusals.
 
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body::Frame;
 use http_body_util::BodyExt;
 
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BoxError, Watch, Watched};
 use crate::coarse_timer::{Alarm, CoarseTimer};
 use crate::problem::Problem;
 
@@ -71,89 +73,90 @@ where
 {
     let stall = stall
         .filter(|_| !body.is_end_stream())
-        .map(|(timer, after)| Stall {
-            alarm: timer.alarm(),
-            after,
-            until: None,
-        });
-    LimitedBody {
-        inner: body
-            .map_err(|e| BoxError::from(ClientBodyError(e.into())))
-            .boxed(),
-        seen: 0,
-        limit,
-        stall,
-    }
+        .map(|(timer, after)| Stall::new(timer, after));
+    let inner = body
+        .map_err(|e| BoxError::from(ClientBodyError(e.into())))
+        .boxed();
+    Watched::new(
+        inner,
+        Limit {
+            seen: 0,
+            limit,
+            stall,
+        },
+    )
     .boxed()
 }
 
-/// The stall deadline of a request body: `until` is set when a wait for a frame begins.
-struct Stall {
+/// A deadline on the wait for a body's next frame (`server.body_read_timeout`,
+/// `upstream.body_idle_timeout`), on the coarse timer: armed when a poll finds no frame,
+/// cleared when one arrives.
+pub(crate) struct Stall {
     alarm: Alarm,
     after: Duration,
+    /// When the current wait ends, set when it begins.
     until: Option<u64>,
 }
 
-pin_project_lite::pin_project! {
-    struct LimitedBody {
-        #[pin]
-        inner: Body,
-        seen: u64,
-        limit: u64,
-        stall: Option<Stall>,
-    }
-}
-
-impl http_body::Body for LimitedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        use std::task::Poll;
-        let this = self.project();
-        match this.inner.poll_frame(cx) {
-            Poll::Pending => {
-                let Some(stall) = this.stall.as_mut() else {
-                    return Poll::Pending;
-                };
-                // The wait is counted from its start, not from the last frame: a reader that
-                // did not poll (the upstream applying backpressure) is not the client's delay.
-                let until = *stall
-                    .until
-                    .get_or_insert_with(|| stall.alarm.ms_after(stall.alarm.now_ms(), stall.after));
-                match stall.alarm.poll_at(until, cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(()) => {
-                        let after = stall.after;
-                        Poll::Ready(Some(Err(Box::new(BodyStalled { after }))))
-                    }
-                }
-            }
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(stall) = this.stall.as_mut() {
-                    stall.until = None;
-                }
-                if let Some(data) = frame.data_ref() {
-                    *this.seen += data.len() as u64;
-                    if *this.seen > *this.limit {
-                        let limit = *this.limit;
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            other => other,
+impl Stall {
+    pub(crate) fn new(timer: &CoarseTimer, after: Duration) -> Self {
+        Self {
+            alarm: timer.alarm(),
+            after,
+            until: None,
         }
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+    /// How long a wait may last.
+    pub(crate) fn after(&self) -> Duration {
+        self.after
     }
 
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+    /// `Ready` once the current wait has lasted `after`. The wait is counted from its start,
+    /// not from the last frame: a reader that did not poll (the upstream applying
+    /// backpressure, or a client not reading) is not the body's delay.
+    pub(crate) fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let until = *self
+            .until
+            .get_or_insert_with(|| self.alarm.ms_after(self.alarm.now_ms(), self.after));
+        self.alarm.poll_at(until, cx)
+    }
+
+    /// A frame arrived: the next wait starts afresh.
+    pub(crate) fn reset(&mut self) {
+        self.until = None;
+    }
+}
+
+/// The request body's checks: its size so far against `limit`, and its stall deadline.
+struct Limit {
+    seen: u64,
+    limit: u64,
+    stall: Option<Stall>,
+}
+
+impl Watch for Limit {
+    fn waiting(&mut self, cx: &mut Context<'_>) -> Poll<BoxError> {
+        let Some(stall) = self.stall.as_mut() else {
+            return Poll::Pending;
+        };
+        let after = stall.after();
+        stall
+            .poll_stalled(cx)
+            .map(|()| BoxError::from(BodyStalled { after }))
+    }
+
+    fn frame(&mut self, frame: &Frame<Bytes>) -> Result<(), BoxError> {
+        if let Some(stall) = self.stall.as_mut() {
+            stall.reset();
+        }
+        if let Some(data) = frame.data_ref() {
+            self.seen += data.len() as u64;
+            if self.seen > self.limit {
+                let limit = self.limit;
+                return Err(Box::new(BodyTooLarge { limit }));
+            }
+        }
+        Ok(())
     }
 }

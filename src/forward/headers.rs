@@ -10,8 +10,9 @@ use super::Origin;
 use crate::cache::Identity;
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1), plus the
-/// non-standard ones proxies have used for the same purpose.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// non-standard ones proxies have used for the same purpose. (`Upgrade` is one too, but kept
+/// on an upgrade: see [`strip_hop_by_hop`].)
+pub const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),

@@ -2,14 +2,15 @@
 //! waiting too long is cut. Only the wait for the upstream counts: while the client does not
 //! read, the body is not polled and no deadline runs.
 
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body::Frame;
 
-use crate::body::{Body, BoxError};
-use crate::coarse_timer::{Alarm, CoarseTimer};
+use super::body_limit::Stall;
+use crate::body::{Body, BoxError, Watch, Watched};
+use crate::coarse_timer::CoarseTimer;
 
 /// The error an upstream response body ends with when it stalls.
 #[derive(Debug, thiserror::Error)]
@@ -25,61 +26,26 @@ pub fn idle_limited(body: Body, timer: &CoarseTimer, after: Duration) -> Body {
     if http_body::Body::is_end_stream(&body) {
         return body;
     }
-    IdleBody {
-        inner: body,
-        alarm: timer.alarm(),
-        after,
-        until: None,
-    }
-    .boxed()
+    Watched::new(body, Idle(Stall::new(timer, after))).boxed()
 }
 
-struct IdleBody {
-    inner: Body,
-    alarm: Alarm,
-    after: Duration,
-    /// Set when a wait for a frame begins, cleared when a frame arrives.
-    until: Option<u64>,
-}
+/// The upstream body's stall deadline.
+struct Idle(Stall);
 
-impl http_body::Body for IdleBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Pending => {
-                let until = *this
-                    .until
-                    .get_or_insert_with(|| this.alarm.ms_after(this.alarm.now_ms(), this.after));
-                match this.alarm.poll_at(until, cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(()) => {
-                        let after = this.after;
-                        tracing::warn!(
-                            after_ms = after.as_millis() as u64,
-                            "upstream response body stalled; cut (upstream.body_idle_timeout)"
-                        );
-                        Poll::Ready(Some(Err(Box::new(UpstreamBodyStalled { after }))))
-                    }
-                }
-            }
-            ready => {
-                this.until = None;
-                ready
-            }
-        }
+impl Watch for Idle {
+    fn waiting(&mut self, cx: &mut Context<'_>) -> Poll<BoxError> {
+        let after = self.0.after();
+        self.0.poll_stalled(cx).map(|()| {
+            tracing::warn!(
+                after_ms = after.as_millis() as u64,
+                "upstream response body stalled; cut (upstream.body_idle_timeout)"
+            );
+            BoxError::from(UpstreamBodyStalled { after })
+        })
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+    fn frame(&mut self, _frame: &Frame<Bytes>) -> Result<(), BoxError> {
+        self.0.reset();
+        Ok(())
     }
 }

@@ -267,21 +267,11 @@ impl http_body::Body for DigestBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        let mut hint = self.inner.size_hint();
-        if let Some(len) = self
-            .pending
-            .as_ref()
-            .and_then(Frame::data_ref)
-            .map(Bytes::len)
-        {
-            let len = len as u64;
-            // Upper first: a lower bound above the upper one panics.
-            if let Some(upper) = hint.upper() {
-                hint.set_upper(upper.saturating_add(len));
-            }
-            hint.set_lower(hint.lower().saturating_add(len));
-        }
-        hint
+        let pending = self.pending.as_ref().and_then(Frame::data_ref);
+        crate::body::hint_plus(
+            self.inner.size_hint(),
+            pending.map_or(0, |d| d.len() as u64),
+        )
     }
 }
 

@@ -136,7 +136,7 @@ impl Warden {
                 }
             }
         }
-        json_response(StatusCode::OK, r#"{"status":"ready"}"#)
+        crate::body::json(StatusCode::OK, r#"{"status":"ready"}"#)
     }
 }
 
@@ -152,17 +152,5 @@ pub(super) fn blocked(target: &Target<'_>) -> Response<Body> {
 
 /// The liveness answer (`endpoints.healthz`, `admin.healthz`).
 pub(crate) fn health() -> Response<Body> {
-    json_response(StatusCode::OK, r#"{"status":"ok"}"#)
-}
-
-fn json_response(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut resp = Response::new(full(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    crate::body::json(StatusCode::OK, r#"{"status":"ok"}"#)
 }

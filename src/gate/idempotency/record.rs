@@ -287,13 +287,7 @@ impl http_body::Body for Prefixed {
             .filter_map(|frame| frame.data_ref())
             .map(|data| data.len() as u64)
             .sum();
-        let mut hint = self.rest.size_hint();
-        // Upper first: `set_lower` refuses a lower bound above the upper one.
-        if let Some(upper) = hint.upper() {
-            hint.set_upper(upper + held);
-        }
-        hint.set_lower(hint.lower() + held);
-        hint
+        crate::body::hint_plus(self.rest.size_hint(), held)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The admin listener (`[admin]`): a second, plain HTTP/1.1 socket serving the metrics and the
 //! health probes to the platform, so the public listener need not expose them. It answers only
 //! those paths (anything else is a 404 problem+json), forwards nothing upstream, checks no
-//! credential, and stops with the main listener (`server::run_with_admin`).
+//! credential, and stops with the main listener ([`super::run_with_admin`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -77,23 +77,10 @@ pub async fn run(listener: TcpListener, warden: Arc<Warden>, shutdown: impl Futu
     }
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
+        let Some((permit, stream, _)) =
+            super::next_connection(&listener, &permits, shutdown.as_mut(), "admin").await
+        else {
+            break;
         };
         let _ = stream.set_nodelay(true);
         let w = warden.clone();
