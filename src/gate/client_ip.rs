@@ -82,6 +82,19 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     believed
 }
 
+/// The address a per-host limit counts against (open connections, failed authentications): an
+/// IPv4 address (IPv4-mapped IPv6 included) as it is, an IPv6 address by its /64, the smallest
+/// network a single host is usually given.
+pub fn host_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

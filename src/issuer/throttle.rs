@@ -64,27 +64,13 @@ impl Attempt {
     pub fn new(client_id: &str, ip: IpAddr) -> Self {
         Self {
             client: crate::config::valid_id(client_id).then(|| crate::secret::hash(client_id)),
-            address: address_key(ip),
+            address: crate::gate::client_ip::host_key(ip),
         }
     }
 
     /// Whether the id could name a client at all.
     pub fn has_valid_id(&self) -> bool {
         self.client.is_some()
-    }
-}
-
-/// The address a failure counts against: IPv4 (mapped or not) as it is, IPv6 by its /64.
-fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(prefix.into())
-            }
-        },
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +19,7 @@ use tokio::time::Sleep;
 
 use crate::body::Watch;
 use crate::coarse_timer::{Alarm, CoarseTimer};
+use crate::gate::client_ip::host_key;
 
 /// Drives `conn` to its end. It is shut down gracefully (`shut`: in-flight requests finish,
 /// HTTP/2 says GOAWAY) when Warden stops, or when `idle` finds it an idle HTTP/2 connection; in
@@ -199,7 +200,7 @@ impl PerIp {
         let Some(max) = self.max.filter(|_| !exempt) else {
             return Ok(None);
         };
-        let key = ip_key(peer);
+        let key = host_key(peer);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(key).or_insert(0);
         if *n >= max {
@@ -222,21 +223,6 @@ impl Drop for IpSlot {
                 open.remove(&self.key);
             }
         }
-    }
-}
-
-/// The address a connection counts against: an IPv4 address (IPv4-mapped IPv6 included) as
-/// it is, an IPv6 address by its /64, the smallest network a single host is usually given.
-fn ip_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
     }
 }
 
@@ -344,7 +330,7 @@ mod tests {
 
     #[test]
     fn an_address_counts_as_itself_and_an_ipv6_one_by_its_64() {
-        let key = |s: &str| ip_key(s.parse().unwrap()).to_string();
+        let key = |s: &str| host_key(s.parse().unwrap()).to_string();
         assert_eq!(key("192.0.2.7"), "192.0.2.7");
         assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
         assert_eq!(key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::");

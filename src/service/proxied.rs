@@ -181,13 +181,7 @@ impl Warden {
             }
             note.client_id = Some(id.clone());
         }
-        let parts = RequestParts {
-            method: req.method(),
-            uri: req.uri(),
-            headers: req.headers(),
-            has_body: !req.body().is_end_stream(),
-            origin,
-        };
+        let parts = RequestParts::of(req, origin, !req.body().is_end_stream());
         // Without a proved credential there is no client whose keys could verify.
         let mut signature_passed = false;
         let verdict = match &identity {
@@ -241,13 +235,7 @@ impl Warden {
         if !route.policy.sign_responses {
             return None;
         }
-        let parts = RequestParts {
-            method: req.method(),
-            uri: req.uri(),
-            headers: req.headers(),
-            has_body: false,
-            origin,
-        };
+        let parts = RequestParts::of(req, origin, false);
         let public_url = route.policy.public_url.as_ref().or(self
             .settings
             .signatures
