@@ -9,133 +9,40 @@
 //! with that issuer's keys or, if it has none, introspected at its endpoint. An opaque token to
 //! the issuer whose `token_prefix` it starts with, else to the one introspection issuer without
 //! a prefix, else nowhere (refused). So no token is sent to an endpoint it was not meant for.
+//!
+//! This file holds [`Idp`], which routes a token to its issuer, and [`caller`] / [`identify`];
+//! beside it `remote.rs` (one issuer: its decision cache, JWT verification, introspection),
+//! `identity.rs` (claims to an [`Identity`]), `refusal.rs` ([`Refusal`], [`Failure`]), and the
+//! parts they use: `jwt.rs`, `jwk.rs`, `keys.rs` (JWKS fetched and kept), `fetch.rs`,
+//! `introspect.rs`, `settings.rs`.
 
 pub mod fetch;
+mod identity;
 pub mod introspect;
 pub mod jwk;
 pub mod jwt;
 pub mod keys;
+mod refusal;
+mod remote;
 pub mod settings;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue};
-use moka::sync::Cache;
-use sha2::{Digest, Sha256};
 
-use crate::cache::{Identity, Remote};
+use crate::cache::Identity;
 use crate::clock::Clock;
 use crate::issuer::{BearerError, Issuer};
 use crate::problem::Problem;
-use crate::store::{Hash, TokenKind};
-use introspect::{Answer, Introspector};
-use jwk::Selected;
-use jwt::{Claims, Compact};
-use keys::Jwks;
-use settings::{IssuerSettings, KeySource};
+use crate::store::Hash;
+pub use refusal::{Failure, Refusal};
+use remote::{Keys, RemoteIssuer};
+use settings::IssuerSettings;
 
 /// The prefix of every credential Warden mints itself.
 pub const WARDEN_PREFIX: &str = "wdn_";
-/// The most audiences of one token kept on its identity.
-const MAX_AUDIENCES: usize = 16;
-
-/// Why a token of another issuer is refused. Each says what is wrong without showing the token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Refusal {
-    /// Not a well-formed JWT (bad base64url or JSON, a duplicate header member, `crit`, a claim
-    /// of the wrong type).
-    Malformed,
-    /// A JWT whose `iss` is no configured issuer, or that has no `iss`.
-    UnknownIssuer,
-    /// An opaque token that no introspection issuer takes.
-    NoIssuer,
-    /// `alg` is not one the issuer allows (`none` and HS* never are).
-    AlgorithmNotAllowed,
-    /// `typ` is not `at+jwt` (nor `JWT`, where the issuer allows it).
-    WrongType,
-    /// No key of the issuer has the token's `kid` (after a refetch, when one was allowed).
-    UnknownKey,
-    /// No `kid`, and several keys of the issuer fit the algorithm.
-    AmbiguousKey,
-    BadSignature,
-    Expired,
-    NoExpiry,
-    NotYetValid,
-    IssuedInFuture,
-    /// `iat` older than `max_token_age`, or missing while that is set.
-    TooOld,
-    /// An introspection answer for another `iss`.
-    WrongIssuer,
-    WrongAudience,
-    /// No client id claim.
-    NoClient,
-    /// A client id that cannot be used unmapped (characters outside Warden's client ids).
-    BadClient,
-    /// The introspection endpoint says the token is not active.
-    Inactive,
-    /// The introspection endpoint describes a refresh token.
-    NotAccessToken,
-    /// The token's client is mapped to a Warden client that is unknown or disabled.
-    ClientDisabled,
-}
-
-impl Refusal {
-    /// The `detail` and `error_description` of the 401 (no quotes or backslashes).
-    pub fn detail(self) -> &'static str {
-        match self {
-            Refusal::Malformed => "the token is not a well-formed JWT",
-            Refusal::UnknownIssuer => "the token's issuer (iss) is not one this service accepts",
-            Refusal::NoIssuer => {
-                "the token is neither Warden's nor one of an issuer this service accepts"
-            }
-            Refusal::AlgorithmNotAllowed => {
-                "the token's signing algorithm (alg) is not accepted for its issuer"
-            }
-            Refusal::WrongType => "the token is not a JWT access token (typ at+jwt)",
-            Refusal::UnknownKey => "the token's signing key (kid) is unknown to its issuer",
-            Refusal::AmbiguousKey => {
-                "the token names no signing key (kid) and its issuer has several"
-            }
-            Refusal::BadSignature => "the token's signature does not verify",
-            Refusal::Expired => "the token has expired; obtain a new one",
-            Refusal::NoExpiry => "the token has no expiry (exp)",
-            Refusal::NotYetValid => "the token is not valid yet (nbf)",
-            Refusal::IssuedInFuture => "the token was issued in the future (iat)",
-            Refusal::TooOld => "the token is older than its issuer's tokens may be (iat)",
-            Refusal::WrongIssuer => "the token was issued by another issuer than expected",
-            Refusal::WrongAudience => {
-                "the token was issued for another audience (aud) than this service"
-            }
-            Refusal::NoClient => "the token names no client (client_id)",
-            Refusal::BadClient => {
-                "the token's client id has characters Warden client ids cannot hold"
-            }
-            Refusal::Inactive => "the token is not active (revoked, expired or unknown)",
-            Refusal::NotAccessToken => "the token is not an access token",
-            Refusal::ClientDisabled => "the token's client is unknown or disabled here",
-        }
-    }
-}
-
-/// Why a token of another issuer was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    Refused(Refusal),
-    /// The issuer had to be asked (keys, introspection) and could not answer, and nothing
-    /// cached decides; retry after this many seconds.
-    Unavailable {
-        retry_after: u64,
-    },
-}
-
-impl From<Refusal> for Failure {
-    fn from(r: Refusal) -> Self {
-        Failure::Refused(r)
-    }
-}
 
 /// A token of another issuer that was accepted.
 #[derive(Debug, Clone)]
@@ -147,44 +54,6 @@ pub struct Verified {
     /// still has to be bound to that client as it is now ([`Issuer::as_client`]).
     pub mapped: bool,
 }
-
-/// A decision about one token, remembered.
-#[derive(Clone)]
-enum Decision {
-    Valid(Arc<Identity>, bool),
-    Refused(Refusal),
-}
-
-#[derive(Clone)]
-struct Timed {
-    decision: Decision,
-    ttl: Duration,
-}
-
-struct PerEntry;
-
-impl moka::Expiry<Hash, Timed> for PerEntry {
-    fn expire_after_create(&self, _key: &Hash, value: &Timed, _now: Instant) -> Option<Duration> {
-        Some(value.ttl)
-    }
-}
-
-/// One configured issuer and its state.
-struct RemoteIssuer {
-    s: IssuerSettings,
-    keys: Option<Keys>,
-    introspector: Option<Arc<Introspector>>,
-    /// The introspection endpoint as text, for cache keys ("" without one).
-    endpoint: String,
-    /// Decisions by token key: bounded (`cache_capacity`), never past the token's end.
-    decisions: Cache<Hash, Timed>,
-}
-
-enum Keys {
-    Static(Arc<jwk::KeySet>),
-    Fetched(Arc<Jwks>),
-}
-
 /// Every configured issuer.
 pub struct Idp {
     issuers: Vec<RemoteIssuer>,
@@ -201,39 +70,10 @@ impl Idp {
         if settings.is_empty() {
             return None;
         }
-        let mut issuers = Vec::with_capacity(settings.len());
-        for s in settings {
-            let fetcher = Arc::new(fetch::Fetcher::new(s.fetch_timeout, s.max_response_bytes));
-            let keys = s.keys.as_ref().map(|k| match k {
-                KeySource::Static(set) => Keys::Static(set.clone()),
-                KeySource::Fetched(uri) => Keys::Fetched(Arc::new(Jwks::new(
-                    &s.name,
-                    uri.clone(),
-                    fetcher.clone(),
-                    clock.clone(),
-                    s.jwks_cache_ttl,
-                    s.jwks_refetch_min_interval,
-                ))),
-            });
-            let introspector = s
-                .introspection
-                .as_ref()
-                .map(|i| Arc::new(Introspector::new(&s.name, i.clone(), fetcher.clone())));
-            issuers.push(RemoteIssuer {
-                decisions: Cache::builder()
-                    .max_capacity(s.cache_capacity)
-                    .expire_after(PerEntry)
-                    .build(),
-                endpoint: s
-                    .introspection
-                    .as_ref()
-                    .map(|i| i.endpoint.to_string())
-                    .unwrap_or_default(),
-                s: s.clone(),
-                keys,
-                introspector,
-            });
-        }
+        let issuers: Vec<RemoteIssuer> = settings
+            .iter()
+            .map(|s| RemoteIssuer::new(s, &clock))
+            .collect();
         Some(Self {
             by_iss: issuers
                 .iter()
@@ -324,299 +164,6 @@ impl Idp {
     }
 }
 
-impl RemoteIssuer {
-    /// The key of `token` in this issuer's cache and in Warden's: its SHA-256 with the issuer's
-    /// name and where its answer comes from (`jwt`, or the introspection endpoint), so no two
-    /// issuers or endpoints (nor Warden's own tokens) can ever share an entry.
-    fn key(&self, source: &str, token: &str) -> Hash {
-        let mut h = Sha256::new();
-        h.update(b"warden-idp\0");
-        h.update(self.s.name.as_bytes());
-        h.update(b"\0");
-        h.update(source.as_bytes());
-        h.update(b"\0");
-        h.update(token.as_bytes());
-        h.finalize().into()
-    }
-
-    /// A remembered decision, if any; a valid one past its end is an expired token.
-    fn remembered(&self, key: &Hash, now: i64) -> Option<Result<Verified, Failure>> {
-        let timed = self.decisions.get(key)?;
-        Some(match timed.decision {
-            Decision::Valid(identity, mapped) => match identity.expires_at {
-                Some(end) if end <= now => Err(Refusal::Expired.into()),
-                _ => Ok(Verified {
-                    identity,
-                    key: *key,
-                    mapped,
-                }),
-            },
-            Decision::Refused(why) => Err(why.into()),
-        })
-    }
-
-    fn remember(&self, key: Hash, decision: Decision, ttl: Duration, now: i64) {
-        let ttl = match &decision {
-            Decision::Valid(identity, _) => match identity.expires_at {
-                Some(end) if end <= now => return,
-                Some(end) => ttl.min(Duration::from_secs((end - now) as u64)),
-                None => ttl,
-            },
-            Decision::Refused(_) => ttl,
-        };
-        if !ttl.is_zero() {
-            self.decisions.insert(key, Timed { decision, ttl });
-        }
-    }
-
-    /// Verifies a JWT of this issuer with its keys.
-    async fn verify(
-        &self,
-        token: &str,
-        jws: Compact<'_>,
-        clock: &Clock,
-    ) -> Result<Verified, Failure> {
-        let key = self.key("jwt", token);
-        if let Some(found) = self.remembered(&key, clock.now()) {
-            return found;
-        }
-        let alg = jws.alg(&self.s.algorithms)?;
-        jws.check_header(self.s.allow_typ_jwt)?;
-        let kid = jws.header.kid.as_deref();
-        let set = match &self.keys {
-            Some(Keys::Static(set)) => set.clone(),
-            Some(Keys::Fetched(jwks)) => {
-                let Some(mut set) = jwks.current().await else {
-                    return Err(Failure::Unavailable {
-                        retry_after: self.s.jwks_refetch_min_interval.as_secs().max(1),
-                    });
-                };
-                // A kid the set lacks may be a key the issuer has just added: fetch once more
-                // (at most once per jwks_refetch_min_interval, shared by all who wait).
-                if kid.is_some() && matches!(set.select(kid, alg), Selected::Unknown) {
-                    jwks.refresh().await;
-                    set = jwks.current().await.unwrap_or(set);
-                }
-                set
-            }
-            None => return Err(Refusal::UnknownKey.into()),
-        };
-        let verifying = match set.select(kid, alg) {
-            Selected::Key(k) => k,
-            Selected::Unknown => return Err(Refusal::UnknownKey.into()),
-            Selected::Ambiguous => return Err(Refusal::AmbiguousKey.into()),
-        };
-        if !verifying.verify(alg, jws.signing_input, &jws.signature) {
-            return Err(Refusal::BadSignature.into());
-        }
-        // From here on the claims are the issuer's.
-        let claims = &jws.claims;
-        if claims.str("iss")? != Some(self.s.issuer.as_str()) {
-            return Err(Refusal::WrongIssuer.into());
-        }
-        let now = clock.now();
-        let until = self.s.times.check(claims, now, true)?;
-        let (identity, mapped) = self.identity(claims, until, token)?;
-        let identity = Arc::new(identity);
-        // Kept no longer than the keys are: a key the issuer withdraws stops verifying cached
-        // tokens within about one jwks_cache_ttl, as it would uncached ones.
-        self.remember(
-            key,
-            Decision::Valid(identity.clone(), mapped),
-            self.s.jwks_cache_ttl,
-            now,
-        );
-        Ok(Verified {
-            identity,
-            key,
-            mapped,
-        })
-    }
-
-    /// Asks this issuer's introspection endpoint about `token`.
-    async fn introspect(&self, token: &str, clock: &Clock) -> Result<Verified, Failure> {
-        let Some(introspector) = &self.introspector else {
-            return Err(Refusal::NoIssuer.into());
-        };
-        let Some(cfg) = &self.s.introspection else {
-            return Err(Refusal::NoIssuer.into());
-        };
-        let key = self.key(&self.endpoint, token);
-        if let Some(found) = self.remembered(&key, clock.now()) {
-            return found;
-        }
-        let answer = introspector
-            .introspect(key, token)
-            .await
-            .map_err(|_| Failure::Unavailable { retry_after: 1 })?;
-        let now = clock.now();
-        let claims = match answer {
-            Answer::Inactive => {
-                self.remember(
-                    key,
-                    Decision::Refused(Refusal::Inactive),
-                    cfg.negative_ttl,
-                    now,
-                );
-                return Err(Refusal::Inactive.into());
-            }
-            Answer::Active(claims) => claims,
-        };
-        match self.accept_answer(&claims, token, now) {
-            Ok((identity, mapped)) => {
-                let identity = Arc::new(identity);
-                self.remember(
-                    key,
-                    Decision::Valid(identity.clone(), mapped),
-                    cfg.cache_ttl,
-                    now,
-                );
-                Ok(Verified {
-                    identity,
-                    key,
-                    mapped,
-                })
-            }
-            Err(why) => {
-                // An active token this service does not accept stays refused as long as an
-                // inactive one would, so it cannot make a call per request.
-                self.remember(key, Decision::Refused(why), cfg.negative_ttl, now);
-                Err(why.into())
-            }
-        }
-    }
-
-    /// What an `active` introspection answer allows (RFC 7662 §2.2).
-    fn accept_answer(
-        &self,
-        claims: &Claims,
-        token: &str,
-        now: i64,
-    ) -> Result<(Identity, bool), Refusal> {
-        if claims.str("iss")?.is_some_and(|iss| iss != self.s.issuer) {
-            return Err(Refusal::WrongIssuer);
-        }
-        if claims
-            .str("token_type")?
-            .is_some_and(|t| t.to_ascii_lowercase().contains("refresh"))
-            || claims
-                .str("token_use")?
-                .is_some_and(|t| t != "access_token")
-        {
-            return Err(Refusal::NotAccessToken);
-        }
-        let until = self.s.times.check(claims, now, false)?;
-        // The endpoint has judged the token at its own clock; its exp still bounds how long
-        // the answer is used, without leeway.
-        let until = match claims.date("exp")? {
-            Some(exp) if exp <= now => return Err(Refusal::Expired),
-            Some(exp) => Some(until.map_or(exp, |u| u.min(exp))),
-            None => until,
-        };
-        self.identity(claims, until, token)
-    }
-
-    /// The identity a verified token or an active answer stands for.
-    fn identity(
-        &self,
-        claims: &Claims,
-        until: Option<i64>,
-        token: &str,
-    ) -> Result<(Identity, bool), Refusal> {
-        let s = &self.s;
-        let raw_client = claims
-            .str(&s.client_id_claim)?
-            .filter(|c| !c.is_empty())
-            .ok_or(Refusal::NoClient)?;
-        let (client_id, mapped) = match s.clients.get(raw_client) {
-            Some(local) => (local.clone(), true),
-            None if crate::config::valid_id(raw_client) => {
-                (format!("{raw_client}@{}", s.name), false)
-            }
-            None => return Err(Refusal::BadClient),
-        };
-        let aud = claims.list("aud", false)?;
-        if !s.audiences.is_empty() && !aud.iter().any(|a| s.audiences.iter().any(|w| w == a)) {
-            return Err(Refusal::WrongAudience);
-        }
-        let audiences: Vec<String> = aud
-            .iter()
-            .filter(|a| crate::config::valid_audience(a))
-            .take(MAX_AUDIENCES)
-            .map(|a| a.to_string())
-            .collect();
-        let mut granted = claims.list("scope", true)?;
-        if granted.is_empty() {
-            granted = claims.list("scp", true)?;
-        }
-        let mut scopes: Vec<String> = Vec::with_capacity(granted.len());
-        for theirs in granted {
-            let ours: Vec<&str> = match &s.scope_map {
-                Some(map) => map
-                    .get(theirs)
-                    .map(|v| v.iter().map(String::as_str).collect())
-                    .unwrap_or_default(),
-                None => vec![theirs],
-            };
-            for scope in ours {
-                if crate::scope::check(scope).is_ok() && !scopes.iter().any(|s| s == scope) {
-                    scopes.push(scope.to_string());
-                }
-            }
-        }
-        let user = claims.str("sub")?.map(str::to_string);
-        let token_id = match claims.str("jti")? {
-            Some(jti) if jti.len() <= 128 && crate::config::valid_scope(jti) => {
-                format!("{jti}@{}", s.name)
-            }
-            _ => format!(
-                "sha256:{}@{}",
-                hex::encode(&Sha256::digest(token.as_bytes())[..16]),
-                s.name
-            ),
-        };
-        // Idempotency records are the client's, as for Warden's access tokens, but a client
-        // acting for many users (a single-page app) keeps each user's apart.
-        let namespace = match &user {
-            Some(u) if u != raw_client => format!(
-                "{client_id}/sub:{}",
-                hex::encode(&Sha256::digest(u.as_bytes())[..16])
-            ),
-            _ => client_id.clone(),
-        };
-        let scopes_header = header(&scopes.join(" "));
-        let audience_header = (!audiences.is_empty()).then(|| header(&audiences.join(" ")));
-        Ok((
-            Identity {
-                token_id_header: header(&token_id),
-                client_id_header: header(&client_id),
-                token_id,
-                kind: TokenKind::Access,
-                client_id,
-                account: s.account.clone(),
-                user,
-                audience: audiences.first().cloned(),
-                scopes,
-                trusted_ips: Vec::new(),
-                client_trusted_ips: Vec::new(),
-                expires_at: until,
-                scopes_header,
-                audience_header,
-                remote: Some(Arc::new(Remote {
-                    issuer: s.name.clone(),
-                    audiences,
-                    namespace,
-                })),
-            },
-            mapped,
-        ))
-    }
-}
-
-fn header(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
 /// The caller of a proxied route: a Warden credential (`wdn_…`), or anything else when issuers
 /// are configured, goes down Warden's own path as before; any other bearer to the issuer it
 /// belongs to. Warden's own endpoints (`/v1/auth`, the tokens API) keep calling
@@ -685,6 +232,7 @@ async fn remote_identity(
 mod tests {
     use super::*;
     use base64::Engine;
+    use jwt::Claims;
     use settings::{OneOrMany, RawIssuer};
 
     fn issuer(scope_map: &[(&str, &[&str])]) -> Idp {

@@ -1,4 +1,7 @@
 use super::*;
+use crate::digest::content_digest_header;
+use crate::httpsig::{Message, ResponseView, SigParam, Target};
+use http::HeaderValue;
 use serde_json::Value;
 
 const EXAMPLES: &str = include_str!(concat!(

@@ -1,5 +1,6 @@
-//! Idempotency records: what a key was used for, the reservation that guards it, and the
-//! [`IdempotencyStore`] trait.
+//! Idempotency records: what a key was used for, the reservation that guards it, the
+//! [`IdempotencyStore`] trait, and the header block a stored response is kept in (one codec for
+//! every backend).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -142,4 +143,40 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Deletes at most `limit` records expired at `now`; call again while it returns `limit`.
     async fn sweep_idempotency(&self, now: i64, limit: u32) -> Result<u64, StoreError>;
+}
+
+/// A stored response's headers as a blob, the same bytes in every backend: for each, u32-be
+/// name length, name, u32-be value length, value.
+pub(crate) fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let size = headers.iter().map(|(n, v)| 8 + n.len() + v.len()).sum();
+    let mut out = Vec::with_capacity(size);
+    for (name, value) in headers {
+        for part in [name.as_bytes(), value.as_slice()] {
+            // A header longer than 4 GiB never gets this far (bounded by the server's limits).
+            out.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+    }
+    out
+}
+
+/// The headers of [`encode_headers`]'s blob; `None` when it is truncated or a name is not UTF-8.
+pub(crate) fn decode_headers(mut blob: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    fn take<'a>(blob: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let (len, rest) = blob.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+        if rest.len() < len {
+            return None;
+        }
+        let (part, rest) = rest.split_at(len);
+        *blob = rest;
+        Some(part)
+    }
+    let mut headers = Vec::new();
+    while !blob.is_empty() {
+        let name = String::from_utf8(take(&mut blob)?.to_vec()).ok()?;
+        let value = take(&mut blob)?.to_vec();
+        headers.push((name, value));
+    }
+    Some(headers)
 }

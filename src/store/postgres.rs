@@ -7,7 +7,7 @@
 //!
 //! Replicas learn of each other's changes through the change feed (`changes`, written by
 //! triggers as in SQLite) and are told of them at once by `NOTIFY` from the same triggers:
-//! [`listen`] keeps one connection per replica listening, and a fallback poll of the feed's head
+//! `listen.rs` keeps one connection per replica listening, and a fallback poll of the feed's head
 //! covers a listener that lost its connection. Issuance never notifies (only updates and deletes
 //! of tokens and clients do).
 //!

@@ -46,8 +46,6 @@ use self::changes::Watch;
 use self::files::{create_parent, private_files};
 use self::idem_index::IdemIndex;
 use self::rows::db;
-/// The header-block codec, shared with the PostgreSQL backend (the same bytes in both).
-pub(crate) use self::rows::{decode_headers, encode_headers};
 pub use self::schema::schema_version;
 use self::schema::{configure, migrate};
 use super::{Durability, Health, StoreError, StoreOptions};

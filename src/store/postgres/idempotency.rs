@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::PostgresStore;
 use super::rows::{db, get, hash};
-use crate::store::sqlite::{decode_headers, encode_headers};
+use crate::store::idempotency::{decode_headers, encode_headers};
 use crate::store::{
     Hash, IdempotencyRecord, IdempotencyState, IdempotencyStore, Reservation, StoreError,
     StoredResponse,

@@ -10,7 +10,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::SqliteStore;
 use super::batch::Batch;
 use super::idem_index::{idem_index, idem_slot};
-use super::rows::{db, encode_headers, idempotency_from_row};
+use super::rows::{db, idempotency_from_row};
+use crate::store::idempotency::encode_headers;
 use crate::store::{
     Hash, IdempotencyRecord, IdempotencyStore, Reservation, StoreError, StoredResponse,
 };

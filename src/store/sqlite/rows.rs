@@ -4,6 +4,7 @@
 use rusqlite::types::Type;
 use rusqlite::{Row, Transaction};
 
+use crate::store::idempotency::decode_headers;
 use crate::store::{
     IdempotencyRecord, IdempotencyState, StoreError, StoredResponse, TokenKind, TokenRecord,
 };
@@ -47,40 +48,6 @@ pub(super) fn to_json(list: &[String]) -> String {
 pub(super) fn json_list(row: &Row<'_>, column: usize) -> rusqlite::Result<Vec<String>> {
     let text: String = row.get(column)?;
     serde_json::from_str(&text).map_err(|e| malformed(column, Type::Text, e.to_string()))
-}
-
-/// Headers as a blob: for each, u32-be name length, name, u32-be value length, value.
-pub(crate) fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let size = headers.iter().map(|(n, v)| 8 + n.len() + v.len()).sum();
-    let mut out = Vec::with_capacity(size);
-    for (name, value) in headers {
-        for part in [name.as_bytes(), value.as_slice()] {
-            // A header longer than 4 GiB never gets this far (bounded by the server's limits).
-            out.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
-            out.extend_from_slice(part);
-        }
-    }
-    out
-}
-
-pub(crate) fn decode_headers(mut blob: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
-    fn take<'a>(blob: &mut &'a [u8]) -> Option<&'a [u8]> {
-        let (len, rest) = blob.split_first_chunk::<4>()?;
-        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
-        if rest.len() < len {
-            return None;
-        }
-        let (part, rest) = rest.split_at(len);
-        *blob = rest;
-        Some(part)
-    }
-    let mut headers = Vec::new();
-    while !blob.is_empty() {
-        let name = String::from_utf8(take(&mut blob)?.to_vec()).ok()?;
-        let value = take(&mut blob)?.to_vec();
-        headers.push((name, value));
-    }
-    Some(headers)
 }
 
 /// `SELECT` list matching [`token_from_row`]; a macro so `concat!` can build constant SQL.

@@ -11,9 +11,9 @@ use sha2::{Digest, Sha256};
 use super::batch::{RESTART_WAIT, checkpoint};
 use super::files::database_files;
 use super::idem_index::{DELETED_KEPT_SECS, KeyMap, Slot, idem_index, idem_slot};
-use super::rows::{decode_headers, encode_headers};
 use super::schema::MIGRATIONS;
 use super::*;
+use crate::store::idempotency::{decode_headers, encode_headers};
 use crate::store::tests::{Backend, Db, T0, response, sha, token};
 use crate::store::{
     IdempotencyState, IdempotencyStore, Reservation, Store, StoredResponse, TokenKind, TokenRecord,
