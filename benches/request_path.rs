@@ -5,8 +5,9 @@
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
 use warden::Settings;
-use warden::forward::{Origin, set_forwarded, strip_hop_by_hop, strip_identity};
+use warden::forward::{set_forwarded, strip_hop_by_hop, strip_identity};
 use warden::gate::client_ip;
+use warden::gate::client_ip::Origin;
 use warden::router::{Router, Target};
 
 fn typical_headers() -> HeaderMap {

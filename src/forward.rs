@@ -6,7 +6,6 @@
 //! hygiene, `body_limit.rs` the request body's size limit and stall deadline, `pool.rs` the
 //! upstream connection pool and `idle.rs` the response body's idle timeout.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
@@ -20,8 +19,7 @@ mod body_limit;
 mod headers;
 mod idle;
 mod pool;
-pub(crate) use body_limit::body_problem;
-pub use body_limit::{BodyStalled, BodyTooLarge, ClientBodyError, limit_body};
+pub use body_limit::{ClientBodyError, limit_body};
 use headers::X_WARDEN_WOULD_DENY;
 pub use headers::{
     IDENTITY_PREFIX, is_upgrade, method_override, set_forwarded, set_identity, strip_hop_by_hop,
@@ -34,18 +32,8 @@ use crate::body::Body;
 use crate::cache::Identity;
 use crate::coarse_timer::CoarseTimer;
 use crate::config::UpstreamSettings;
+use crate::gate::client_ip::Origin;
 use crate::problem::Problem;
-/// What Warden knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
-pub struct Origin {
-    /// The TCP peer.
-    pub peer: IpAddr,
-    /// Whether the peer is in `server.trusted_proxies`.
-    pub peer_trusted: bool,
-    /// Whether the client reached Warden over TLS.
-    pub tls: bool,
-}
-
 type Connector = HttpsConnector<HttpConnector>;
 
 /// The pooled upstream client and where it sends requests.
@@ -221,7 +209,7 @@ impl Forwarder {
 
 /// Maps a client error to what the caller sees, and logs the cause for the operator.
 fn classify(e: &(dyn std::error::Error + 'static)) -> Problem {
-    if let Some(problem) = body_problem(e) {
+    if let Some(problem) = crate::problem::from_body_error(e) {
         // A stalled or refused body: the upstream got a cut-off request; its connection is
         // not reused.
         tracing::debug!(code = problem.code(), "client request body refused");

@@ -139,7 +139,7 @@ impl Issuer {
     }
 
     /// The token cache's hit and miss counters (for the metrics).
-    pub fn token_cache_lookups(&self) -> &crate::metrics::Lookups {
+    pub fn token_cache_lookups(&self) -> &crate::cache::Lookups {
         self.cache.lookups()
     }
 

@@ -10,13 +10,16 @@
 //! - [`router`]: path normalisation and patterns → Warden endpoint or proxied route and policy.
 //! - [`problem`]: the one place where a refusal becomes an `application/problem+json` (or
 //!   OAuth error) response.
-//! - [`body`]: the boxed body type and the small bodies and JSON answers Warden writes itself.
+//! - [`body`]: the boxed body type, the small bodies and JSON answers Warden writes itself, and
+//!   the errors a request body fails with.
 //!
 //! **Checks** (each decided in one file)
 //! - [`gate`]: client IP and address lists, bearer credentials, signatures (and nonces),
 //!   digests, idempotency keys; [`gate::admit`] is the sequence every credential goes through.
 //! - [`checks`]: check names and a route's mode for each (`enforce`, or `report`: shadow mode).
-//! - [`scope`]: scope validity and wildcard matching (`table://*.**`), route requirements.
+//! - [`policy`]: the route-policy vocabulary the checks enforce, and network membership.
+//! - [`scope`]: scope, audience and identifier validity, wildcard matching (`table://*.**`),
+//!   route requirements.
 //! - [`httpsig`]: RFC 9421 message signatures, pure (no I/O, no clock).
 //! - [`digest`]: RFC 9530 `Content-Digest`, pure.
 //! - [`idp`]: access tokens of other issuers (`[[issuers]]`): JWTs, JWKS, introspection.
@@ -68,6 +71,7 @@ pub mod httpsig;
 pub mod idp;
 pub mod issuer;
 pub mod metrics;
+pub mod policy;
 pub mod problem;
 pub mod response_signing;
 pub mod router;

@@ -15,9 +15,10 @@ use crate::clock::Clock;
 use crate::coarse_timer::{self, CoarseTimer};
 use crate::config::{Durability, Settings};
 use crate::digest::DigestVerifier;
-use crate::forward::{self, Forwarder, Origin};
+use crate::forward::{self, Forwarder};
 use crate::gate::admit::plan_digest;
 use crate::gate::allowlist::Allowlist;
+use crate::gate::client_ip::Origin;
 use crate::gate::idempotency::{Idempotency, Need, ResponseSeal};
 use crate::gate::signature::{Endpoint, External, RequestParts, SignatureGate, Verdict};
 use crate::gate::{client_ip, digest};
@@ -38,7 +39,7 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn store::Store>, St
 /// [`open_store`], recording its write latencies into `timing` when given.
 async fn open_store_timed(
     settings: &Settings,
-    timing: Option<crate::metrics::StoreTiming>,
+    timing: Option<crate::store::StoreTiming>,
 ) -> Result<Arc<dyn store::Store>, StoreError> {
     let options = StoreOptions {
         timing,

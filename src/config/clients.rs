@@ -5,8 +5,9 @@ use std::path::Path;
 
 use ipnet::IpNet;
 
-use super::{ConfigError, RawClient, RawClientKey, invalid, parse_cidrs, valid_id};
+use super::{ConfigError, RawClient, RawClientKey, invalid, parse_cidrs};
 use crate::router::SignatureMode;
+use crate::scope::valid_id;
 
 /// A client declared in config, validated.
 #[derive(Debug, Clone)]

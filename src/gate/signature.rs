@@ -16,7 +16,7 @@ use http::{Method, Uri};
 use crate::config::{
     Durability, NonceMode, NonceStoreMode, PublicUrl, Settings, SignatureSettings,
 };
-use crate::forward::Origin;
+use crate::gate::client_ip::Origin;
 use crate::gate::nonce::NonceCache;
 use crate::httpsig::batch::BatchVerifier;
 use crate::httpsig::{self, Message, ParsedSignature, RequestView, SigError, VerificationKey};
@@ -173,7 +173,7 @@ impl SignatureGate {
     }
 
     /// The key cache's hit and miss counters (for the metrics).
-    pub fn key_cache_lookups(&self) -> &crate::metrics::Lookups {
+    pub fn key_cache_lookups(&self) -> &crate::cache::Lookups {
         &self.keys.lookups
     }
 

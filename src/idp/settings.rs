@@ -291,7 +291,7 @@ fn validate_one(key: &str, r: &RawIssuer) -> Result<IssuerSettings, ConfigError>
     }
     let audiences = r.audience.to_vec();
     for a in &audiences {
-        if !crate::config::valid_audience(a) {
+        if !crate::scope::valid_audience(a) {
             return Err(invalid(
                 format!("{key}.audience"),
                 format!("'{a}' must be 1-256 visible ASCII characters without spaces or quotes"),
@@ -369,7 +369,7 @@ fn validate_one(key: &str, r: &RawIssuer) -> Result<IssuerSettings, ConfigError>
         ));
     }
     for (remote, local) in &r.clients {
-        if remote.is_empty() || !crate::config::valid_id(local) {
+        if remote.is_empty() || !crate::scope::valid_id(local) {
             return Err(invalid(
                 format!("{key}.clients"),
                 format!(

@@ -107,7 +107,7 @@ impl Issuer {
         scopes: Vec<String>,
         trusted_ips: Vec<IpNet>,
     ) -> Result<(ClientRecord, String), AdminError> {
-        if !crate::config::valid_id(id) {
+        if !crate::scope::valid_id(id) {
             return Err(AdminError::Invalid(format!(
                 "client id '{id}' must be 1-128 of A-Z a-z 0-9 . _ : -"
             )));

@@ -36,7 +36,7 @@ use super::form::{self, FormError};
 use crate::body::Body;
 use crate::cache::Identity;
 use crate::config::Settings;
-use crate::forward::Origin;
+use crate::gate::client_ip::Origin;
 use crate::gate::digest;
 use crate::gate::signature::{Endpoint, RequestParts, SignatureGate};
 use crate::problem::{Problem, TokenRefusal};

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::{Refusal, Webhooks, WithSecret};
 use crate::body::Body;
 use crate::config::Settings;
-use crate::forward::Origin;
+use crate::gate::client_ip::Origin;
 use crate::gate::signature::SignatureGate;
 use crate::issuer::Issuer;
 use crate::issuer::tokens_api::{Rest, admin_of, authenticate, read_json};

@@ -241,7 +241,7 @@ pub fn validate(
             .map_err(|detail| invalid(format!("{key}.url"), detail))?;
         let id = match &h.id {
             Some(id) => {
-                if !crate::config::valid_id(id) || id.starts_with("wh_") {
+                if !crate::scope::valid_id(id) || id.starts_with("wh_") {
                     return Err(invalid(
                         format!("{key}.id"),
                         format!(

@@ -105,7 +105,7 @@ pub(super) struct KeyCache {
     /// The HMAC secrets the stored `hmac-sha256` keys take.
     pub(super) secrets: HmacSecrets,
     /// `warden_cache_lookups_total{cache="signature_key"}`, once metrics attach it.
-    pub(super) lookups: crate::metrics::Lookups,
+    pub(super) lookups: crate::cache::Lookups,
 }
 
 impl KeyCache {
@@ -118,7 +118,7 @@ impl KeyCache {
                 .build(),
             generation: AtomicU64::new(0),
             feed: OnceLock::new(),
-            lookups: crate::metrics::Lookups::default(),
+            lookups: crate::cache::Lookups::default(),
         }
     }
 

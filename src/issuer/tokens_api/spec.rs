@@ -77,7 +77,7 @@ impl ManagedSpec {
             }
         }
         if let Some(aud) = &self.audience {
-            if !crate::config::valid_audience(aud) {
+            if !crate::scope::valid_audience(aud) {
                 return Err(refuse(
                     TokenRefusal::InvalidField,
                     "audience must be 1-256 visible ASCII characters without spaces or quotes",
