@@ -123,7 +123,7 @@ fn signed_post() -> (http::Uri, HeaderMap, Vec<u8>, ed25519_dalek::SigningKey) {
 
 fn signature_and_digest(c: &mut Criterion) {
     use warden::gate::signature::{ClientKeys, Endpoint, RequestParts, SignatureGate};
-    use warden::router::SignatureMode;
+    use warden::policy::SignatureMode;
     let (uri, headers, body, key) = signed_post();
     let settings = Settings::from_toml("").expect("bench config");
     let gate = SignatureGate::new(

@@ -64,7 +64,7 @@ impl Identity {
 
     /// Whether `ip` may use this credential: both the token's and its client's networks.
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
-        let within = |nets: &[IpNet]| nets.is_empty() || crate::policy::is_trusted(ip, nets);
+        let within = |nets: &[IpNet]| nets.is_empty() || crate::net::is_trusted(ip, nets);
         within(&self.trusted_ips) && within(&self.client_trusted_ips)
     }
 }

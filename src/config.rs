@@ -38,7 +38,7 @@ pub use self::raw::{
 pub use self::server::{ServerSettings, TlsFiles};
 pub use self::signatures::SignatureSettings;
 pub use self::upstream::UpstreamSettings;
-pub use self::values::{PublicUrl, parse_cidrs};
+pub use self::values::parse_cidrs;
 
 use std::path::PathBuf;
 

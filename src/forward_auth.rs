@@ -46,10 +46,11 @@ use crate::config::Settings;
 use crate::digest::DigestVerifier;
 use crate::forward;
 use crate::gate::client_ip::Origin;
-use crate::gate::idempotency::Need;
 use crate::gate::signature::RequestParts;
+use crate::policy::AuthMode;
+use crate::policy::Need;
 use crate::problem::{ForwardAuthRefusal, Problem};
-use crate::router::{AuthMode, Route, Target, normalize_path};
+use crate::router::{Route, Target, normalize_path};
 use crate::service::Warden;
 use crate::store::Hash;
 
@@ -90,7 +91,7 @@ impl ForwardAuth {
     pub fn new(settings: &Settings) -> Option<Self> {
         let endpoint = settings.endpoints.forward_auth.clone()?;
         for route in &settings.routes {
-            if route.policy.idempotency == crate::gate::idempotency::IdempotencyMode::Required {
+            if route.policy.idempotency == crate::policy::IdempotencyMode::Required {
                 tracing::warn!(
                     route = %route.name,
                     "forward auth refuses this route's unsafe requests: it requires idempotency keys, which only Warden's proxy can enforce"

@@ -17,7 +17,8 @@
 //! - [`gate`]: client IP and address lists, bearer credentials, signatures (and nonces),
 //!   digests, idempotency keys; [`gate::admit`] is the sequence every credential goes through.
 //! - [`checks`]: check names and a route's mode for each (`enforce`, or `report`: shadow mode).
-//! - [`policy`]: the route-policy vocabulary the checks enforce, and network membership.
+//! - [`policy`]: the route-policy vocabulary the checks enforce (auth, signature, idempotency
+//!   modes, the public URL clients sign against).
 //! - [`scope`]: scope, audience and identifier validity, wildcard matching (`table://*.**`),
 //!   route requirements.
 //! - [`httpsig`]: RFC 9421 message signatures, pure (no I/O, no clock).
@@ -47,6 +48,7 @@
 //!   per-request deadlines.
 //! - [`telemetry`]: log set-up.
 //! - [`metrics`]: the Prometheus families of `endpoints.metrics`.
+//! - [`net`]: whether an address lies in configured networks.
 //! - `fuzzing` (tests and the `fuzzing` feature only): the parsers' fuzz entry points.
 //!
 //! The `warden` binary (`src/main.rs`, with `src/cli/` for the admin and development
@@ -71,6 +73,7 @@ pub mod httpsig;
 pub mod idp;
 pub mod issuer;
 pub mod metrics;
+pub mod net;
 pub mod policy;
 pub mod problem;
 pub mod response_signing;

@@ -420,7 +420,7 @@ mod tests {
             index: 0,
             pattern: crate::router::PathPattern::parse("/**").unwrap(),
             methods: Vec::new(),
-            policy: crate::router::Policy::new(crate::router::AuthMode::Bearer),
+            policy: crate::policy::Policy::new(crate::policy::AuthMode::Bearer),
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use ipnet::IpNet;
 
 use super::{ConfigError, RawClient, RawClientKey, invalid, parse_cidrs};
-use crate::router::SignatureMode;
+use crate::policy::SignatureMode;
 use crate::scope::valid_id;
 
 /// A client declared in config, validated.

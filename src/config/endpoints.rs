@@ -15,9 +15,9 @@ pub struct EndpointSettings {
     pub oauth_revoke: String,
     pub oauth_introspect: String,
     /// `endpoints.tokens`, default `/ws/accounts/{account}/credentials/tokens`; `None`: off.
-    pub tokens: Option<crate::issuer::tokens_api::TokensBase>,
+    pub tokens: Option<crate::router::TokensBase>,
     /// `endpoints.webhooks`, default `/ws/accounts/{account}/webhooks`; `None`: off.
-    pub webhooks: Option<crate::issuer::tokens_api::TokensBase>,
+    pub webhooks: Option<crate::router::TokensBase>,
     /// `endpoints.forward_auth`, default off (`None`).
     pub forward_auth: Option<String>,
     /// `endpoints.metrics`, default off (`None`).
@@ -79,7 +79,7 @@ pub(super) fn validate_endpoints(
         tokens: match e.tokens.as_str() {
             "" => None,
             base => Some(
-                crate::issuer::tokens_api::TokensBase::parse(base)
+                crate::router::TokensBase::parse(base)
                     .map_err(|detail| invalid("endpoints.tokens", detail))?,
             ),
         },
@@ -92,7 +92,7 @@ pub(super) fn validate_endpoints(
                 ));
             }
             base => Some(
-                crate::issuer::tokens_api::TokensBase::parse(base)
+                crate::router::TokensBase::parse(base)
                     .map_err(|detail| invalid("endpoints.webhooks", detail))?,
             ),
         },

@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::Method;
 
 use super::{ConfigError, RawIdempotency, invalid};
-use crate::gate::idempotency::IdempotencyMode;
+use crate::policy::IdempotencyMode;
 
 /// `[idempotency]`, validated.
 #[derive(Debug, Clone)]

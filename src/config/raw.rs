@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::RawPostgres;
-use crate::gate::idempotency::IdempotencyMode;
-use crate::router::{AuthMode, SignatureMode};
+use crate::policy::IdempotencyMode;
+use crate::policy::{AuthMode, SignatureMode};
 
 /// `[router]`: how request paths are compared with route patterns.
 #[derive(Debug, Clone, Serialize, Deserialize)]

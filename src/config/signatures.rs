@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use super::{
-    ConfigError, NonceMode, NonceStoreMode, PublicUrl, RawSignatures, invalid, parse_public_url,
+    ConfigError, NonceMode, NonceStoreMode, RawSignatures, invalid, parse_public_url,
     validate_components,
 };
-use crate::router::SignatureMode;
+use crate::policy::{PublicUrl, SignatureMode};
 
 /// `[signatures]`, validated.
 #[derive(Debug, Clone)]

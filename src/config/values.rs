@@ -5,6 +5,7 @@ use http::Uri;
 use ipnet::IpNet;
 
 use super::{ConfigError, invalid};
+use crate::policy::PublicUrl;
 
 /// Parses CIDRs (a bare address means a single host), naming `key[i]` on failure.
 pub fn parse_cidrs(key: &str, items: &[String]) -> Result<Vec<IpNet>, ConfigError> {
@@ -23,18 +24,6 @@ pub fn parse_cidrs(key: &str, items: &[String]) -> Result<Vec<IpNet>, ConfigErro
                 })
         })
         .collect()
-}
-
-/// The external origin clients sign against (`signatures.public_url`, or a route's
-/// `public_url`): `@scheme`, `@authority` and a path prefix for `@path` / `@target-uri`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicUrl {
-    /// `http` or `https`.
-    pub scheme: String,
-    /// `host[:port]` as configured.
-    pub authority: String,
-    /// A path the load balancer strips before Warden sees the request ("" for none).
-    pub prefix: String,
 }
 
 /// Parses a public URL: `http(s)://host[:port][/prefix]`, no query.

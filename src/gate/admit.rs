@@ -9,8 +9,8 @@
 use crate::digest::DigestVerifier;
 use crate::gate::digest;
 use crate::gate::signature::{Endpoint, RequestParts, SignatureGate, Verdict};
+use crate::policy::SignatureMode;
 use crate::problem::Problem;
-use crate::router::SignatureMode;
 use crate::store::Store;
 
 /// What an admitted request carries on.

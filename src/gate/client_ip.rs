@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::policy::canonical;
-pub use crate::policy::is_trusted;
+use crate::net::canonical;
+pub use crate::net::is_trusted;
 
 /// What Warden knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]

@@ -1,8 +1,8 @@
 //! The body digest check on requests (RFC 9530 `Content-Digest`, sha-512 and sha-256): which
 //! requests get one, and the body wrapper that hashes while the body streams to the upstream.
 //! A mismatch replaces the end of the body with an error, so the upstream never receives a
-//! complete request; [`crate::forward`] turns that error into 400 `digest_mismatch`. Parsing and
-//! hashing are [`crate::digest`]'s.
+//! complete request; [`crate::problem::from_body_error`] turns that error into 400
+//! `digest_mismatch`. Parsing and hashing are [`crate::digest`]'s.
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -4,7 +4,8 @@
 //! Records live in the store (atomic reservation, leases, expiry); what is kept and for how long
 //! is decided here; refusals become responses in [`crate::problem`].
 //!
-//! - this file: which requests need a key ([`IdempotencyMode`], [`Need`]) and the run of a keyed
+//! - this file: which requests need a key ([`Idempotency::need`], by the route's
+//!   [`crate::policy::IdempotencyMode`]) and the run of a keyed
 //!   request ([`Idempotency`], [`Run`], [`TokenRun`]);
 //! - `key`: the key read and validated, the fingerprint, the namespace of a credential;
 //! - `record`: bodies read whole within a budget, responses recorded as they stream, replays;
@@ -18,7 +19,6 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::body::{Body, full};
@@ -26,8 +26,8 @@ use crate::cache::Identity;
 use crate::clock::Clock;
 use crate::coarse_timer::CoarseTimer;
 use crate::config::IdempotencySettings;
+use crate::policy::{Need, Policy, SignatureMode};
 use crate::problem::Problem;
-use crate::router::{Policy, SignatureMode};
 use crate::store::{Hash, IdempotencyState, Reservation, Store, StoreError, StoredResponse};
 
 mod key;
@@ -45,54 +45,6 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 
 /// How many sweep batches one housekeeping tick runs at most; the rest waits for the next tick.
 const MAX_SWEEP_BATCHES: u32 = 100;
-
-/// Whether a route's requests need an idempotency key (route `idempotency`,
-/// `idempotency.auth_endpoint`). Safe methods (GET, HEAD, OPTIONS, TRACE) never use keys.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IdempotencyMode {
-    /// The default: a key is required on `idempotency.require_methods` (default POST) when the
-    /// request is signed, and honoured when present otherwise. Public routes: off.
-    #[default]
-    Auto,
-    /// Every unsafe method must carry a key (400 `idempotency_key_missing`).
-    Required,
-    /// A key is honoured when present.
-    Optional,
-    /// Keys are not looked at (and are forwarded as they are).
-    Off,
-}
-
-/// What one request must do about keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    Required,
-    Optional,
-    Off,
-}
-
-impl IdempotencyMode {
-    /// What a request with `method` needs under this mode; `signed` says whether it carries a
-    /// signature (checked before this runs).
-    pub fn need(self, method: &Method, signed: bool, require_methods: &[Method]) -> Need {
-        if is_safe(method) {
-            return Need::Off;
-        }
-        match self {
-            IdempotencyMode::Auto if signed && require_methods.contains(method) => Need::Required,
-            IdempotencyMode::Auto | IdempotencyMode::Optional => Need::Optional,
-            IdempotencyMode::Required => Need::Required,
-            IdempotencyMode::Off => Need::Off,
-        }
-    }
-}
-
-fn is_safe(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
-}
 
 /// Whether a request carries an RFC 9421 signature. By the time idempotency runs, the
 /// signature check has verified any signature a route looks at.

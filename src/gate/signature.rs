@@ -13,15 +13,13 @@ use std::time::Duration;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
 
-use crate::config::{
-    Durability, NonceMode, NonceStoreMode, PublicUrl, Settings, SignatureSettings,
-};
+use crate::config::{Durability, NonceMode, NonceStoreMode, Settings, SignatureSettings};
 use crate::gate::client_ip::Origin;
 use crate::gate::nonce::NonceCache;
 use crate::httpsig::batch::BatchVerifier;
 use crate::httpsig::{self, Message, ParsedSignature, RequestView, SigError, VerificationKey};
+use crate::policy::{PublicUrl, SignatureMode};
 use crate::problem::{Problem, SignatureProblem, SignatureRefusal};
-use crate::router::SignatureMode;
 use crate::store::Store;
 use crate::store::feed::Follower;
 

@@ -11,14 +11,14 @@
 
 mod json;
 mod managed;
-mod path;
 mod spec;
 
 pub use self::json::entity;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use self::json::parse_body;
-pub use self::path::{Rest, TokensBase, TokensPath, valid_token_id};
-pub use self::spec::{MAX_SCOPES, MAX_USER_CHARS, ManagedSpec, Refusal, check_name};
+pub use self::spec::{
+    MAX_SCOPES, MAX_USER_CHARS, ManagedSpec, Refusal, check_name, valid_token_id,
+};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -40,6 +40,7 @@ use crate::gate::client_ip::Origin;
 use crate::gate::digest;
 use crate::gate::signature::{Endpoint, RequestParts, SignatureGate};
 use crate::problem::{Problem, TokenRefusal};
+use crate::router::{Rest, TokensBase};
 use crate::scope;
 use crate::store::{StoreError, TokenRecord};
 

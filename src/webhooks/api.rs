@@ -17,8 +17,9 @@ use crate::config::Settings;
 use crate::gate::client_ip::Origin;
 use crate::gate::signature::SignatureGate;
 use crate::issuer::Issuer;
-use crate::issuer::tokens_api::{Rest, admin_of, authenticate, read_json};
+use crate::issuer::tokens_api::{admin_of, authenticate, read_json};
 use crate::problem::{Problem, WebhookRefusal};
+use crate::router::Rest;
 use crate::store::{StoreError, WebhookSubscription};
 
 /// Whether `id` looks like a subscription id made through the API: `wh_` and 32 lowercase hex

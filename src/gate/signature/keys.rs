@@ -10,7 +10,7 @@ use moka::sync::Cache;
 
 use crate::config::Settings;
 use crate::httpsig::{self, VerificationKey};
-use crate::router::SignatureMode;
+use crate::policy::SignatureMode;
 use crate::store::feed::{Follower, Subscriber};
 use crate::store::{Change, ClientRecord, Store, StoreError};
 

@@ -142,3 +142,9 @@ impl ManagedSpec {
         Ok(())
     }
 }
+
+/// Whether `id` looks like a managed token id: `mt_` and 32 lowercase hex digits.
+pub fn valid_token_id(id: &str) -> bool {
+    id.strip_prefix("mt_")
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
