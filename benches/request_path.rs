@@ -127,7 +127,8 @@ fn signature_and_digest(c: &mut Criterion) {
     let (uri, headers, body, key) = signed_post();
     let settings = Settings::from_toml("").expect("bench config");
     let gate = SignatureGate::new(
-        &settings,
+        &settings.signatures,
+        settings.signature_context(),
         HeaderValue::from_static("Bearer realm=\"warden\""),
     );
     let record = warden::store::ClientRecord {

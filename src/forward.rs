@@ -31,9 +31,27 @@ use pool::UpstreamPool;
 use crate::body::Body;
 use crate::cache::Identity;
 use crate::coarse_timer::CoarseTimer;
-use crate::config::UpstreamSettings;
 use crate::gate::client_ip::Origin;
 use crate::problem::Problem;
+/// `[upstream]`, validated by `config/upstream.rs`.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// `upstream.url`, default `http://127.0.0.1:3000`: scheme, authority and an optional base path.
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// Base path without a trailing slash ("" for none).
+    pub base_path: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    pub preserve_host: bool,
+    /// `upstream.body_idle_timeout`, default 5m: the longest wait for the next frame of an
+    /// upstream response body once its head has arrived; past it the body is cut (the client
+    /// sees it end with an error) and the upstream connection closed. `None` ("0s"): no limit.
+    pub body_idle_timeout: Option<Duration>,
+}
+
 type Connector = HttpsConnector<HttpConnector>;
 
 /// The pooled upstream client and where it sends requests.

@@ -31,6 +31,7 @@
 //! - [`cache`]: the bounded credential cache and its invalidation generation.
 //! - [`secret`]: minting secret values and hashing them (only hashes are stored).
 //! - [`store`]: persistence behind the [`store::Store`] trait (SQLite backend in `store/sqlite/`).
+//! - [`events`]: the events about credentials (payloads, types, subscription patterns).
 //! - [`webhooks`]: events about credentials, signed and delivered to subscribers at least once.
 //!
 //! **Around the proxy**
@@ -63,6 +64,7 @@ pub mod coarse_timer;
 pub mod config;
 pub mod devproxy;
 pub mod digest;
+pub mod events;
 pub mod forward;
 pub mod forward_auth;
 #[cfg(any(test, feature = "fuzzing"))]

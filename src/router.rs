@@ -6,11 +6,30 @@ use std::borrow::Cow;
 
 use http::Method;
 
-use crate::config::EndpointSettings;
 use crate::policy::Policy;
 
 mod tokens;
 pub use tokens::{Rest, TokensBase, TokensPath};
+
+/// `[endpoints]`: the paths of Warden's own endpoints, validated by `config/endpoints.rs`.
+#[derive(Debug, Clone)]
+pub struct EndpointSettings {
+    pub healthz: String,
+    pub readyz: String,
+    pub readyz_checks_upstream: bool,
+    pub auth: String,
+    pub oauth_token: String,
+    pub oauth_revoke: String,
+    pub oauth_introspect: String,
+    /// `endpoints.tokens`, default `/ws/accounts/{account}/credentials/tokens`; `None`: off.
+    pub tokens: Option<TokensBase>,
+    /// `endpoints.webhooks`, default `/ws/accounts/{account}/webhooks`; `None`: off.
+    pub webhooks: Option<TokensBase>,
+    /// `endpoints.forward_auth`, default off (`None`).
+    pub forward_auth: Option<String>,
+    /// `endpoints.metrics`, default off (`None`).
+    pub metrics: Option<String>,
+}
 
 /// A compiled `[[routes]]` entry.
 #[derive(Debug, Clone)]

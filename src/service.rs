@@ -157,8 +157,12 @@ impl Warden {
         let issuer = Issuer::new(store, settings.tokens.clone(), clock);
         issuer.bootstrap(&settings.clients).await?;
         issuer.start_feed().await?;
-        let signatures =
-            SignatureGate::new(&settings, issuer.challenge()).with_store(issuer.store().clone());
+        let signatures = SignatureGate::new(
+            &settings.signatures,
+            settings.signature_context(),
+            issuer.challenge(),
+        )
+        .with_store(issuer.store().clone());
         signatures.follow(issuer.feed());
         signatures.fence_nonces(issuer.clock().now());
         let allowlist = Allowlist::new(
@@ -702,7 +706,7 @@ impl Warden {
         resp: Response<Body>,
         answer: Option<Box<SignedRequest>>,
     ) -> Response<Body> {
-        match (answer, &self.settings.signatures.response) {
+        match (answer, &self.settings.response_signing) {
             (Some(answer), Some(signing)) => {
                 let now = self.issuer.clock().now();
                 let sign = Box::pin(signing.sign(resp, &answer, now));

@@ -4,25 +4,7 @@
 use ipnet::IpNet;
 
 use super::{ConfigError, RawEndpoints, invalid};
-
-#[derive(Debug, Clone)]
-pub struct EndpointSettings {
-    pub healthz: String,
-    pub readyz: String,
-    pub readyz_checks_upstream: bool,
-    pub auth: String,
-    pub oauth_token: String,
-    pub oauth_revoke: String,
-    pub oauth_introspect: String,
-    /// `endpoints.tokens`, default `/ws/accounts/{account}/credentials/tokens`; `None`: off.
-    pub tokens: Option<crate::router::TokensBase>,
-    /// `endpoints.webhooks`, default `/ws/accounts/{account}/webhooks`; `None`: off.
-    pub webhooks: Option<crate::router::TokensBase>,
-    /// `endpoints.forward_auth`, default off (`None`).
-    pub forward_auth: Option<String>,
-    /// `endpoints.metrics`, default off (`None`).
-    pub metrics: Option<String>,
-}
+use crate::router::EndpointSettings;
 
 /// `[endpoints]`, validated: absolute paths, none used twice. `trusted_proxies` is
 /// `server.trusted_proxies`, which `endpoints.forward_auth` needs.

@@ -25,8 +25,7 @@ use crate::body::{Body, full};
 use crate::cache::Identity;
 use crate::clock::Clock;
 use crate::coarse_timer::CoarseTimer;
-use crate::config::IdempotencySettings;
-use crate::policy::{Need, Policy, SignatureMode};
+use crate::policy::{IdempotencyMode, Need, Policy, SignatureMode};
 use crate::problem::Problem;
 use crate::store::{Hash, IdempotencyState, Reservation, Store, StoreError, StoredResponse};
 
@@ -45,6 +44,47 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 
 /// How many sweep batches one housekeeping tick runs at most; the rest waits for the next tick.
 const MAX_SWEEP_BATCHES: u32 = 100;
+
+/// `[idempotency]`, validated by `config/idempotency.rs`.
+#[derive(Debug, Clone)]
+pub struct IdempotencySettings {
+    /// `idempotency.headers`, default `idempotency-key`, `x-idempotency-key`: the fields a key
+    /// is read from (all present must agree); the first is named in `idempotency_key_missing`.
+    pub headers: Vec<http::HeaderName>,
+    /// `idempotency.require_methods`, default `["POST"]`: methods that must carry a key on
+    /// `idempotency = "auto"` routes when the request is signed.
+    pub require_methods: Vec<Method>,
+    /// `idempotency.auth_endpoint`, default `auto`: keys on `POST /v1/auth`.
+    pub auth_endpoint: IdempotencyMode,
+    /// `idempotency.ttl`, default 24h: how long a proxied request's record answers retries.
+    pub ttl: Duration,
+    /// `idempotency.token_ttl`, default 10m: the same for `/v1/auth` (its record holds a token,
+    /// sealed with a key derived from the client's secret).
+    pub token_ttl: Duration,
+    /// `idempotency.lease_margin`, default 30s: a reservation lasts `upstream.timeout` plus
+    /// this before a crashed holder's key is taken over; a response still streaming half this
+    /// margin after `upstream.timeout` is not recorded.
+    pub lease_margin: Duration,
+    /// `idempotency.max_request_bytes`, default 1 MiB: a keyed body without a checked
+    /// `Content-Digest` is read whole to fingerprint it; larger ones get 413.
+    pub max_request_bytes: usize,
+    /// `idempotency.max_response_bytes`, default 1 MiB: larger responses stream on but are not
+    /// kept; retries get 422 `idempotency_response_not_replayable`.
+    pub max_response_bytes: usize,
+    /// `idempotency.store_server_errors`, default false: 5xx responses free the key (retries
+    /// run again) instead of being replayed.
+    pub store_server_errors: bool,
+    /// `idempotency.sweep_batch`, default 1000: the oldest records looked at (the expired
+    /// ones among them deleted) per store transaction.
+    pub sweep_batch: u32,
+    /// `idempotency.request_read_timeout`, default 30s: a keyed body read whole for its
+    /// fingerprint must have arrived within this time (408 `body_timeout`).
+    pub request_read_timeout: Duration,
+    /// `idempotency.buffer_budget_bytes`, default 64 MiB: the most bytes of keyed bodies held
+    /// in memory for their fingerprint at once, all requests together; past it, 503
+    /// `server_busy` with `Retry-After`.
+    pub buffer_budget_bytes: usize,
+}
 
 /// Whether a request carries an RFC 9421 signature. By the time idempotency runs, the
 /// signature check has verified any signature a route looks at.

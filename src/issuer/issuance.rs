@@ -1,9 +1,9 @@
 //! Issuing, rotating and revoking Warden's own credentials.
 
 use super::{Issued, Issuer};
+use crate::events::{self, Gone};
 use crate::secret::{self, SecretKind};
 use crate::store::{ClientRecord, StoreError, TokenKind, TokenRecord};
-use crate::webhooks::events::{self, Gone};
 
 impl Issuer {
     /// Issues an access token for `client` with `scopes` (already checked to be allowed).

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
-use crate::config::Settings;
 use crate::httpsig::{self, VerificationKey};
 use crate::policy::SignatureMode;
 use crate::store::feed::{Follower, Subscriber};
@@ -24,20 +23,6 @@ pub(super) struct RegisteredKey {
 /// The HMAC secrets of config clients by (client id, key id): held in memory only, never in
 /// the store, whose rows for them carry no bytes.
 pub type HmacSecrets = HashMap<(String, String), VerificationKey>;
-
-/// The HMAC secrets declared in `settings.clients`.
-pub fn hmac_secrets(settings: &Settings) -> HmacSecrets {
-    settings
-        .clients
-        .iter()
-        .flat_map(|c| {
-            c.keys
-                .iter()
-                .filter(|k| k.key.alg().is_symmetric())
-                .map(|k| ((c.id.clone(), k.id.clone()), k.key.clone()))
-        })
-        .collect()
-}
 
 /// A client's signing keys, parsed, and its own signature mode (`clients[].signature`).
 #[derive(Debug)]
