@@ -12,7 +12,9 @@
 mod admin;
 mod clients;
 mod endpoints;
+mod forward_auth;
 mod idempotency;
+mod issuers;
 mod load;
 mod log;
 mod postgres;
@@ -24,8 +26,10 @@ mod store;
 mod tokens;
 mod upstream;
 mod values;
+mod webhooks;
 
 pub use self::admin::{AdminSettings, RawAdmin};
+pub use self::issuers::validate_issuers;
 pub use self::postgres::RawPostgres;
 pub use self::raw::{
     Durability, LogFormat, RawClient, RawClientKey, RawDigest, RawEndpoints, RawIdempotency,
@@ -33,6 +37,7 @@ pub use self::raw::{
 };
 pub use self::server::{ServerSettings, TlsFiles};
 pub use self::values::parse_cidrs;
+pub use self::webhooks::validate_webhooks;
 
 use std::path::PathBuf;
 
@@ -40,6 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use self::clients::{hmac_secrets, validate_clients};
 use self::endpoints::validate_endpoints;
+use self::forward_auth::validate_forward_auth;
 use self::idempotency::validate_idempotency;
 use self::log::validate_log;
 use self::routes::validate_routes;
@@ -162,9 +168,9 @@ impl Settings {
             clients: validate_clients(&raw.clients)?,
             router: raw.router.clone(),
             routes,
-            webhooks: crate::webhooks::config::validate(&raw.webhook_delivery, &raw.webhooks)?,
-            issuers: crate::idp::settings::validate(&raw.issuers)?,
-            forward_auth: crate::forward_auth::validate(&raw.forward_auth)?,
+            webhooks: validate_webhooks(&raw.webhook_delivery, &raw.webhooks)?,
+            issuers: validate_issuers(&raw.issuers)?,
+            forward_auth: validate_forward_auth(&raw.forward_auth)?,
             admin,
         })
     }

@@ -194,7 +194,11 @@ impl Warden {
             issuer.clock().clone(),
             &settings.tokens.realm,
         );
-        let forward_auth = crate::forward_auth::ForwardAuth::new(&settings);
+        let forward_auth = crate::forward_auth::ForwardAuth::new(
+            settings.endpoints.forward_auth.as_ref(),
+            &settings.routes,
+            &settings.forward_auth,
+        );
         if let Some(m) = &metrics {
             m.count_lookups("token", issuer.token_cache_lookups());
             m.count_lookups("signature_key", signatures.key_cache_lookups());
@@ -474,7 +478,10 @@ impl Warden {
                 Box::pin(tokens_api::handle(
                     &self.issuer,
                     &self.signatures,
-                    &self.settings,
+                    tokens_api::ApiMount {
+                        base: self.settings.endpoints.tokens.as_ref(),
+                        verify_unsigned: self.settings.digest.verify_unsigned,
+                    },
                     req,
                     origin,
                     client_ip,
@@ -486,7 +493,10 @@ impl Warden {
                     &self.issuer,
                     &self.webhooks,
                     &self.signatures,
-                    &self.settings,
+                    tokens_api::ApiMount {
+                        base: self.settings.endpoints.webhooks.as_ref(),
+                        verify_unsigned: self.settings.digest.verify_unsigned,
+                    },
                     req,
                     origin,
                     client_ip,

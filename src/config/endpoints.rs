@@ -49,7 +49,7 @@ pub(super) fn validate_endpoints(
         p => Some(p.to_owned()),
     };
     let forward_auth =
-        crate::forward_auth::validate_endpoint(&e.forward_auth, trusted_proxies, &own_paths)?;
+        super::forward_auth::validate_endpoint(&e.forward_auth, trusted_proxies, &own_paths)?;
     Ok(EndpointSettings {
         healthz: e.healthz.clone(),
         readyz: e.readyz.clone(),

@@ -35,7 +35,6 @@ use super::Issuer;
 use super::form::{self, FormError};
 use crate::body::Body;
 use crate::cache::Identity;
-use crate::config::Settings;
 use crate::gate::client_ip::Origin;
 use crate::gate::digest;
 use crate::gate::signature::{Endpoint, RequestParts, SignatureGate};
@@ -46,16 +45,26 @@ use crate::store::{StoreError, TokenRecord};
 
 // ------------------------------------------------------------------ HTTP
 
+/// Where an account API (the tokens API, the webhooks API) is served and how its bodies are
+/// checked: what the service passes from config.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiMount<'a> {
+    /// The API's base path (`endpoints.tokens`, `endpoints.webhooks`); `None`: off.
+    pub base: Option<&'a TokensBase>,
+    /// `digest.verify_unsigned`.
+    pub verify_unsigned: bool,
+}
+
 /// Serves a request under `endpoints.tokens`.
 pub async fn handle(
     issuer: &Issuer,
     signatures: &SignatureGate,
-    settings: &Settings,
+    api: ApiMount<'_>,
     req: Request<Incoming>,
     origin: &Origin,
     ip: IpAddr,
 ) -> Response<Body> {
-    serve(issuer, signatures, settings, req, origin, ip)
+    serve(issuer, signatures, api, req, origin, ip)
         .await
         .unwrap_or_else(Problem::into_response)
 }
@@ -70,7 +79,7 @@ fn store_failed(e: StoreError) -> Problem {
 pub(crate) async fn authenticate(
     issuer: &Issuer,
     signatures: &SignatureGate,
-    settings: &Settings,
+    verify_unsigned: bool,
     req: &Request<Incoming>,
     origin: &Origin,
     ip: IpAddr,
@@ -95,7 +104,7 @@ pub(crate) async fn authenticate(
             &at,
             &identity.client_id,
             issuer.clock().now(),
-            settings.digest.verify_unsigned,
+            verify_unsigned,
         )
         .await?;
     Ok((identity, admitted.digest))
@@ -125,15 +134,16 @@ pub(crate) fn admin_of(issuer: &Issuer, caller: &Identity, account: &str) -> Res
 async fn serve(
     issuer: &Issuer,
     signatures: &SignatureGate,
-    settings: &Settings,
+    api: ApiMount<'_>,
     req: Request<Incoming>,
     origin: &Origin,
     ip: IpAddr,
 ) -> Result<Response<Body>, Problem> {
-    let Some(base) = settings.endpoints.tokens.as_ref() else {
+    let Some(base) = api.base else {
         return Err(Problem::RouteNotFound);
     };
-    let (caller, digest) = authenticate(issuer, signatures, settings, &req, origin, ip).await?;
+    let (caller, digest) =
+        authenticate(issuer, signatures, api.verify_unsigned, &req, origin, ip).await?;
     let path = req.uri().path().to_owned();
     let Some(at) = base.resolve(&path) else {
         return Err(Problem::NotFound { what: "token" });

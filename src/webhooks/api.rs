@@ -13,11 +13,10 @@ use serde::Deserialize;
 
 use super::{Refusal, Webhooks, WithSecret};
 use crate::body::Body;
-use crate::config::Settings;
 use crate::gate::client_ip::Origin;
 use crate::gate::signature::SignatureGate;
 use crate::issuer::Issuer;
-use crate::issuer::tokens_api::{admin_of, authenticate, read_json};
+use crate::issuer::tokens_api::{ApiMount, admin_of, authenticate, read_json};
 use crate::problem::{Problem, WebhookRefusal};
 use crate::router::Rest;
 use crate::store::{StoreError, WebhookSubscription};
@@ -128,12 +127,12 @@ pub async fn handle(
     issuer: &Issuer,
     webhooks: &Webhooks,
     signatures: &SignatureGate,
-    settings: &Settings,
+    api: ApiMount<'_>,
     req: Request<Incoming>,
     origin: &Origin,
     ip: IpAddr,
 ) -> Response<Body> {
-    serve(issuer, webhooks, signatures, settings, req, origin, ip)
+    serve(issuer, webhooks, signatures, api, req, origin, ip)
         .await
         .unwrap_or_else(Problem::into_response)
 }
@@ -142,16 +141,17 @@ async fn serve(
     issuer: &Issuer,
     webhooks: &Webhooks,
     signatures: &SignatureGate,
-    settings: &Settings,
+    api: ApiMount<'_>,
     req: Request<Incoming>,
     origin: &Origin,
     ip: IpAddr,
 ) -> Result<Response<Body>, Problem> {
-    let Some(base) = settings.endpoints.webhooks.as_ref() else {
+    let Some(base) = api.base else {
         return Err(Problem::RouteNotFound);
     };
     // The tokens API's admission: credential, address, signature, body digest.
-    let (caller, digest) = authenticate(issuer, signatures, settings, &req, origin, ip).await?;
+    let (caller, digest) =
+        authenticate(issuer, signatures, api.verify_unsigned, &req, origin, ip).await?;
     let path = req.uri().path().to_owned();
     let Some(at) = base.resolve(&path) else {
         return Err(Problem::NotFound {
