@@ -3,6 +3,7 @@
 
 use ipnet::IpNet;
 
+use super::values::distinct_paths;
 use super::{ConfigError, RawEndpoints, invalid};
 use crate::router::EndpointSettings;
 
@@ -20,17 +21,7 @@ pub(super) fn validate_endpoints(
         ("endpoints.oauth_revoke", &e.oauth_revoke),
         ("endpoints.oauth_introspect", &e.oauth_introspect),
     ];
-    for (i, (key, p)) in own.iter().enumerate() {
-        if !p.starts_with('/') {
-            return Err(invalid(*key, format!("'{p}' must start with /")));
-        }
-        if own[..i].iter().any(|(_, q)| q == p) {
-            return Err(invalid(
-                *key,
-                format!("'{p}' is already used by another endpoint"),
-            ));
-        }
-    }
+    distinct_paths(&own, "endpoint")?;
     let own_paths: Vec<&str> = own.iter().map(|(_, p)| p.as_str()).collect();
     let metrics = match e.metrics.as_str() {
         "" => None,

@@ -26,6 +26,23 @@ pub fn parse_cidrs(key: &str, items: &[String]) -> Result<Vec<IpNet>, ConfigErro
         .collect()
 }
 
+/// Checks that each `(key, path)` starts with `/` and that no two are the same, naming the
+/// later one's key ("already used by another {what}").
+pub(super) fn distinct_paths(paths: &[(&str, &String)], what: &str) -> Result<(), ConfigError> {
+    for (i, (key, path)) in paths.iter().enumerate() {
+        if !path.starts_with('/') {
+            return Err(invalid(*key, format!("'{path}' must start with /")));
+        }
+        if paths[..i].iter().any(|(_, other)| other == path) {
+            return Err(invalid(
+                *key,
+                format!("'{path}' is already used by another {what}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Parses a public URL: `http(s)://host[:port][/prefix]`, no query.
 pub(super) fn parse_public_url(key: &str, url: &str) -> Result<PublicUrl, ConfigError> {
     let uri: Uri = url.parse().map_err(|_| {
