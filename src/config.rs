@@ -4,10 +4,13 @@
 //!
 //! Layout: `load.rs` reads the sources into [`RawConfig`] (the sections' serde shapes are in
 //! `raw.rs`); [`Settings::validate`] calls one function per section, each in its own file with
-//! the section's typed settings and unit tests (`server.rs`, `upstream.rs`, `endpoints.rs`,
-//! `log.rs`, `routes.rs`, `store.rs` with `postgres.rs`, `tokens.rs`, `idempotency.rs`,
-//! `signatures.rs`, `clients.rs`); `values.rs` holds the value checks several sections share.
-//! `[webhooks]`, `[[issuers]]` and `[forward_auth]` are validated by their own modules.
+//! its unit tests (`server.rs`, `upstream.rs`, `endpoints.rs`, `log.rs`, `routes.rs`, `store.rs`
+//! with `postgres.rs`, `tokens.rs`, `idempotency.rs`, `signatures.rs`, `clients.rs`,
+//! `issuers.rs`, `webhooks.rs`, `forward_auth.rs`, `admin.rs`); `values.rs` holds the value
+//! checks several sections share. Each section's typed settings belong to the concern that
+//! uses them (`forward::UpstreamSettings`, `router::EndpointSettings`, …): config builds them
+//! from the top, and the concerns it builds never import it (only modules above it do:
+//! `service`, `server`, `admin`, `telemetry`, `devproxy` and the CLI).
 
 mod admin;
 mod clients;
