@@ -5,8 +5,9 @@
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
 use warden::Settings;
-use warden::forward::{Origin, set_forwarded, strip_hop_by_hop, strip_identity};
+use warden::forward::{set_forwarded, strip_hop_by_hop, strip_identity};
 use warden::gate::client_ip;
+use warden::gate::client_ip::Origin;
 use warden::router::{Router, Target};
 
 fn typical_headers() -> HeaderMap {
@@ -122,11 +123,12 @@ fn signed_post() -> (http::Uri, HeaderMap, Vec<u8>, ed25519_dalek::SigningKey) {
 
 fn signature_and_digest(c: &mut Criterion) {
     use warden::gate::signature::{ClientKeys, Endpoint, RequestParts, SignatureGate};
-    use warden::router::SignatureMode;
+    use warden::policy::SignatureMode;
     let (uri, headers, body, key) = signed_post();
     let settings = Settings::from_toml("").expect("bench config");
     let gate = SignatureGate::new(
-        &settings,
+        &settings.signatures,
+        settings.signature_context(),
         HeaderValue::from_static("Bearer realm=\"warden\""),
     );
     let record = warden::store::ClientRecord {

@@ -1,5 +1,6 @@
 //! The body types Warden passes around: one boxed body for responses and upstream requests,
-//! and the small constructors for bodies Warden writes itself.
+//! the small constructors for bodies Warden writes itself, and the errors a client's request
+//! body fails with (mapped to refusals by `problem::from_body_error`).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
@@ -116,4 +117,27 @@ impl<W: Watch + Unpin> http_body::Body for Watched<W> {
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The error a request body raises when it grows past `server.max_body_bytes`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {limit} bytes")]
+pub struct BodyTooLarge {
+    pub limit: u64,
+}
+
+/// The error a request body raises when its next frame keeps Warden waiting longer than
+/// `server.body_read_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body stalled for {after:?}")]
+pub struct BodyStalled {
+    pub after: std::time::Duration,
+}
+
+/// The error a request body raises, in place of its end, when it does not match its
+/// `Content-Digest`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body does not match its content-digest ({algorithm})")]
+pub struct DigestMismatch {
+    pub algorithm: crate::digest::Algorithm,
 }

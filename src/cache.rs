@@ -3,13 +3,14 @@
 //! bumps a generation so a store lookup that raced a revocation cannot re-insert stale data.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 use ipnet::IpNet;
 use moka::sync::Cache;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::store::{Hash, TokenKind};
 
@@ -63,8 +64,7 @@ impl Identity {
 
     /// Whether `ip` may use this credential: both the token's and its client's networks.
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
-        let within =
-            |nets: &[IpNet]| nets.is_empty() || crate::gate::client_ip::is_trusted(ip, nets);
+        let within = |nets: &[IpNet]| nets.is_empty() || crate::net::is_trusted(ip, nets);
         within(&self.trusted_ips) && within(&self.client_trusted_ips)
     }
 }
@@ -99,6 +99,33 @@ impl moka::Expiry<Hash, Entry> for PerEntry {
     }
 }
 
+/// The hit and miss counters of a cache. They count once the metrics have attached them
+/// (`Metrics::count_lookups`); before that, and without metrics, a lookup costs a load and a
+/// branch.
+#[derive(Debug, Default)]
+pub struct Lookups(OnceLock<[Counter; 2]>);
+
+impl Lookups {
+    /// Makes the lookups count into `hit` and `miss` (the first call wins).
+    pub fn attach(&self, hit: Counter, miss: Counter) {
+        let _ = self.0.set([hit, miss]);
+    }
+
+    /// A lookup the cache answered.
+    pub fn hit(&self) {
+        if let Some([hit, _]) = self.0.get() {
+            hit.inc();
+        }
+    }
+
+    /// A lookup the cache could not answer.
+    pub fn miss(&self) {
+        if let Some([_, miss]) = self.0.get() {
+            miss.inc();
+        }
+    }
+}
+
 /// The bounded credential cache.
 pub struct TokenCache {
     inner: Cache<Hash, Entry>,
@@ -106,7 +133,7 @@ pub struct TokenCache {
     max_ttl: Duration,
     negative_ttl: Duration,
     /// `warden_cache_lookups_total{cache="token"}`, once metrics attach it.
-    lookups: crate::metrics::Lookups,
+    lookups: Lookups,
 }
 
 impl TokenCache {
@@ -121,12 +148,12 @@ impl TokenCache {
             generation: AtomicU64::new(0),
             max_ttl,
             negative_ttl,
-            lookups: crate::metrics::Lookups::default(),
+            lookups: Lookups::default(),
         }
     }
 
     /// Its hit and miss counters (a cached refusal is a hit too).
-    pub fn lookups(&self) -> &crate::metrics::Lookups {
+    pub fn lookups(&self) -> &Lookups {
         &self.lookups
     }
 

@@ -4,15 +4,20 @@
 //!
 //! Layout: `load.rs` reads the sources into [`RawConfig`] (the sections' serde shapes are in
 //! `raw.rs`); [`Settings::validate`] calls one function per section, each in its own file with
-//! the section's typed settings and unit tests (`server.rs`, `upstream.rs`, `endpoints.rs`,
-//! `log.rs`, `routes.rs`, `store.rs` with `postgres.rs`, `tokens.rs`, `idempotency.rs`,
-//! `signatures.rs`, `clients.rs`); `values.rs` holds the value checks several sections share.
-//! `[webhooks]`, `[[issuers]]` and `[forward_auth]` are validated by their own modules.
+//! its unit tests (`server.rs`, `upstream.rs`, `endpoints.rs`, `log.rs`, `routes.rs`, `store.rs`
+//! with `postgres.rs`, `tokens.rs`, `idempotency.rs`, `signatures.rs`, `clients.rs`,
+//! `issuers.rs`, `webhooks.rs`, `forward_auth.rs`, `admin.rs`); `values.rs` holds the value
+//! checks several sections share. Each section's typed settings belong to the concern that
+//! uses them (`forward::UpstreamSettings`, `router::EndpointSettings`, …): config builds them
+//! from the top, and the concerns it builds never import it (only modules above it do:
+//! `service`, `server`, `admin`, `telemetry`, `devproxy` and the CLI).
 
 mod admin;
 mod clients;
 mod endpoints;
+mod forward_auth;
 mod idempotency;
+mod issuers;
 mod load;
 mod log;
 mod postgres;
@@ -24,38 +29,41 @@ mod store;
 mod tokens;
 mod upstream;
 mod values;
+mod webhooks;
 
 pub use self::admin::{AdminSettings, RawAdmin};
-pub use self::clients::{ClientKey, ClientSettings};
-pub use self::endpoints::EndpointSettings;
-pub use self::idempotency::IdempotencySettings;
+pub use self::issuers::validate_issuers;
 pub use self::postgres::RawPostgres;
 pub use self::raw::{
-    Durability, LogFormat, NonceMode, NonceStoreMode, RawClient, RawClientKey, RawDigest,
-    RawEndpoints, RawIdempotency, RawLog, RawRoute, RawRouter, RawServer, RawSignatures, RawStore,
-    RawTls, RawTokens, RawUpstream,
+    Durability, LogFormat, RawClient, RawClientKey, RawDigest, RawEndpoints, RawIdempotency,
+    RawLog, RawRoute, RawRouter, RawServer, RawSignatures, RawStore, RawTls, RawUpstream,
 };
 pub use self::server::ServerSettings;
-pub use self::signatures::SignatureSettings;
-pub use self::upstream::UpstreamSettings;
-pub use self::values::{PublicUrl, parse_cidrs, valid_audience, valid_id, valid_scope};
+pub use self::values::parse_cidrs;
+pub use self::webhooks::validate_webhooks;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use self::clients::validate_clients;
+use self::clients::{hmac_secrets, validate_clients};
 use self::endpoints::validate_endpoints;
+use self::forward_auth::validate_forward_auth;
 use self::idempotency::validate_idempotency;
 use self::log::validate_log;
 use self::routes::validate_routes;
 use self::server::validate_server;
-use self::signatures::validate_signatures;
+use self::signatures::{validate_response_signing, validate_signatures};
 use self::store::validate_store;
 use self::tokens::validate_tokens;
 use self::upstream::validate_upstream;
 use self::values::{parse_public_url, validate_components};
-use crate::router::Route;
+use crate::forward::UpstreamSettings;
+use crate::gate::idempotency::IdempotencySettings;
+use crate::gate::signature::{SignatureContext, SignatureSettings};
+use crate::issuer::{ClientSettings, TokenSettings};
+use crate::response_signing::ResponseSigning;
+use crate::router::{EndpointSettings, Route};
 
 /// Why the configuration was refused. Each message names the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +98,7 @@ pub struct RawConfig {
     pub log: RawLog,
     pub endpoints: RawEndpoints,
     pub store: RawStore,
-    pub tokens: RawTokens,
+    pub tokens: TokenSettings,
     pub signatures: RawSignatures,
     pub digest: RawDigest,
     pub idempotency: RawIdempotency,
@@ -117,8 +125,10 @@ pub struct Settings {
     pub log: RawLog,
     pub endpoints: EndpointSettings,
     pub store: RawStore,
-    pub tokens: RawTokens,
+    pub tokens: TokenSettings,
     pub signatures: SignatureSettings,
+    /// `signatures.response_key_*`: the key of signed responses; `None` without a key file.
+    pub response_signing: Option<ResponseSigning>,
     pub digest: RawDigest,
     pub idempotency: IdempotencySettings,
     pub clients: Vec<ClientSettings>,
@@ -140,6 +150,7 @@ impl Settings {
     pub fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
         let server = validate_server(&raw.server)?;
         let signatures = validate_signatures(&raw.signatures)?;
+        let response_signing = validate_response_signing(&raw.signatures)?;
         let upstream = validate_upstream(&raw.upstream)?;
         let endpoints = validate_endpoints(&raw.endpoints, &server.trusted_proxies)?;
         let log = validate_log(&raw.log)?;
@@ -154,16 +165,33 @@ impl Settings {
             store: validate_store(&raw.store)?,
             tokens: validate_tokens(&raw.tokens)?,
             signatures,
+            response_signing,
             digest: raw.digest.clone(),
             idempotency: validate_idempotency(&raw.idempotency, raw.upstream.timeout)?,
             clients: validate_clients(&raw.clients)?,
             router: raw.router.clone(),
             routes,
-            webhooks: crate::webhooks::config::validate(&raw.webhook_delivery, &raw.webhooks)?,
-            issuers: crate::idp::settings::validate(&raw.issuers)?,
-            forward_auth: crate::forward_auth::validate(&raw.forward_auth)?,
+            webhooks: validate_webhooks(&raw.webhook_delivery, &raw.webhooks)?,
+            issuers: validate_issuers(&raw.issuers)?,
+            forward_auth: validate_forward_auth(&raw.forward_auth)?,
             admin,
         })
+    }
+
+    /// What the signature gate needs beyond `[signatures]`: the declared clients' modes and
+    /// HMAC secrets, how long keys are cached, and what the store promises.
+    pub fn signature_context(&self) -> SignatureContext {
+        SignatureContext {
+            client_modes: self
+                .clients
+                .iter()
+                .map(|c| (c.id.clone(), c.signature))
+                .collect(),
+            hmac_secrets: hmac_secrets(&self.clients),
+            key_ttl: self.tokens.cache_ttl,
+            postgres: crate::store::postgres::is_postgres_url(&self.store.url),
+            durability_full: self.store.durability == Durability::Full,
+        }
     }
 }
 

@@ -6,7 +6,6 @@
 //! hygiene, `body_limit.rs` the request body's size limit and stall deadline, `pool.rs` the
 //! upstream connection pool and `idle.rs` the response body's idle timeout.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
@@ -20,8 +19,7 @@ mod body_limit;
 mod headers;
 mod idle;
 mod pool;
-pub(crate) use body_limit::body_problem;
-pub use body_limit::{BodyStalled, BodyTooLarge, ClientBodyError, limit_body};
+pub use body_limit::{ClientBodyError, limit_body};
 use headers::X_WARDEN_WOULD_DENY;
 pub use headers::{
     HOP_BY_HOP, IDENTITY_PREFIX, is_upgrade, method_override, set_forwarded, set_identity,
@@ -33,17 +31,25 @@ use pool::UpstreamPool;
 use crate::body::Body;
 use crate::cache::Identity;
 use crate::coarse_timer::CoarseTimer;
-use crate::config::UpstreamSettings;
+use crate::gate::client_ip::Origin;
 use crate::problem::Problem;
-/// What Warden knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
-pub struct Origin {
-    /// The TCP peer.
-    pub peer: IpAddr,
-    /// Whether the peer is in `server.trusted_proxies`.
-    pub peer_trusted: bool,
-    /// Whether the client reached Warden over TLS.
-    pub tls: bool,
+/// `[upstream]`, validated by `config/upstream.rs`.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// `upstream.url`, default `http://127.0.0.1:3000`: scheme, authority and an optional base path.
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// Base path without a trailing slash ("" for none).
+    pub base_path: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    pub preserve_host: bool,
+    /// `upstream.body_idle_timeout`, default 5m: the longest wait for the next frame of an
+    /// upstream response body once its head has arrived; past it the body is cut (the client
+    /// sees it end with an error) and the upstream connection closed. `None` ("0s"): no limit.
+    pub body_idle_timeout: Option<Duration>,
 }
 
 type Connector = HttpsConnector<HttpConnector>;
@@ -221,7 +227,7 @@ impl Forwarder {
 
 /// Maps a client error to what the caller sees, and logs the cause for the operator.
 fn classify(e: &(dyn std::error::Error + 'static)) -> Problem {
-    if let Some(problem) = body_problem(e) {
+    if let Some(problem) = crate::problem::from_body_error(e) {
         // A stalled or refused body: the upstream got a cut-off request; its connection is
         // not reused.
         tracing::debug!(code = problem.code(), "client request body refused");

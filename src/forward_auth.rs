@@ -27,7 +27,7 @@
 mod config;
 mod original;
 
-pub use self::config::{ForwardAuthSettings, RawForwardAuth, validate, validate_endpoint};
+pub use self::config::{ForwardAuthSettings, RawForwardAuth};
 pub use self::original::{
     Convention, OriginalRequest, X_FORWARDED_METHOD, X_FORWARDED_URI, X_ORIGINAL_METHOD,
     X_ORIGINAL_URI, original,
@@ -45,7 +45,6 @@ use sha2::{Digest, Sha256};
 
 use crate::body::{Body, full};
 use crate::cache::Identity;
-use crate::config::Settings;
 use crate::digest::DigestVerifier;
 use crate::forward;
 use crate::problem::{ForwardAuthRefusal, Problem};
@@ -85,18 +84,22 @@ pub struct ForwardAuth {
 }
 
 impl ForwardAuth {
-    /// The endpoint of `settings`, `None` when `endpoints.forward_auth` is off.
-    pub fn new(settings: &Settings) -> Option<Self> {
-        let endpoint = settings.endpoints.forward_auth.clone()?;
-        for route in &settings.routes {
-            if route.policy.idempotency == crate::gate::idempotency::IdempotencyMode::Required {
+    /// The endpoint at `endpoint` (`endpoints.forward_auth`), `None` when it is off; `routes`
+    /// are the configured routes, `s` is `[forward_auth]`.
+    pub fn new(
+        endpoint: Option<&String>,
+        routes: &[Route],
+        s: &ForwardAuthSettings,
+    ) -> Option<Self> {
+        let endpoint = endpoint.cloned()?;
+        for route in routes {
+            if route.policy.idempotency == crate::policy::IdempotencyMode::Required {
                 tracing::warn!(
                     route = %route.name,
                     "forward auth refuses this route's unsafe requests: it requires idempotency keys, which only Warden's proxy can enforce"
                 );
             }
         }
-        let s = &settings.forward_auth;
         let cache = (s.cache_capacity > 0 && !s.cache_ttl.is_zero()).then(|| {
             Cache::builder()
                 .name("forward_auth_decisions")

@@ -251,7 +251,7 @@ mod tests {
                 .collect(),
             ..RawIssuer::default()
         };
-        let settings = settings::validate(&[raw]).unwrap();
+        let settings = crate::config::validate_issuers(&[raw]).unwrap();
         Idp::new(&settings, Clock::default(), "warden").unwrap()
     }
 

@@ -14,22 +14,97 @@ mod sweep;
 pub mod throttle;
 pub mod tokens_api;
 
+pub use self::clients::{ClientKey, ClientSettings};
 use self::issuance::new_token;
 pub use self::scopes::{effective_scopes, narrow_scopes};
 pub use self::sweep::feed_retention;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use http::HeaderValue;
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 use crate::cache::TokenCache;
 use crate::clock::Clock;
-use crate::config::RawTokens;
 use crate::store::feed::Follower;
 use crate::store::{Store, StoreError, TokenRecord};
 use throttle::FailureLimiter;
+
+/// `[tokens]`: Warden's own credentials (lifetimes, the cache, the authentication brakes, the
+/// tokens API), as written and as used (`config/tokens.rs` checks it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    pub realm: String,
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    pub cache_capacity: u64,
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub negative_cache_ttl: Duration,
+    pub forward_authorization: bool,
+    #[serde(with = "humantime_serde")]
+    pub secret_rotation_overlap: Duration,
+    /// Failed authentications of one client id from one address within the window, after
+    /// which that address waits (429); default 10. IPv6 addresses count by their /64.
+    pub max_failed_auth: u32,
+    /// Failed authentications from one address, whatever the client id; default 20.
+    pub max_failed_auth_per_ip: u32,
+    /// Failed authentications of one client id from anywhere, after which it is refused from
+    /// addresses it has not authenticated from within `known_address_ttl`; default 100.
+    pub max_failed_auth_per_client: u32,
+    #[serde(with = "humantime_serde")]
+    pub failed_auth_window: Duration,
+    /// How long a successful client authentication exempts its address from the client-wide
+    /// brake (`max_failed_auth_per_client`); default 24h, 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub known_address_ttl: Duration,
+    pub max_request_bytes: usize,
+    /// How long the whole body of a request to Warden's own endpoints (`/v1/auth`,
+    /// `/v1/oauth/*`, the tokens API) may take to arrive; default 10s (408 after it).
+    #[serde(with = "humantime_serde")]
+    pub request_read_timeout: Duration,
+    /// The scope a credential must hold to manage its account's tokens; default `level://admin`.
+    pub admin_scope: String,
+    /// Longest token name (and disable reason) in characters; default 128.
+    pub max_name_length: usize,
+    /// How often, at most, a request reads the store's change marker to learn of changes made
+    /// by other processes; default 1ms (0: on every request). Changes made through this
+    /// instance take effect at once regardless.
+    #[serde(with = "humantime_serde")]
+    pub change_check_interval: Duration,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            realm: "warden".into(),
+            access_ttl: Duration::from_secs(3600),
+            max_ttl: Duration::from_secs(3600),
+            cache_capacity: 100_000,
+            cache_ttl: Duration::from_secs(300),
+            negative_cache_ttl: Duration::from_secs(5),
+            forward_authorization: false,
+            secret_rotation_overlap: Duration::from_secs(24 * 3600),
+            max_failed_auth: 10,
+            max_failed_auth_per_ip: 20,
+            max_failed_auth_per_client: 100,
+            failed_auth_window: Duration::from_secs(300),
+            known_address_ttl: Duration::from_secs(24 * 3600),
+            max_request_bytes: 16 * 1024,
+            request_read_timeout: Duration::from_secs(10),
+            admin_scope: "level://admin".into(),
+            max_name_length: 128,
+            change_check_interval: Duration::from_millis(1),
+        }
+    }
+}
 
 /// Why a client could not authenticate. The variants stay internal detail: callers answer
 /// `invalid_client` for all but `RateLimited`, `IpNotAllowed` (only ever after the right
@@ -74,7 +149,7 @@ pub struct Issuer {
     store: Arc<dyn Store>,
     cache: Arc<TokenCache>,
     clock: Clock,
-    cfg: RawTokens,
+    cfg: TokenSettings,
     failures: FailureLimiter,
     failed_auth_total: AtomicU64,
     challenge: HeaderValue,
@@ -86,7 +161,7 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    pub fn new(store: Arc<dyn Store>, cfg: RawTokens, clock: Clock) -> Self {
+    pub fn new(store: Arc<dyn Store>, cfg: TokenSettings, clock: Clock) -> Self {
         let realm = cfg.realm.clone();
         let challenge = HeaderValue::from_str(&format!("Bearer realm=\"{realm}\""))
             .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
@@ -139,7 +214,7 @@ impl Issuer {
     }
 
     /// The token cache's hit and miss counters (for the metrics).
-    pub fn token_cache_lookups(&self) -> &crate::metrics::Lookups {
+    pub fn token_cache_lookups(&self) -> &crate::cache::Lookups {
         self.cache.lookups()
     }
 
@@ -151,7 +226,7 @@ impl Issuer {
         &self.clock
     }
 
-    pub fn settings(&self) -> &RawTokens {
+    pub fn settings(&self) -> &TokenSettings {
         &self.cfg
     }
 

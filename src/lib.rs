@@ -12,13 +12,17 @@
 //! - [`router`]: path normalisation and patterns → Warden endpoint or proxied route and policy.
 //! - [`problem`]: the one place where a refusal becomes an `application/problem+json` (or
 //!   OAuth error) response.
-//! - [`body`]: the boxed body type and the small bodies and JSON answers Warden writes itself.
+//! - [`body`]: the boxed body type, the small bodies and JSON answers Warden writes itself, and
+//!   the errors a request body fails with.
 //!
 //! **Checks** (each decided in one file)
 //! - [`gate`]: client IP and address lists, bearer credentials, signatures (and nonces),
 //!   digests, idempotency keys; [`gate::admit`] is the sequence every credential goes through.
 //! - [`checks`]: check names and a route's mode for each (`enforce`, or `report`: shadow mode).
-//! - [`scope`]: scope validity and wildcard matching (`table://*.**`), route requirements.
+//! - [`policy`]: the route-policy vocabulary the checks enforce (auth, signature, idempotency
+//!   modes, the public URL clients sign against).
+//! - [`scope`]: scope, audience and identifier validity, wildcard matching (`table://*.**`),
+//!   route requirements.
 //! - [`httpsig`]: RFC 9421 message signatures, pure (no I/O, no clock).
 //! - [`digest`]: RFC 9530 `Content-Digest`, pure.
 //! - [`idp`]: access tokens of other issuers (`[[issuers]]`): JWTs, JWKS, introspection.
@@ -29,6 +33,7 @@
 //! - [`cache`]: the bounded credential cache and its invalidation generation.
 //! - [`secret`]: minting secret values and hashing them (only hashes are stored).
 //! - [`store`]: persistence behind the [`store::Store`] trait (SQLite backend in `store/sqlite/`).
+//! - [`events`]: the events about credentials (payloads, types, subscription patterns).
 //! - [`webhooks`]: events about credentials, signed and delivered to subscribers at least once.
 //!
 //! **Around the proxy**
@@ -46,6 +51,7 @@
 //!   per-request deadlines.
 //! - [`telemetry`]: log set-up.
 //! - [`metrics`]: the Prometheus families of `endpoints.metrics`.
+//! - [`net`]: whether an address lies in configured networks.
 //! - `fuzzing` (tests and the `fuzzing` feature only): the parsers' fuzz entry points.
 //!
 //! The `warden` binary (`src/main.rs`, with `src/cli/` for the admin and development
@@ -59,6 +65,7 @@ pub mod coarse_timer;
 pub mod config;
 pub mod devproxy;
 pub mod digest;
+pub mod events;
 pub mod forward;
 pub mod forward_auth;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -69,6 +76,8 @@ pub mod httpsig;
 pub mod idp;
 pub mod issuer;
 pub mod metrics;
+pub mod net;
+pub mod policy;
 pub mod problem;
 pub mod response_signing;
 pub mod router;

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -14,8 +14,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::cache::Lookups;
 use crate::checks::Check;
 use crate::router::Route;
+use crate::store::{StoreTiming, TimingFamily};
 
 /// The `Content-Type` of the exposition (OpenMetrics text, which Prometheus reads).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -73,62 +75,9 @@ struct CacheLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct OpLabels {
-    op: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
-
-/// The hit and miss counters of a cache. They count once [`Metrics::count_lookups`] has
-/// attached them; before that, and without metrics, a lookup costs a load and a branch.
-#[derive(Debug, Default)]
-pub struct Lookups(OnceLock<[Counter; 2]>);
-
-impl Lookups {
-    /// A lookup the cache answered.
-    pub fn hit(&self) {
-        if let Some([hit, _]) = self.0.get() {
-            hit.inc();
-        }
-    }
-
-    /// A lookup the cache could not answer.
-    pub fn miss(&self) {
-        if let Some([_, miss]) = self.0.get() {
-            miss.inc();
-        }
-    }
-}
-
-/// The store's write latency histograms, by operation (`warden_store_write_duration_seconds`),
-/// handed to the store when it opens ([`crate::store::StoreOptions::timing`]).
-#[derive(Debug, Clone)]
-pub struct StoreTiming(Arc<HistogramFamily<OpLabels>>);
-
-/// Histograms by label set `L`, all with [`buckets`].
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
-
-impl StoreTiming {
-    /// Records a write of `op` (a fixed operation name) that began at `started`.
-    pub fn observe(&self, op: &'static str, started: Instant) {
-        self.0
-            .get_or_create(&OpLabels { op })
-            .observe(started.elapsed().as_secs_f64());
-    }
-}
-
-/// Options compare by what they configure; two timings are the same when they record into
-/// the same families.
-impl PartialEq for StoreTiming {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for StoreTiming {}
 
 /// How a webhook delivery attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,8 +234,7 @@ impl Metrics {
              or signature_key (clients' signing keys), result hit or miss (a store read)",
             cache_lookups.clone(),
         );
-        let store_seconds =
-            Family::<OpLabels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
+        let store_seconds = TimingFamily::new_with_constructor(histogram);
         registry.register_with_unit(
             "store_write_duration",
             "Time of a store write transaction from its start to its commit, by operation \
@@ -346,7 +294,7 @@ impl Metrics {
             upstream_idle,
             routes,
             cache_lookups,
-            store_seconds: StoreTiming(Arc::new(store_seconds)),
+            store_seconds: StoreTiming::new(store_seconds),
             deliveries,
             delivery_seconds,
         }
@@ -359,7 +307,7 @@ impl Metrics {
                 .get_or_create(&CacheLabels { cache, result })
                 .clone()
         };
-        let _ = lookups.0.set([counter("hit"), counter("miss")]);
+        lookups.attach(counter("hit"), counter("miss"));
     }
 
     /// Makes `deliveries` count into `warden_webhook_deliveries_total` and its histogram.
@@ -472,7 +420,7 @@ mod tests {
             index: 0,
             pattern: crate::router::PathPattern::parse("/**").unwrap(),
             methods: Vec::new(),
-            policy: crate::router::Policy::new(crate::router::AuthMode::Bearer),
+            policy: crate::policy::Policy::new(crate::policy::AuthMode::Bearer),
         }
     }
 

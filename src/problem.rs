@@ -5,8 +5,10 @@
 //! [`Problem::parts`] is the one exhaustive table of statuses and codes, kept whole on purpose;
 //! the OAuth endpoints' own wire form, [`OAuthError`], is in `problem/oauth.rs`.
 
+mod body;
 mod oauth;
 
+pub use self::body::from_body_error;
 pub use self::oauth::OAuthError;
 
 use http::{HeaderValue, Response, StatusCode, header};

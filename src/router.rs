@@ -5,116 +5,30 @@
 use std::borrow::Cow;
 
 use http::Method;
-use serde::{Deserialize, Serialize};
 
-use crate::config::{EndpointSettings, PublicUrl};
-use crate::gate::idempotency::IdempotencyMode;
+use crate::policy::Policy;
 
-/// How a proxied route authenticates callers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    /// Public: forwarded as it is, with no credential check.
-    None,
-    /// A bearer token or API key issued by Warden (`Authorization: Bearer`).
-    Bearer,
-}
+mod tokens;
+pub use tokens::{Rest, TokensBase, TokensPath};
 
-/// Whether requests must carry an RFC 9421 signature (route `signature`, `signatures.policy`,
-/// `signatures.auth_endpoint`, client `signature`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SignatureMode {
-    /// Required when the caller's client has registered a signing key; a signature that is
-    /// present is checked either way. The default.
-    #[default]
-    Auto,
-    /// Every request must be signed by a key of the caller's client.
-    Required,
-    /// A signature is checked when present, and not required.
-    Optional,
-    /// Signatures are not looked at.
-    Off,
-}
-
-impl SignatureMode {
-    /// The mode a request gets: a route (or endpoint) mode other than `auto` decides; under
-    /// `auto` the client's own mode does, and `auto` there means "required once it has a key".
-    pub fn effective(self, client: SignatureMode, client_has_keys: bool) -> SignatureMode {
-        match (self, client) {
-            (SignatureMode::Auto, SignatureMode::Auto) if client_has_keys => {
-                SignatureMode::Required
-            }
-            (SignatureMode::Auto, SignatureMode::Auto) => SignatureMode::Optional,
-            (SignatureMode::Auto, client) => client,
-            (route, _) => route,
-        }
-    }
-}
-
-/// What a request on a route must prove before it is forwarded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
-    pub auth: AuthMode,
-    /// `signature`, default `signatures.policy`; always `off` on public routes.
-    pub signature: SignatureMode,
-    /// `public_url`, default `signatures.public_url`.
-    pub public_url: Option<PublicUrl>,
-    /// `signature_cover`: components this route's signatures must cover on top of the global ones.
-    pub cover: Vec<String>,
-    /// `idempotency`, default `auto`; always `off` on public routes.
-    pub idempotency: IdempotencyMode,
-    /// `scopes` and `audience`: what a credential must be granted (bearer routes only).
-    pub require: crate::scope::Requirement,
-    /// `sign_responses`, default false: Warden signs this route's responses.
-    pub sign_responses: bool,
-    /// `[routes.checks]`: each check enforces (the default) or only reports.
-    pub checks: crate::checks::Checks,
-}
-
-impl Policy {
-    /// Whether every request this policy admits, `other` admits too: public is the weakest; a
-    /// bearer policy needs scopes and an audience that imply `other`'s, a signature mode at
-    /// least as strict (off < optional < auto < required) and every component it covers; and
-    /// it signs its responses if `other` does.
-    pub fn at_least_as_strict_as(&self, other: &Policy) -> bool {
-        if other.sign_responses && !self.sign_responses {
-            return false;
-        }
-        let rank = |m: SignatureMode| match m {
-            SignatureMode::Off => 0,
-            SignatureMode::Optional => 1,
-            SignatureMode::Auto => 2,
-            SignatureMode::Required => 3,
-        };
-        match (other.auth, self.auth) {
-            (AuthMode::None, _) => true,
-            (AuthMode::Bearer, AuthMode::None) => false,
-            (AuthMode::Bearer, AuthMode::Bearer) => {
-                self.require.implies(&other.require)
-                    && rank(self.signature) >= rank(other.signature)
-                    && other.cover.iter().all(|c| self.cover.contains(c))
-                    && self.checks.at_least_as_strict_as(&other.checks)
-            }
-        }
-    }
-
-    /// A policy with no signature requirements.
-    pub fn new(auth: AuthMode) -> Self {
-        Self {
-            auth,
-            signature: SignatureMode::Off,
-            public_url: None,
-            cover: Vec::new(),
-            idempotency: match auth {
-                AuthMode::None => IdempotencyMode::Off,
-                AuthMode::Bearer => IdempotencyMode::Auto,
-            },
-            require: crate::scope::Requirement::default(),
-            sign_responses: false,
-            checks: crate::checks::Checks::default(),
-        }
-    }
+/// `[endpoints]`: the paths of Warden's own endpoints, validated by `config/endpoints.rs`.
+#[derive(Debug, Clone)]
+pub struct EndpointSettings {
+    pub healthz: String,
+    pub readyz: String,
+    pub readyz_checks_upstream: bool,
+    pub auth: String,
+    pub oauth_token: String,
+    pub oauth_revoke: String,
+    pub oauth_introspect: String,
+    /// `endpoints.tokens`, default `/ws/accounts/{account}/credentials/tokens`; `None`: off.
+    pub tokens: Option<TokensBase>,
+    /// `endpoints.webhooks`, default `/ws/accounts/{account}/webhooks`; `None`: off.
+    pub webhooks: Option<TokensBase>,
+    /// `endpoints.forward_auth`, default off (`None`).
+    pub forward_auth: Option<String>,
+    /// `endpoints.metrics`, default off (`None`).
+    pub metrics: Option<String>,
 }
 
 /// A compiled `[[routes]]` entry.
@@ -522,10 +436,10 @@ pub struct Router {
     oauth_token: String,
     oauth_revoke: String,
     oauth_introspect: String,
-    tokens: Option<crate::issuer::tokens_api::TokensBase>,
+    tokens: Option<TokensBase>,
     /// The token API's paths as a pattern (`{base}/**`), compared as routes are.
     tokens_space: Option<PathPattern>,
-    webhooks: Option<crate::issuer::tokens_api::TokensBase>,
+    webhooks: Option<TokensBase>,
     /// The webhooks API's paths as a pattern (`{base}/**`).
     webhooks_space: Option<PathPattern>,
     /// `endpoints.forward_auth` and the paths under it (`{path}/**`).

@@ -54,6 +54,24 @@ pub fn is_token_char(b: u8) -> bool {
     b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)
 }
 
+/// Whether `s` is a valid client or key identifier: 1–128 of `A-Za-z0-9._:-`.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+/// Whether `s` is a valid OAuth scope token (RFC 6749 §3.3).
+pub fn valid_scope(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_char)
+}
+
+/// Whether `s` is a valid audience: 1-256 visible ASCII without space, `"` or `\`.
+pub fn valid_audience(s: &str) -> bool {
+    s.len() <= 256 && valid_scope(s)
+}
+
 /// Checks that `scope` is a valid scope (see the module rules).
 pub fn check(scope: &str) -> Result<(), ScopeError> {
     if scope.is_empty() {

@@ -30,9 +30,10 @@ use crate::cache::Identity;
 use crate::checks::Check;
 use crate::coarse_timer::CoarseTimer;
 use crate::config::Settings;
-use crate::forward::{Forwarder, Origin};
+use crate::forward::Forwarder;
 use crate::gate::allowlist::Allowlist;
 use crate::gate::client_ip;
+use crate::gate::client_ip::Origin;
 use crate::gate::idempotency::Idempotency;
 use crate::gate::signature::SignatureGate;
 use crate::issuer::Issuer;
@@ -292,7 +293,7 @@ mod tests {
     use http::Method;
 
     use super::*;
-    use crate::gate::idempotency::Need;
+    use crate::policy::Need;
 
     /// The size of the future `f` would return, without calling it.
     fn future_size<A, F: std::future::Future>(_f: impl FnOnce(A) -> F) -> usize {

@@ -19,6 +19,8 @@ mod outbox;
 pub mod postgres;
 pub mod seal_key;
 pub mod sqlite;
+mod timing;
+pub use timing::{StoreTiming, TimingFamily};
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -76,7 +78,7 @@ pub struct StoreOptions {
     pub postgres: postgres::PostgresOptions,
     /// Where write latencies are recorded (`warden_store_write_duration_seconds`); default
     /// `None`: nowhere (metrics off, the CLI).
-    pub timing: Option<crate::metrics::StoreTiming>,
+    pub timing: Option<StoreTiming>,
 }
 
 impl Default for StoreOptions {

@@ -20,7 +20,6 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod deliver;
-pub mod events;
 pub mod schedule;
 pub mod seal;
 pub mod signing;
@@ -32,6 +31,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
+use crate::events;
 use crate::store::{
     ClientSource, Delivery, DeliveryFilter, Store, StoreError, WebhookSubscription,
 };

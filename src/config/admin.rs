@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::values::distinct_paths;
 use super::{ConfigError, invalid};
 
 /// `[admin]` as written.
@@ -107,17 +108,7 @@ impl RawAdmin {
             ("admin.healthz", &self.healthz),
             ("admin.readyz", &self.readyz),
         ];
-        for (i, (key, path)) in paths.iter().enumerate() {
-            if !path.starts_with('/') {
-                return Err(invalid(*key, format!("'{path}' must start with /")));
-            }
-            if paths[..i].iter().any(|(_, other)| other == path) {
-                return Err(invalid(
-                    *key,
-                    format!("'{path}' is already used by another admin endpoint"),
-                ));
-            }
-        }
+        distinct_paths(&paths, "admin endpoint")?;
         if self.max_connections == 0 {
             return Err(invalid("admin.max_connections", "must be at least 1"));
         }

@@ -3,33 +3,23 @@
 
 use std::path::Path;
 
-use ipnet::IpNet;
+use super::{ConfigError, RawClient, RawClientKey, invalid, parse_cidrs};
+use crate::gate::signature::HmacSecrets;
+use crate::issuer::{ClientKey, ClientSettings};
+use crate::policy::SignatureMode;
+use crate::scope::valid_id;
 
-use super::{ConfigError, RawClient, RawClientKey, invalid, parse_cidrs, valid_id};
-use crate::router::SignatureMode;
-
-/// A client declared in config, validated.
-#[derive(Debug, Clone)]
-pub struct ClientSettings {
-    pub id: String,
-    pub name: String,
-    pub account: String,
-    pub secret_sha256: [u8; 32],
-    pub trusted_ips: Vec<IpNet>,
-    pub scopes: Vec<String>,
-    pub enabled: bool,
-    pub keys: Vec<ClientKey>,
-    /// `clients[].signature`, default `auto` (sign when a key is registered): how this client's
-    /// signatures are required on routes whose mode is `auto`.
-    pub signature: SignatureMode,
-}
-
-/// A signing key registered to a client (RFC 9421 `keyid`), parsed. An HMAC secret lives
-/// only here (in memory); the store keeps the public bytes of the others.
-#[derive(Debug, Clone)]
-pub struct ClientKey {
-    pub id: String,
-    pub key: crate::httpsig::VerificationKey,
+/// The HMAC secrets declared in `[[clients]]`, for the signature gate.
+pub fn hmac_secrets(clients: &[ClientSettings]) -> HmacSecrets {
+    clients
+        .iter()
+        .flat_map(|c| {
+            c.keys
+                .iter()
+                .filter(|k| k.key.alg().is_symmetric())
+                .map(|k| ((c.id.clone(), k.id.clone()), k.key.clone()))
+        })
+        .collect()
 }
 
 pub(super) fn validate_clients(clients: &[RawClient]) -> Result<Vec<ClientSettings>, ConfigError> {

@@ -3,26 +3,9 @@
 
 use ipnet::IpNet;
 
+use super::values::distinct_paths;
 use super::{ConfigError, RawEndpoints, invalid};
-
-#[derive(Debug, Clone)]
-pub struct EndpointSettings {
-    pub healthz: String,
-    pub readyz: String,
-    pub readyz_checks_upstream: bool,
-    pub auth: String,
-    pub oauth_token: String,
-    pub oauth_revoke: String,
-    pub oauth_introspect: String,
-    /// `endpoints.tokens`, default `/ws/accounts/{account}/credentials/tokens`; `None`: off.
-    pub tokens: Option<crate::issuer::tokens_api::TokensBase>,
-    /// `endpoints.webhooks`, default `/ws/accounts/{account}/webhooks`; `None`: off.
-    pub webhooks: Option<crate::issuer::tokens_api::TokensBase>,
-    /// `endpoints.forward_auth`, default off (`None`).
-    pub forward_auth: Option<String>,
-    /// `endpoints.metrics`, default off (`None`).
-    pub metrics: Option<String>,
-}
+use crate::router::EndpointSettings;
 
 /// `[endpoints]`, validated: absolute paths, none used twice. `trusted_proxies` is
 /// `server.trusted_proxies`, which `endpoints.forward_auth` needs.
@@ -38,17 +21,7 @@ pub(super) fn validate_endpoints(
         ("endpoints.oauth_revoke", &e.oauth_revoke),
         ("endpoints.oauth_introspect", &e.oauth_introspect),
     ];
-    for (i, (key, p)) in own.iter().enumerate() {
-        if !p.starts_with('/') {
-            return Err(invalid(*key, format!("'{p}' must start with /")));
-        }
-        if own[..i].iter().any(|(_, q)| q == p) {
-            return Err(invalid(
-                *key,
-                format!("'{p}' is already used by another endpoint"),
-            ));
-        }
-    }
+    distinct_paths(&own, "endpoint")?;
     let own_paths: Vec<&str> = own.iter().map(|(_, p)| p.as_str()).collect();
     let metrics = match e.metrics.as_str() {
         "" => None,
@@ -67,7 +40,7 @@ pub(super) fn validate_endpoints(
         p => Some(p.to_owned()),
     };
     let forward_auth =
-        crate::forward_auth::validate_endpoint(&e.forward_auth, trusted_proxies, &own_paths)?;
+        super::forward_auth::validate_endpoint(&e.forward_auth, trusted_proxies, &own_paths)?;
     Ok(EndpointSettings {
         healthz: e.healthz.clone(),
         readyz: e.readyz.clone(),
@@ -79,7 +52,7 @@ pub(super) fn validate_endpoints(
         tokens: match e.tokens.as_str() {
             "" => None,
             base => Some(
-                crate::issuer::tokens_api::TokensBase::parse(base)
+                crate::router::TokensBase::parse(base)
                     .map_err(|detail| invalid("endpoints.tokens", detail))?,
             ),
         },
@@ -92,7 +65,7 @@ pub(super) fn validate_endpoints(
                 ));
             }
             base => Some(
-                crate::issuer::tokens_api::TokensBase::parse(base)
+                crate::router::TokensBase::parse(base)
                     .map_err(|detail| invalid("endpoints.webhooks", detail))?,
             ),
         },

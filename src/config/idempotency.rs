@@ -5,48 +5,7 @@ use std::time::Duration;
 use http::Method;
 
 use super::{ConfigError, RawIdempotency, invalid};
-use crate::gate::idempotency::IdempotencyMode;
-
-/// `[idempotency]`, validated.
-#[derive(Debug, Clone)]
-pub struct IdempotencySettings {
-    /// `idempotency.headers`, default `idempotency-key`, `x-idempotency-key`: the fields a key
-    /// is read from (all present must agree); the first is named in `idempotency_key_missing`.
-    pub headers: Vec<http::HeaderName>,
-    /// `idempotency.require_methods`, default `["POST"]`: methods that must carry a key on
-    /// `idempotency = "auto"` routes when the request is signed.
-    pub require_methods: Vec<Method>,
-    /// `idempotency.auth_endpoint`, default `auto`: keys on `POST /v1/auth`.
-    pub auth_endpoint: IdempotencyMode,
-    /// `idempotency.ttl`, default 24h: how long a proxied request's record answers retries.
-    pub ttl: Duration,
-    /// `idempotency.token_ttl`, default 10m: the same for `/v1/auth` (its record holds a token,
-    /// sealed with a key derived from the client's secret).
-    pub token_ttl: Duration,
-    /// `idempotency.lease_margin`, default 30s: a reservation lasts `upstream.timeout` plus
-    /// this before a crashed holder's key is taken over; a response still streaming half this
-    /// margin after `upstream.timeout` is not recorded.
-    pub lease_margin: Duration,
-    /// `idempotency.max_request_bytes`, default 1 MiB: a keyed body without a checked
-    /// `Content-Digest` is read whole to fingerprint it; larger ones get 413.
-    pub max_request_bytes: usize,
-    /// `idempotency.max_response_bytes`, default 1 MiB: larger responses stream on but are not
-    /// kept; retries get 422 `idempotency_response_not_replayable`.
-    pub max_response_bytes: usize,
-    /// `idempotency.store_server_errors`, default false: 5xx responses free the key (retries
-    /// run again) instead of being replayed.
-    pub store_server_errors: bool,
-    /// `idempotency.sweep_batch`, default 1000: the oldest records looked at (the expired
-    /// ones among them deleted) per store transaction.
-    pub sweep_batch: u32,
-    /// `idempotency.request_read_timeout`, default 30s: a keyed body read whole for its
-    /// fingerprint must have arrived within this time (408 `body_timeout`).
-    pub request_read_timeout: Duration,
-    /// `idempotency.buffer_budget_bytes`, default 64 MiB: the most bytes of keyed bodies held
-    /// in memory for their fingerprint at once, all requests together; past it, 503
-    /// `server_busy` with `Retry-After`.
-    pub buffer_budget_bytes: usize,
-}
+use crate::gate::idempotency::IdempotencySettings;
 
 pub(super) fn validate_idempotency(
     r: &RawIdempotency,
@@ -129,6 +88,7 @@ pub(super) fn validate_idempotency(
 mod tests {
     use super::*;
     use crate::config::load::raw;
+    use crate::policy::IdempotencyMode;
 
     const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 

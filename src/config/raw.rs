@@ -8,8 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::RawPostgres;
-use crate::gate::idempotency::IdempotencyMode;
-use crate::router::{AuthMode, SignatureMode};
+use crate::gate::signature::{NonceMode, NonceStoreMode};
+use crate::policy::IdempotencyMode;
+use crate::policy::{AuthMode, SignatureMode};
 
 /// `[router]`: how request paths are compared with route patterns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,32 +94,6 @@ impl Default for RawSignatures {
             response_max_bytes: 1 << 20,
         }
     }
-}
-
-/// Whether a signature may, must or must not carry a `nonce` (replay-checked when present).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NonceMode {
-    /// Nonces are not looked at.
-    Off,
-    /// A nonce, when present, is refused if seen before within the signature window.
-    Optional,
-    /// Every signature must carry a nonce, refused if seen before.
-    Required,
-}
-
-/// Where signature nonces are claimed (`signatures.nonce_store`): memory only (one process),
-/// or also the store, so that every Warden on it refuses a nonce used at any of them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NonceStoreMode {
-    /// The store when it is PostgreSQL (replicas), memory with SQLite.
-    #[default]
-    Auto,
-    /// This process's memory only.
-    Memory,
-    /// The store too: one write per signed request that carries a nonce.
-    Store,
 }
 
 /// `[digest]`: RFC 9530 `Content-Digest` checks beyond those a signature requires.
@@ -214,77 +189,6 @@ impl Default for RawStore {
 pub enum Durability {
     Normal,
     Full,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawTokens {
-    pub realm: String,
-    #[serde(with = "humantime_serde")]
-    pub access_ttl: Duration,
-    #[serde(with = "humantime_serde")]
-    pub max_ttl: Duration,
-    pub cache_capacity: u64,
-    #[serde(with = "humantime_serde")]
-    pub cache_ttl: Duration,
-    #[serde(with = "humantime_serde")]
-    pub negative_cache_ttl: Duration,
-    pub forward_authorization: bool,
-    #[serde(with = "humantime_serde")]
-    pub secret_rotation_overlap: Duration,
-    /// Failed authentications of one client id from one address within the window, after
-    /// which that address waits (429); default 10. IPv6 addresses count by their /64.
-    pub max_failed_auth: u32,
-    /// Failed authentications from one address, whatever the client id; default 20.
-    pub max_failed_auth_per_ip: u32,
-    /// Failed authentications of one client id from anywhere, after which it is refused from
-    /// addresses it has not authenticated from within `known_address_ttl`; default 100.
-    pub max_failed_auth_per_client: u32,
-    #[serde(with = "humantime_serde")]
-    pub failed_auth_window: Duration,
-    /// How long a successful client authentication exempts its address from the client-wide
-    /// brake (`max_failed_auth_per_client`); default 24h, 0 = never.
-    #[serde(with = "humantime_serde")]
-    pub known_address_ttl: Duration,
-    pub max_request_bytes: usize,
-    /// How long the whole body of a request to Warden's own endpoints (`/v1/auth`,
-    /// `/v1/oauth/*`, the tokens API) may take to arrive; default 10s (408 after it).
-    #[serde(with = "humantime_serde")]
-    pub request_read_timeout: Duration,
-    /// The scope a credential must hold to manage its account's tokens; default `level://admin`.
-    pub admin_scope: String,
-    /// Longest token name (and disable reason) in characters; default 128.
-    pub max_name_length: usize,
-    /// How often, at most, a request reads the store's change marker to learn of changes made
-    /// by other processes; default 1ms (0: on every request). Changes made through this
-    /// instance take effect at once regardless.
-    #[serde(with = "humantime_serde")]
-    pub change_check_interval: Duration,
-}
-
-impl Default for RawTokens {
-    fn default() -> Self {
-        Self {
-            realm: "warden".into(),
-            access_ttl: Duration::from_secs(3600),
-            max_ttl: Duration::from_secs(3600),
-            cache_capacity: 100_000,
-            cache_ttl: Duration::from_secs(300),
-            negative_cache_ttl: Duration::from_secs(5),
-            forward_authorization: false,
-            secret_rotation_overlap: Duration::from_secs(24 * 3600),
-            max_failed_auth: 10,
-            max_failed_auth_per_ip: 20,
-            max_failed_auth_per_client: 100,
-            failed_auth_window: Duration::from_secs(300),
-            known_address_ttl: Duration::from_secs(24 * 3600),
-            max_request_bytes: 16 * 1024,
-            request_read_timeout: Duration::from_secs(10),
-            admin_scope: "level://admin".into(),
-            max_name_length: 128,
-            change_check_interval: Duration::from_millis(1),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -4,11 +4,13 @@
 use http::Method;
 
 use super::{
-    ConfigError, RawConfig, RawRoute, SignatureSettings, invalid, parse_public_url, valid_audience,
+    ConfigError, RawConfig, RawRoute, SignatureSettings, invalid, parse_public_url,
     validate_components,
 };
-use crate::gate::idempotency::IdempotencyMode;
-use crate::router::{AuthMode, PathPattern, Policy, Route, SignatureMode};
+use crate::policy::IdempotencyMode;
+use crate::policy::{AuthMode, Policy, SignatureMode};
+use crate::router::{PathPattern, Route};
+use crate::scope::valid_audience;
 
 /// `[[routes]]`, validated in order; errors name `routes[i]`. `signatures` gives the mode of
 /// routes that set none.

@@ -1,52 +1,8 @@
 //! `[signatures]`: the RFC 9421 policy and the key of signed responses.
 
-use std::time::Duration;
-
-use super::{
-    ConfigError, NonceMode, NonceStoreMode, PublicUrl, RawSignatures, invalid, parse_public_url,
-    validate_components,
-};
-use crate::router::SignatureMode;
-
-/// `[signatures]`, validated.
-#[derive(Debug, Clone)]
-pub struct SignatureSettings {
-    /// `signatures.policy`, default `auto`: the mode of routes that set no `signature`.
-    pub policy: SignatureMode,
-    /// `signatures.auth_endpoint`, default `auto`: the mode of `/v1/auth`.
-    pub auth_endpoint: SignatureMode,
-    /// `signatures.public_url`, default none (the request's own scheme and `Host`).
-    pub public_url: Option<PublicUrl>,
-    /// `signatures.max_age`, default 5m: oldest `created` accepted.
-    pub max_age: Duration,
-    /// `signatures.clock_skew`, default 30s: tolerance for `created` in the future and
-    /// `expires` in the past.
-    pub clock_skew: Duration,
-    /// `signatures.nonce`, default `optional`.
-    pub nonce: NonceMode,
-    /// `signatures.nonce_cache_capacity`, default 200000 nonces remembered.
-    pub nonce_cache_capacity: u64,
-    /// `signatures.nonce_cache_per_client`, default a quarter of the capacity: most live
-    /// nonces of one client.
-    pub nonce_cache_per_client: u64,
-    /// `signatures.nonce_store`, default `auto`: where nonces are claimed besides memory.
-    pub nonce_store: NonceStoreMode,
-    /// `signatures.nonce_sweep_batch`, default 1000: most lapsed nonce claims one sweep
-    /// transaction deletes (the sweep repeats, in bounded rounds, while batches come back full).
-    pub nonce_sweep_batch: u32,
-    /// `signatures.cover_if_present`, default `authorization`, `x-client-id`,
-    /// `x-idempotency-key`, `idempotency-key`: fields a signature must cover when the request has them.
-    pub cover_if_present: Vec<http::HeaderName>,
-    /// `signatures.cover_always`, default none: components every signature must cover.
-    pub cover_always: Vec<String>,
-    /// `signatures.key_cache_capacity`, default 100000 clients' parsed keys kept in memory.
-    pub key_cache_capacity: u64,
-    /// `signatures.verify_batch_max`, default 64: most signatures verified together (1 = each
-    /// on its own).
-    pub verify_batch_max: usize,
-    /// `signatures.response_key_*`: the key of signed responses; `None` without a key file.
-    pub response: Option<crate::response_signing::ResponseSigning>,
-}
+use super::{ConfigError, RawSignatures, invalid, parse_public_url, validate_components};
+use crate::gate::signature::SignatureSettings;
+use crate::response_signing::ResponseSigning;
 
 pub(super) fn validate_signatures(s: &RawSignatures) -> Result<SignatureSettings, ConfigError> {
     let public_url = match s.public_url.trim() {
@@ -118,18 +74,24 @@ pub(super) fn validate_signatures(s: &RawSignatures) -> Result<SignatureSettings
         cover_always: validate_components("signatures.cover_always", &s.cover_always)?,
         key_cache_capacity: s.key_cache_capacity,
         verify_batch_max: s.verify_batch_max,
-        response: match s.response_key_file.trim() {
-            "" => None,
-            file => Some(
-                crate::response_signing::ResponseSigning::load(
-                    file.into(),
-                    &s.response_key_alg,
-                    &s.response_key_id,
-                    s.response_max_bytes,
-                )
-                .map_err(|(key, detail)| invalid(key, detail))?,
-            ),
-        },
+    })
+}
+
+/// `signatures.response_key_*`: the key of signed responses; `None` without a key file.
+pub(super) fn validate_response_signing(
+    s: &RawSignatures,
+) -> Result<Option<ResponseSigning>, ConfigError> {
+    Ok(match s.response_key_file.trim() {
+        "" => None,
+        file => Some(
+            ResponseSigning::load(
+                file.into(),
+                &s.response_key_alg,
+                &s.response_key_id,
+                s.response_max_bytes,
+            )
+            .map_err(|(key, detail)| invalid(key, detail))?,
+        ),
     })
 }
 
@@ -137,9 +99,15 @@ pub(super) fn validate_signatures(s: &RawSignatures) -> Result<SignatureSettings
 mod tests {
     use super::*;
     use crate::config::load::raw;
+    use std::time::Duration;
+
+    use crate::gate::signature::NonceMode;
+    use crate::policy::SignatureMode;
 
     fn refused(toml: &str) -> String {
-        validate_signatures(&raw(toml).signatures)
+        let s = raw(toml).signatures;
+        validate_signatures(&s)
+            .and_then(|_| validate_response_signing(&s))
             .unwrap_err()
             .to_string()
     }
@@ -169,7 +137,8 @@ mod tests {
         assert!(s.cover_always.is_empty());
         assert_eq!(s.key_cache_capacity, 100_000);
         assert_eq!(s.verify_batch_max, 64);
-        assert!(s.response.is_none());
+        let response = validate_response_signing(&super::super::RawSignatures::default());
+        assert!(response.unwrap().is_none());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::router::SignatureMode;
+use crate::policy::SignatureMode;
 
 use super::*;
 

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use super::{ConfigError, RawTokens, invalid};
+use super::{ConfigError, invalid};
+use crate::issuer::TokenSettings;
 
-pub(super) fn validate_tokens(t: &RawTokens) -> Result<RawTokens, ConfigError> {
+pub(super) fn validate_tokens(t: &TokenSettings) -> Result<TokenSettings, ConfigError> {
     if t.access_ttl.is_zero() {
         return Err(invalid("tokens.access_ttl", "must be more than 0"));
     }
@@ -62,7 +63,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let t = validate_tokens(&RawTokens::default()).unwrap();
+        let t = validate_tokens(&TokenSettings::default()).unwrap();
         assert_eq!(t.realm, "warden");
         assert_eq!(t.access_ttl, Duration::from_secs(3600));
         assert_eq!(t.max_ttl, Duration::from_secs(3600));

@@ -1,28 +1,9 @@
 //! `[upstream]`: the one application Warden forwards to.
 
-use std::time::Duration;
-
 use http::Uri;
 
 use super::{ConfigError, RawUpstream, invalid};
-
-#[derive(Debug, Clone)]
-pub struct UpstreamSettings {
-    /// `upstream.url`, default `http://127.0.0.1:3000`: scheme, authority and an optional base path.
-    pub scheme: http::uri::Scheme,
-    pub authority: http::uri::Authority,
-    /// Base path without a trailing slash ("" for none).
-    pub base_path: String,
-    pub connect_timeout: Duration,
-    pub timeout: Duration,
-    pub pool_idle_timeout: Duration,
-    pub pool_max_idle_per_host: usize,
-    pub preserve_host: bool,
-    /// `upstream.body_idle_timeout`, default 5m: the longest wait for the next frame of an
-    /// upstream response body once its head has arrived; past it the body is cut (the client
-    /// sees it end with an error) and the upstream connection closed. `None` ("0s"): no limit.
-    pub body_idle_timeout: Option<Duration>,
-}
+use crate::forward::UpstreamSettings;
 
 /// `[upstream]`, validated: an http(s) URL without a query, timeouts above 0.
 pub(super) fn validate_upstream(u: &RawUpstream) -> Result<UpstreamSettings, ConfigError> {
@@ -70,6 +51,8 @@ pub(super) fn validate_upstream(u: &RawUpstream) -> Result<UpstreamSettings, Con
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::config::load::raw;
 

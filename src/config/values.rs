@@ -1,28 +1,11 @@
-//! Value checks shared by several sections (and by the token API and CLI): identifiers,
-//! scopes, audiences, CIDR lists, public URLs and signature component names.
+//! Value checks shared by several sections: CIDR lists, public URLs and signature component
+//! names (identifier, scope and audience checks are in `scope.rs`).
 
 use http::Uri;
 use ipnet::IpNet;
 
 use super::{ConfigError, invalid};
-
-/// Whether `s` is a valid client or key identifier: 1–128 of `A-Za-z0-9._:-`.
-pub fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
-}
-
-/// Whether `s` is a valid OAuth scope token (RFC 6749 §3.3).
-pub fn valid_scope(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(crate::scope::is_token_char)
-}
-
-/// Whether `s` is a valid audience: 1-256 visible ASCII without space, `"` or `\`.
-pub fn valid_audience(s: &str) -> bool {
-    s.len() <= 256 && valid_scope(s)
-}
+use crate::policy::PublicUrl;
 
 /// Parses CIDRs (a bare address means a single host), naming `key[i]` on failure.
 pub fn parse_cidrs(key: &str, items: &[String]) -> Result<Vec<IpNet>, ConfigError> {
@@ -43,16 +26,21 @@ pub fn parse_cidrs(key: &str, items: &[String]) -> Result<Vec<IpNet>, ConfigErro
         .collect()
 }
 
-/// The external origin clients sign against (`signatures.public_url`, or a route's
-/// `public_url`): `@scheme`, `@authority` and a path prefix for `@path` / `@target-uri`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicUrl {
-    /// `http` or `https`.
-    pub scheme: String,
-    /// `host[:port]` as configured.
-    pub authority: String,
-    /// A path the load balancer strips before Warden sees the request ("" for none).
-    pub prefix: String,
+/// Checks that each `(key, path)` starts with `/` and that no two are the same, naming the
+/// later one's key ("already used by another {what}").
+pub(super) fn distinct_paths(paths: &[(&str, &String)], what: &str) -> Result<(), ConfigError> {
+    for (i, (key, path)) in paths.iter().enumerate() {
+        if !path.starts_with('/') {
+            return Err(invalid(*key, format!("'{path}' must start with /")));
+        }
+        if paths[..i].iter().any(|(_, other)| other == path) {
+            return Err(invalid(
+                *key,
+                format!("'{path}' is already used by another {what}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a public URL: `http(s)://host[:port][/prefix]`, no query.
@@ -121,31 +109,6 @@ pub(super) fn validate_components(key: &str, names: &[String]) -> Result<Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identifiers_are_1_to_128_of_a_small_alphabet() {
-        assert!(valid_id("shop.web_1:prod-2"));
-        assert!(valid_id(&"a".repeat(128)));
-        for bad in ["", "a b", "a/b", "é", "a\"b"] {
-            assert!(!valid_id(bad), "{bad:?}");
-        }
-        assert!(!valid_id(&"a".repeat(129)));
-    }
-
-    #[test]
-    fn scopes_and_audiences_are_visible_ascii_without_quotes() {
-        assert!(valid_scope("level://admin") && valid_scope("!#[]~"));
-        for bad in ["", "a b", "a\"b", "a\\b", "é", "a\tb"] {
-            assert!(!valid_scope(bad), "{bad:?}");
-            assert!(!valid_audience(bad), "{bad:?}");
-        }
-        assert!(valid_audience(&"a".repeat(256)));
-        assert!(!valid_audience(&"a".repeat(257)));
-        assert!(
-            valid_scope(&"a".repeat(257)),
-            "only audiences have a length limit here"
-        );
-    }
 
     #[test]
     fn cidrs_take_bare_addresses_and_spaces_and_name_the_index() {

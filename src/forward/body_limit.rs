@@ -1,6 +1,6 @@
-//! Request bodies on their way to the upstream: the size limit (`server.max_body_bytes`),
-//! the stall deadline (`server.body_read_timeout`), the errors they raise, and the one
-//! mapping of those errors to refusals.
+//! Request bodies on their way to the upstream: the size limit (`server.max_body_bytes`) and
+//! the stall deadline (`server.body_read_timeout`). The errors they raise are in `body.rs`;
+//! `problem::from_body_error` maps them to refusals.
 
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -9,47 +9,8 @@ use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
 
-use crate::body::{Body, BoxError, Watch, Watched};
+use crate::body::{Body, BodyStalled, BodyTooLarge, BoxError, Watch, Watched};
 use crate::coarse_timer::{Alarm, CoarseTimer};
-use crate::problem::Problem;
-
-/// The error a request body raises when it grows past `server.max_body_bytes`.
-#[derive(Debug, thiserror::Error)]
-#[error("request body larger than {limit} bytes")]
-pub struct BodyTooLarge {
-    pub limit: u64,
-}
-
-/// The error a request body raises when its next frame keeps Warden waiting longer than
-/// `server.body_read_timeout`.
-#[derive(Debug, thiserror::Error)]
-#[error("request body stalled for {after:?}")]
-pub struct BodyStalled {
-    pub after: Duration,
-}
-
-/// The client's fault a request body failed with, anywhere in `e`'s chain: over the size limit
-/// (413), a `Content-Digest` that does not match (its own refusal), or stalled past
-/// `server.body_read_timeout` (408). The one mapping of body errors to refusals: the proxy, the
-/// digest gate and idempotency's whole-body reads all use it.
-pub(crate) fn body_problem(e: &(dyn std::error::Error + 'static)) -> Option<Problem> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(too_large) = err.downcast_ref::<BodyTooLarge>() {
-            return Some(Problem::PayloadTooLarge {
-                limit: too_large.limit,
-            });
-        }
-        if let Some(mismatch) = err.downcast_ref::<crate::gate::digest::DigestMismatch>() {
-            return Some(mismatch.problem());
-        }
-        if err.is::<BodyStalled>() {
-            return Some(Problem::BodyTimeout);
-        }
-        source = err.source();
-    }
-    None
-}
 
 /// The client's request body failed (bad chunked framing, connection closed mid-body): the
 /// client's fault, not the upstream's.

@@ -1,10 +1,12 @@
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName};
 use http_body_util::BodyExt;
 
 use super::headers::ip_header;
 use super::*;
-use crate::body::BoxError;
+use crate::body::{BodyStalled, BoxError};
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();

@@ -9,11 +9,11 @@
 use http::Request;
 
 use crate::digest::DigestVerifier;
-use crate::forward::Origin;
+use crate::gate::client_ip::Origin;
 use crate::gate::digest;
 use crate::gate::signature::{Endpoint, RequestParts, SignatureGate, Verdict};
+use crate::policy::SignatureMode;
 use crate::problem::Problem;
-use crate::router::SignatureMode;
 use crate::store::Store;
 
 /// What an admitted request carries on.

@@ -7,18 +7,18 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use ipnet::IpNet;
 
-/// Whether `ip` lies in one of `nets`.
-pub fn is_trusted(ip: IpAddr, nets: &[IpNet]) -> bool {
-    let ip = canonical(ip);
-    nets.iter().any(|n| n.contains(&ip))
-}
+use crate::net::canonical;
+pub use crate::net::is_trusted;
 
-/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) compares as the IPv4 address it carries.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    }
+/// What Warden knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// Whether the peer is in `server.trusted_proxies`.
+    pub peer_trusted: bool,
+    /// Whether the client reached Warden over TLS.
+    pub tls: bool,
 }
 
 /// Parses one `X-Forwarded-For` element: a bare IPv4/IPv6 address, `[v6]`, or either with a port.

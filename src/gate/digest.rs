@@ -1,8 +1,8 @@
 //! The body digest check on requests (RFC 9530 `Content-Digest`, sha-512 and sha-256): which
 //! requests get one, and the body wrapper that hashes while the body streams to the upstream.
 //! A mismatch replaces the end of the body with an error, so the upstream never receives a
-//! complete request; [`crate::forward`] turns that error into 400 `digest_mismatch`. Parsing and
-//! hashing are [`crate::digest`]'s.
+//! complete request; [`crate::problem::from_body_error`] turns that error into 400
+//! `digest_mismatch`. Parsing and hashing are [`crate::digest`]'s.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,35 +14,11 @@ use http::HeaderMap;
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BoxError, DigestMismatch};
 use crate::checks::Check;
 use crate::digest::{Algorithm, DigestError, DigestVerifier};
 use crate::metrics::{Metrics, Outcome};
 use crate::problem::{DigestRefusal, Problem};
-
-/// The error a request body raises, in place of its end, when it does not match its
-/// `Content-Digest`.
-#[derive(Debug, thiserror::Error)]
-#[error("request body does not match its content-digest ({algorithm})")]
-pub struct DigestMismatch {
-    pub algorithm: Algorithm,
-}
-
-impl DigestMismatch {
-    /// What the client is told.
-    pub fn problem(&self) -> Problem {
-        mismatch(self.algorithm)
-    }
-}
-
-fn mismatch(algorithm: Algorithm) -> Problem {
-    Problem::Digest {
-        refusal: DigestRefusal::Mismatch,
-        detail: format!(
-            "the body does not match its Content-Digest ({algorithm}); digest the exact bytes sent"
-        ),
-    }
-}
 
 /// 400 `digest_missing`: a body the policy requires a digest for came without one.
 pub fn missing() -> Problem {
@@ -65,7 +41,7 @@ pub fn refusal(e: DigestError) -> Problem {
             refusal: DigestRefusal::Unsupported,
             detail: "the Content-Digest has no sha-512 or sha-256 member".into(),
         },
-        DigestError::Mismatch { algorithm } => mismatch(algorithm),
+        DigestError::Mismatch { algorithm } => Problem::digest_mismatch(algorithm),
     }
 }
 
@@ -178,7 +154,7 @@ pub async fn guard_observed(
 }
 
 fn unreadable(e: &(dyn std::error::Error + 'static)) -> Problem {
-    crate::forward::body_problem(e).unwrap_or_else(|| Problem::BadRequest {
+    crate::problem::from_body_error(e).unwrap_or_else(|| Problem::BadRequest {
         detail: "the request body could not be read".into(),
     })
 }

@@ -4,7 +4,8 @@
 //! Records live in the store (atomic reservation, leases, expiry); what is kept and for how long
 //! is decided here; refusals become responses in [`crate::problem`].
 //!
-//! - this file: which requests need a key ([`IdempotencyMode`], [`Need`]) and the run of a keyed
+//! - this file: which requests need a key ([`Idempotency::need`], by the route's
+//!   [`crate::policy::IdempotencyMode`]) and the run of a keyed
 //!   request ([`Idempotency`], [`Run`], [`TokenRun`]);
 //! - `key`: the key read and validated, the fingerprint, the namespace of a credential;
 //! - `record`: bodies read whole within a budget, responses recorded as they stream, replays;
@@ -18,16 +19,14 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::body::{Body, full};
 use crate::cache::Identity;
 use crate::clock::Clock;
 use crate::coarse_timer::CoarseTimer;
-use crate::config::IdempotencySettings;
+use crate::policy::{IdempotencyMode, Need, Policy, SignatureMode};
 use crate::problem::Problem;
-use crate::router::{Policy, SignatureMode};
 use crate::store::{Hash, IdempotencyState, Reservation, Store, StoreError, StoredResponse};
 
 mod key;
@@ -46,52 +45,45 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 /// How many sweep batches one housekeeping tick runs at most; the rest waits for the next tick.
 const MAX_SWEEP_BATCHES: u32 = 100;
 
-/// Whether a route's requests need an idempotency key (route `idempotency`,
-/// `idempotency.auth_endpoint`). Safe methods (GET, HEAD, OPTIONS, TRACE) never use keys.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IdempotencyMode {
-    /// The default: a key is required on `idempotency.require_methods` (default POST) when the
-    /// request is signed, and honoured when present otherwise. Public routes: off.
-    #[default]
-    Auto,
-    /// Every unsafe method must carry a key (400 `idempotency_key_missing`).
-    Required,
-    /// A key is honoured when present.
-    Optional,
-    /// Keys are not looked at (and are forwarded as they are).
-    Off,
-}
-
-/// What one request must do about keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    Required,
-    Optional,
-    Off,
-}
-
-impl IdempotencyMode {
-    /// What a request with `method` needs under this mode; `signed` says whether it carries a
-    /// signature (checked before this runs).
-    pub fn need(self, method: &Method, signed: bool, require_methods: &[Method]) -> Need {
-        if is_safe(method) {
-            return Need::Off;
-        }
-        match self {
-            IdempotencyMode::Auto if signed && require_methods.contains(method) => Need::Required,
-            IdempotencyMode::Auto | IdempotencyMode::Optional => Need::Optional,
-            IdempotencyMode::Required => Need::Required,
-            IdempotencyMode::Off => Need::Off,
-        }
-    }
-}
-
-fn is_safe(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
+/// `[idempotency]`, validated by `config/idempotency.rs`.
+#[derive(Debug, Clone)]
+pub struct IdempotencySettings {
+    /// `idempotency.headers`, default `idempotency-key`, `x-idempotency-key`: the fields a key
+    /// is read from (all present must agree); the first is named in `idempotency_key_missing`.
+    pub headers: Vec<http::HeaderName>,
+    /// `idempotency.require_methods`, default `["POST"]`: methods that must carry a key on
+    /// `idempotency = "auto"` routes when the request is signed.
+    pub require_methods: Vec<Method>,
+    /// `idempotency.auth_endpoint`, default `auto`: keys on `POST /v1/auth`.
+    pub auth_endpoint: IdempotencyMode,
+    /// `idempotency.ttl`, default 24h: how long a proxied request's record answers retries.
+    pub ttl: Duration,
+    /// `idempotency.token_ttl`, default 10m: the same for `/v1/auth` (its record holds a token,
+    /// sealed with a key derived from the client's secret).
+    pub token_ttl: Duration,
+    /// `idempotency.lease_margin`, default 30s: a reservation lasts `upstream.timeout` plus
+    /// this before a crashed holder's key is taken over; a response still streaming half this
+    /// margin after `upstream.timeout` is not recorded.
+    pub lease_margin: Duration,
+    /// `idempotency.max_request_bytes`, default 1 MiB: a keyed body without a checked
+    /// `Content-Digest` is read whole to fingerprint it; larger ones get 413.
+    pub max_request_bytes: usize,
+    /// `idempotency.max_response_bytes`, default 1 MiB: larger responses stream on but are not
+    /// kept; retries get 422 `idempotency_response_not_replayable`.
+    pub max_response_bytes: usize,
+    /// `idempotency.store_server_errors`, default false: 5xx responses free the key (retries
+    /// run again) instead of being replayed.
+    pub store_server_errors: bool,
+    /// `idempotency.sweep_batch`, default 1000: the oldest records looked at (the expired
+    /// ones among them deleted) per store transaction.
+    pub sweep_batch: u32,
+    /// `idempotency.request_read_timeout`, default 30s: a keyed body read whole for its
+    /// fingerprint must have arrived within this time (408 `body_timeout`).
+    pub request_read_timeout: Duration,
+    /// `idempotency.buffer_budget_bytes`, default 64 MiB: the most bytes of keyed bodies held
+    /// in memory for their fingerprint at once, all requests together; past it, 503
+    /// `server_busy` with `Retry-After`.
+    pub buffer_budget_bytes: usize,
 }
 
 /// Whether a request carries an RFC 9421 signature. By the time idempotency runs, the

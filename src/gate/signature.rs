@@ -13,24 +13,23 @@ use std::time::Duration;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
 
-use crate::config::{
-    Durability, NonceMode, NonceStoreMode, PublicUrl, Settings, SignatureSettings,
-};
-use crate::forward::Origin;
+use crate::gate::client_ip::Origin;
 use crate::gate::nonce::NonceCache;
 use crate::httpsig::batch::BatchVerifier;
 use crate::httpsig::{self, Message, ParsedSignature, RequestView, SigError, VerificationKey};
+use crate::policy::{PublicUrl, SignatureMode};
 use crate::problem::{Problem, SignatureProblem, SignatureRefusal};
-use crate::router::SignatureMode;
 use crate::store::Store;
 use crate::store::feed::Follower;
 
 mod external;
 mod keys;
 mod replay;
+mod settings;
 pub use external::External;
-pub use keys::{ClientKeys, HmacSecrets, hmac_secrets};
+pub use keys::{ClientKeys, HmacSecrets};
 use keys::{KeyCache, RegisteredKey};
+pub use settings::{NonceMode, NonceStoreMode, SignatureContext, SignatureSettings};
 
 /// The header a client may send to say who it is; it must name the credential's client.
 pub const X_CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
@@ -128,11 +127,11 @@ pub struct SignatureGate {
 
 impl SignatureGate {
     /// Builds the gate; `challenge` is the `WWW-Authenticate` value of its 401s.
-    pub fn new(settings: &Settings, challenge: HeaderValue) -> Self {
-        let cfg = settings.signatures.clone();
+    pub fn new(cfg: &SignatureSettings, context: SignatureContext, challenge: HeaderValue) -> Self {
+        let cfg = cfg.clone();
         let nonces = (cfg.nonce != NonceMode::Off)
             .then(|| NonceCache::new(cfg.nonce_cache_capacity, cfg.nonce_cache_per_client));
-        let postgres = crate::store::postgres::is_postgres_url(&settings.store.url);
+        let postgres = context.postgres;
         let claims_in_store = nonces.is_some()
             && match cfg.nonce_store {
                 NonceStoreMode::Auto => postgres,
@@ -140,20 +139,16 @@ impl SignatureGate {
                 NonceStoreMode::Store => true,
             };
         Self {
-            client_modes: settings
-                .clients
-                .iter()
-                .map(|c| (c.id.clone(), c.signature))
-                .collect(),
+            client_modes: context.client_modes,
             keys: Arc::new(KeyCache::new(
                 cfg.key_cache_capacity,
-                settings.tokens.cache_ttl,
-                hmac_secrets(settings),
+                context.key_ttl,
+                context.hmac_secrets,
             )),
             nonces,
             store: None,
             claims_in_store,
-            store_durable: postgres || settings.store.durability == Durability::Full,
+            store_durable: postgres || context.durability_full,
             nonces_since: AtomicI64::new(i64::MIN),
             nonce_warned: AtomicI64::new(i64::MIN),
             challenge,
@@ -173,7 +168,7 @@ impl SignatureGate {
     }
 
     /// The key cache's hit and miss counters (for the metrics).
-    pub fn key_cache_lookups(&self) -> &crate::metrics::Lookups {
+    pub fn key_cache_lookups(&self) -> &crate::cache::Lookups {
         &self.keys.lookups
     }
 

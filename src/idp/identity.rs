@@ -30,7 +30,7 @@ impl RemoteIssuer {
             .ok_or(Refusal::NoClient)?;
         let (client_id, mapped) = match s.clients.get(raw_client) {
             Some(local) => (local.clone(), true),
-            None if crate::config::valid_id(raw_client) => {
+            None if crate::scope::valid_id(raw_client) => {
                 (format!("{raw_client}@{}", s.name), false)
             }
             None => return Err(Refusal::BadClient),
@@ -41,7 +41,7 @@ impl RemoteIssuer {
         }
         let audiences: Vec<String> = aud
             .iter()
-            .filter(|a| crate::config::valid_audience(a))
+            .filter(|a| crate::scope::valid_audience(a))
             .take(MAX_AUDIENCES)
             .map(|a| a.to_string())
             .collect();
@@ -66,7 +66,7 @@ impl RemoteIssuer {
         }
         let user = claims.str("sub")?.map(str::to_string);
         let token_id = match claims.str("jti")? {
-            Some(jti) if jti.len() <= 128 && crate::config::valid_scope(jti) => {
+            Some(jti) if jti.len() <= 128 && crate::scope::valid_scope(jti) => {
                 format!("{jti}@{}", s.name)
             }
             _ => format!(

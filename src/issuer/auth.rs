@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use super::form::{self, FormError};
 use super::{ClientAuthError, Issuer, narrow_scopes};
 use crate::body::Body;
-use crate::forward::Origin;
+use crate::gate::client_ip::Origin;
 use crate::gate::digest;
 use crate::gate::idempotency::{self, BodyDigest, Idempotency, TokenRun};
 use crate::gate::signature::{ClientKeys, Endpoint, RequestParts, SignatureGate};

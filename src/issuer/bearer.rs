@@ -10,7 +10,7 @@ use super::{BearerError, Issuer, effective_scopes, parse_nets};
 use crate::cache::{Cached, Identity, TokenCache};
 use crate::gate::admit::Admission;
 use crate::gate::signature::{Endpoint, RequestParts, SignatureGate};
-use crate::router::SignatureMode;
+use crate::policy::SignatureMode;
 use crate::secret;
 use crate::store::feed::Subscriber;
 use crate::store::{Change, ClientRecord, Hash, StoreError, TokenRecord};

@@ -70,7 +70,7 @@ impl Issuer {
         self.failures.failed(attempt);
         self.failed_auth_total.fetch_add(1, Ordering::Relaxed);
         // A caller who swapped the fields sends a secret as the id: never log one.
-        let shown = if crate::config::valid_id(client_id) && !client_id.starts_with("wdn_") {
+        let shown = if crate::scope::valid_id(client_id) && !client_id.starts_with("wdn_") {
             client_id
         } else {
             "<malformed>"

@@ -5,10 +5,34 @@
 use ipnet::IpNet;
 
 use super::{AdminError, Issuer};
-use crate::config::ClientSettings;
+use crate::events;
+use crate::policy::SignatureMode;
 use crate::secret::{self, SecretKind};
 use crate::store::{ClientRecord, ClientSource, Hash, SecretHash, SigningKey, StoreError};
-use crate::webhooks::events;
+
+/// A client declared in config (`[[clients]]`), validated by `config/clients.rs`.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub id: String,
+    pub name: String,
+    pub account: String,
+    pub secret_sha256: [u8; 32],
+    pub trusted_ips: Vec<IpNet>,
+    pub scopes: Vec<String>,
+    pub enabled: bool,
+    pub keys: Vec<ClientKey>,
+    /// `clients[].signature`, default `auto` (sign when a key is registered): how this client's
+    /// signatures are required on routes whose mode is `auto`.
+    pub signature: SignatureMode,
+}
+
+/// A signing key registered to a client (RFC 9421 `keyid`), parsed. An HMAC secret lives
+/// only here (in memory); the store keeps the public bytes of the others.
+#[derive(Debug, Clone)]
+pub struct ClientKey {
+    pub id: String,
+    pub key: crate::httpsig::VerificationKey,
+}
 
 impl Issuer {
     /// Makes the store say what the config file says, at every start: writes the declared
@@ -107,7 +131,7 @@ impl Issuer {
         scopes: Vec<String>,
         trusted_ips: Vec<IpNet>,
     ) -> Result<(ClientRecord, String), AdminError> {
-        if !crate::config::valid_id(id) {
+        if !crate::scope::valid_id(id) {
             return Err(AdminError::Invalid(format!(
                 "client id '{id}' must be 1-128 of A-Z a-z 0-9 . _ : -"
             )));

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use super::{Issued, Issuer};
+use crate::events::{self, Gone};
 use crate::secret::{self, SecretKind};
 use crate::store::{ClientRecord, StoreError, TokenKind, TokenRecord};
-use crate::webhooks::events::{self, Gone};
 
 impl Issuer {
     /// Issues an access token for `client` with `scopes` (already checked to be allowed).

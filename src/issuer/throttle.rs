@@ -13,7 +13,7 @@
 //!
 //! Client ids are kept as their SHA-256 and IPv6 addresses by their /64, so an entry has a fixed
 //! size whatever the caller sends, and one IPv6 host (which usually holds a whole /64) counts
-//! once. An id that no client can have (not `config::valid_id`) is counted per address only.
+//! once. An id that no client can have (not `scope::valid_id`) is counted per address only.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -63,7 +63,7 @@ pub struct Attempt {
 impl Attempt {
     pub fn new(client_id: &str, ip: IpAddr) -> Self {
         Self {
-            client: crate::config::valid_id(client_id).then(|| crate::secret::hash(client_id)),
+            client: crate::scope::valid_id(client_id).then(|| crate::secret::hash(client_id)),
             address: crate::gate::client_ip::host_key(ip),
         }
     }

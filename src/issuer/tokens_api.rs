@@ -5,20 +5,20 @@
 //! at creation: only their hashes are stored. Also the managed-token operations the CLI uses.
 //!
 //! This file is the HTTP side (authentication, dispatch by [`TokenOp`], one function per
-//! operation). Beside it: `path.rs` (the base path and what lies under it), `spec.rs` (what a
+//! operation). Beside it: `spec.rs` (what a
 //! token is made of, vetted for HTTP and CLI alike), `json.rs` (the bodies in and the entity
 //! out) and `managed.rs` (the issuer's store operations on managed tokens).
 
 mod json;
 mod managed;
-mod path;
 mod spec;
 
 pub use self::json::entity;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use self::json::parse_body;
-pub use self::path::{Rest, TokensBase, TokensPath, valid_token_id};
-pub use self::spec::{MAX_SCOPES, MAX_USER_CHARS, ManagedSpec, Refusal, check_name};
+pub use self::spec::{
+    MAX_SCOPES, MAX_USER_CHARS, ManagedSpec, Refusal, check_name, valid_token_id,
+};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -35,32 +35,28 @@ use super::Issuer;
 use super::form::{self, FormError};
 use crate::body::Body;
 use crate::cache::Identity;
-use crate::config::Settings;
-use crate::forward::Origin;
+use crate::gate::client_ip::Origin;
 use crate::gate::digest;
 use crate::gate::signature::{RequestParts, SignatureGate};
 use crate::problem::{Problem, TokenRefusal};
+use crate::router::{Rest, TokensBase};
 use crate::scope;
 use crate::store::{StoreError, TokenRecord};
 
 // ------------------------------------------------------------------ HTTP
 
+/// Where an account API (the tokens API, the webhooks API) is served and how its bodies are
+/// checked: what the service passes from config.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiMount<'a> {
+    /// The API's base path (`endpoints.tokens`, `endpoints.webhooks`); `None`: off.
+    pub base: Option<&'a TokensBase>,
+    /// `digest.verify_unsigned`.
+    pub verify_unsigned: bool,
+}
+
 /// Serves a request under `endpoints.tokens`.
-pub async fn handle(
-    issuer: &Issuer,
-    signatures: &SignatureGate,
-    settings: &Settings,
-    req: Request<Incoming>,
-    origin: &Origin,
-    ip: IpAddr,
-) -> Response<Body> {
-    let api = AdminRequest {
-        issuer,
-        signatures,
-        settings,
-        origin,
-        ip,
-    };
+pub async fn handle(api: AdminRequest<'_>, req: Request<Incoming>) -> Response<Body> {
     serve(&api, req)
         .await
         .unwrap_or_else(Problem::into_response)
@@ -73,10 +69,11 @@ fn store_failed(e: StoreError) -> Problem {
 
 /// A request to one of an account's administration APIs (this one and the webhooks API),
 /// with what admits it.
-pub(crate) struct AdminRequest<'a> {
+pub struct AdminRequest<'a> {
     pub issuer: &'a Issuer,
     pub signatures: &'a SignatureGate,
-    pub settings: &'a Settings,
+    /// Where the API is served and how its bodies are checked.
+    pub mount: ApiMount<'a>,
     pub origin: &'a Origin,
     pub ip: IpAddr,
 }
@@ -114,7 +111,7 @@ impl AdminRequest<'_> {
                 &parts,
                 self.ip,
                 self.signatures.settings().policy,
-                self.settings.digest.verify_unsigned,
+                self.mount.verify_unsigned,
             )
             .await?;
         let Some(at) = base.resolve(path) else {
@@ -153,7 +150,7 @@ fn admin_of(issuer: &Issuer, caller: &Identity, account: &str) -> Result<(), Pro
 async fn serve(api: &AdminRequest<'_>, req: Request<Incoming>) -> Result<Response<Body>, Problem> {
     let issuer = api.issuer;
     let path = req.uri().path().to_owned();
-    let tokens = api.settings.endpoints.tokens.as_ref();
+    let tokens = api.mount.base;
     let Admin {
         caller,
         digest,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::policy::{AuthMode, Policy, SignatureMode};
 
 fn m(p: &str, path: &str) -> bool {
     PathPattern::parse(p).unwrap().matches(path)

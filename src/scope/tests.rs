@@ -1,6 +1,31 @@
 use super::*;
 use proptest::prelude::*;
 
+#[test]
+fn identifiers_are_1_to_128_of_a_small_alphabet() {
+    assert!(valid_id("shop.web_1:prod-2"));
+    assert!(valid_id(&"a".repeat(128)));
+    for bad in ["", "a b", "a/b", "é", "a\"b"] {
+        assert!(!valid_id(bad), "{bad:?}");
+    }
+    assert!(!valid_id(&"a".repeat(129)));
+}
+
+#[test]
+fn scopes_and_audiences_are_visible_ascii_without_quotes() {
+    assert!(valid_scope("level://admin") && valid_scope("!#[]~"));
+    for bad in ["", "a b", "a\"b", "a\\b", "é", "a\tb"] {
+        assert!(!valid_scope(bad), "{bad:?}");
+        assert!(!valid_audience(bad), "{bad:?}");
+    }
+    assert!(valid_audience(&"a".repeat(256)));
+    assert!(!valid_audience(&"a".repeat(257)));
+    assert!(
+        valid_scope(&"a".repeat(257)),
+        "only audiences have a length limit here"
+    );
+}
+
 /// (held, wanted, granted?)
 const TABLE: &[(&str, &str, bool)] = &[
     // exact

@@ -10,15 +10,17 @@ use hyper::body::Incoming;
 
 use super::Warden;
 use crate::body::Body;
-use crate::forward::{self, Origin};
+use crate::forward;
 use crate::forward_auth::{
     Decision, ForwardAuth, OriginalRequest, allowed, announces_body, cache_key, cacheable,
     check_body, client_claims, envoy_removals, original,
 };
-use crate::gate::idempotency::Need;
+use crate::gate::client_ip::Origin;
 use crate::gate::signature::RequestParts;
+use crate::policy::AuthMode;
+use crate::policy::Need;
 use crate::problem::{ForwardAuthRefusal, Problem};
-use crate::router::{AuthMode, Route, Target, normalize_path};
+use crate::router::{Route, Target, normalize_path};
 
 /// Answers one decision request (see the module doc).
 pub(super) async fn handle(

@@ -9,7 +9,8 @@ use hyper::body::Incoming;
 
 use super::Warden;
 use crate::body::{Body, BoxFuture, full};
-use crate::forward::Origin;
+use crate::gate::client_ip::Origin;
+use crate::issuer::tokens_api::{AdminRequest, ApiMount};
 use crate::issuer::{auth, oauth, tokens_api};
 use crate::problem::{OAuthError, Problem};
 use crate::router::Target;
@@ -40,6 +41,17 @@ impl Warden {
         origin: &'a Origin,
         client_ip: IpAddr,
     ) -> (&'static str, BoxFuture<'a, Response<Body>>) {
+        // The tokens and webhooks APIs: one admission, at their own base path.
+        let account_api = |base| AdminRequest {
+            issuer: &self.issuer,
+            signatures: &self.signatures,
+            mount: ApiMount {
+                base,
+                verify_unsigned: self.settings.digest.verify_unsigned,
+            },
+            origin,
+            ip: client_ip,
+        };
         match target {
             Target::Ready => ("readyz", Box::pin(self.ready())),
             Target::Auth => (
@@ -68,24 +80,16 @@ impl Warden {
             Target::Tokens => (
                 "tokens",
                 Box::pin(tokens_api::handle(
-                    &self.issuer,
-                    &self.signatures,
-                    &self.settings,
+                    account_api(self.settings.endpoints.tokens.as_ref()),
                     req,
-                    origin,
-                    client_ip,
                 )),
             ),
             Target::Webhooks => (
                 "webhooks",
                 Box::pin(crate::webhooks::api::handle(
-                    &self.issuer,
+                    account_api(self.settings.endpoints.webhooks.as_ref()),
                     &self.webhooks,
-                    &self.signatures,
-                    &self.settings,
                     req,
-                    origin,
-                    client_ip,
                 )),
             ),
             Target::ForwardAuth => (

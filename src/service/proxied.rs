@@ -14,15 +14,17 @@ use crate::body::Body;
 use crate::cache::Identity;
 use crate::checks::{Check, WouldDeny};
 use crate::digest::DigestVerifier;
-use crate::forward::{self, Origin};
+use crate::forward;
 use crate::gate::admit::plan_digest;
+use crate::gate::client_ip::Origin;
 use crate::gate::digest;
-use crate::gate::idempotency::Need;
 use crate::gate::signature::{Endpoint, External, RequestParts, Verdict};
 use crate::metrics::Outcome;
+use crate::policy::Need;
+use crate::policy::{AuthMode, SignatureMode};
 use crate::problem::Problem;
 use crate::response_signing::SignedRequest;
-use crate::router::{AuthMode, Route, SignatureMode};
+use crate::router::Route;
 
 /// What the checks of a bearer route let through.
 struct Admitted {
@@ -257,7 +259,7 @@ impl Warden {
         resp: Response<Body>,
         answer: Option<Box<SignedRequest>>,
     ) -> Response<Body> {
-        match (answer, &self.settings.signatures.response) {
+        match (answer, &self.settings.response_signing) {
             (Some(answer), Some(signing)) => {
                 let now = self.issuer.clock().now();
                 let sign = Box::pin(signing.sign(resp, &answer, now));

@@ -25,7 +25,7 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn store::Store>, St
 /// [`open_store`], recording its write latencies into `timing` when given.
 async fn open_store_timed(
     settings: &Settings,
-    timing: Option<crate::metrics::StoreTiming>,
+    timing: Option<crate::store::StoreTiming>,
 ) -> Result<Arc<dyn store::Store>, StoreError> {
     let options = StoreOptions {
         timing,
@@ -66,8 +66,12 @@ impl Warden {
         let issuer = Issuer::new(store, settings.tokens.clone(), clock);
         issuer.bootstrap(&settings.clients).await?;
         issuer.start_feed().await?;
-        let signatures =
-            SignatureGate::new(&settings, issuer.challenge()).with_store(issuer.store().clone());
+        let signatures = SignatureGate::new(
+            &settings.signatures,
+            settings.signature_context(),
+            issuer.challenge(),
+        )
+        .with_store(issuer.store().clone());
         signatures.follow(issuer.feed());
         signatures.fence_nonces(issuer.clock().now());
         let allowlist = Allowlist::new(
@@ -99,7 +103,11 @@ impl Warden {
             issuer.clock().clone(),
             &settings.tokens.realm,
         );
-        let forward_auth = crate::forward_auth::ForwardAuth::new(&settings);
+        let forward_auth = crate::forward_auth::ForwardAuth::new(
+            settings.endpoints.forward_auth.as_ref(),
+            &settings.routes,
+            &settings.forward_auth,
+        );
         if let Some(m) = &metrics {
             m.count_lookups("token", issuer.token_cache_lookups());
             m.count_lookups("signature_key", signatures.key_cache_lookups());

@@ -107,7 +107,7 @@ pub struct PostgresStore {
     /// The listener and the fallback poll; stopped when the store is dropped.
     tasks: Vec<JoinHandle<()>>,
     /// Issuance and revocation latencies, when metrics are on.
-    pub(super) timing: Option<crate::metrics::StoreTiming>,
+    pub(super) timing: Option<crate::store::StoreTiming>,
     /// Group commit of issued tokens (`tokens.rs`).
     inserts: tokens::InsertQueue,
 }

@@ -113,7 +113,7 @@ struct Inner {
     /// Where each idempotency key's record is; used only while holding `writer`.
     idem: Mutex<IdemIndex>,
     /// Write latencies, when metrics are on.
-    timing: Option<crate::metrics::StoreTiming>,
+    timing: Option<crate::store::StoreTiming>,
 }
 
 impl SqliteStore {

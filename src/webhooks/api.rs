@@ -5,20 +5,15 @@
 //! as its client's policy asks; another account's subscriptions look like none (404). A secret
 //! is shown once, in the answer that made it.
 
-use std::net::IpAddr;
-
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::{Refusal, Webhooks, WithSecret};
 use crate::body::Body;
-use crate::config::Settings;
-use crate::forward::Origin;
-use crate::gate::signature::SignatureGate;
-use crate::issuer::Issuer;
-use crate::issuer::tokens_api::{Admin, AdminRequest, Rest, deleted, json, read_json};
+use crate::issuer::tokens_api::{Admin, AdminRequest, deleted, json, read_json};
 use crate::problem::{Problem, WebhookRefusal};
+use crate::router::Rest;
 use crate::store::{StoreError, WebhookSubscription};
 
 /// Whether `id` looks like a subscription id made through the API: `wh_` and 32 lowercase hex
@@ -117,21 +112,10 @@ fn with_secret(status: StatusCode, made: &WithSecret) -> Response<Body> {
 
 /// Serves a request under `endpoints.webhooks`.
 pub async fn handle(
-    issuer: &Issuer,
+    api: AdminRequest<'_>,
     webhooks: &Webhooks,
-    signatures: &SignatureGate,
-    settings: &Settings,
     req: Request<Incoming>,
-    origin: &Origin,
-    ip: IpAddr,
 ) -> Response<Body> {
-    let api = AdminRequest {
-        issuer,
-        signatures,
-        settings,
-        origin,
-        ip,
-    };
     serve(&api, webhooks, req)
         .await
         .unwrap_or_else(Problem::into_response)
@@ -145,7 +129,7 @@ async fn serve(
     let issuer = api.issuer;
     let path = req.uri().path().to_owned();
     // The tokens API's admission: credential, address, signature, body digest, account admin.
-    let subscriptions = api.settings.endpoints.webhooks.as_ref();
+    let subscriptions = api.mount.base;
     let Admin {
         caller,
         digest,

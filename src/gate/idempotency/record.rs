@@ -205,7 +205,7 @@ pub(super) async fn discard(mut body: Body) -> Result<(), Problem> {
 
 /// What a client is told when its body could not be read for the fingerprint.
 pub(super) fn body_problem(e: &(dyn std::error::Error + 'static)) -> Problem {
-    crate::forward::body_problem(e).unwrap_or_else(|| Problem::BadRequest {
+    crate::problem::from_body_error(e).unwrap_or_else(|| Problem::BadRequest {
         detail: "the request body could not be read".into(),
     })
 }

@@ -5,6 +5,7 @@ use http_body_util::BodyExt;
 use proptest::prelude::*;
 
 use super::*;
+use crate::policy::IdempotencyMode;
 use crate::store::TokenKind;
 
 fn names() -> Vec<HeaderName> {

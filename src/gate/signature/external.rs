@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use http::header::{self, HeaderName};
 
 use super::RequestParts;
-use crate::config::PublicUrl;
+use crate::policy::PublicUrl;
 
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
-use crate::config::Settings;
 use crate::httpsig::{self, VerificationKey};
-use crate::router::SignatureMode;
+use crate::policy::SignatureMode;
 use crate::store::feed::{Follower, Subscriber};
 use crate::store::{Change, ClientRecord, Store, StoreError};
 
@@ -24,20 +23,6 @@ pub(super) struct RegisteredKey {
 /// The HMAC secrets of config clients by (client id, key id): held in memory only, never in
 /// the store, whose rows for them carry no bytes.
 pub type HmacSecrets = HashMap<(String, String), VerificationKey>;
-
-/// The HMAC secrets declared in `settings.clients`.
-pub fn hmac_secrets(settings: &Settings) -> HmacSecrets {
-    settings
-        .clients
-        .iter()
-        .flat_map(|c| {
-            c.keys
-                .iter()
-                .filter(|k| k.key.alg().is_symmetric())
-                .map(|k| ((c.id.clone(), k.id.clone()), k.key.clone()))
-        })
-        .collect()
-}
 
 /// A client's signing keys, parsed, and its own signature mode (`clients[].signature`).
 #[derive(Debug)]
@@ -105,7 +90,7 @@ pub(super) struct KeyCache {
     /// The HMAC secrets the stored `hmac-sha256` keys take.
     pub(super) secrets: HmacSecrets,
     /// `warden_cache_lookups_total{cache="signature_key"}`, once metrics attach it.
-    pub(super) lookups: crate::metrics::Lookups,
+    pub(super) lookups: crate::cache::Lookups,
 }
 
 impl KeyCache {
@@ -118,7 +103,7 @@ impl KeyCache {
                 .build(),
             generation: AtomicU64::new(0),
             feed: OnceLock::new(),
-            lookups: crate::metrics::Lookups::default(),
+            lookups: crate::cache::Lookups::default(),
         }
     }
 

@@ -6,13 +6,15 @@ use ed25519_dalek::SigningKey;
 
 const NOW: i64 = 1_700_000_000;
 
-fn settings(extra: &str) -> Settings {
-    Settings::from_toml(extra).unwrap()
+fn settings(extra: &str) -> crate::config::Settings {
+    crate::config::Settings::from_toml(extra).unwrap()
 }
 
 fn gate(extra: &str) -> SignatureGate {
+    let settings = settings(extra);
     SignatureGate::new(
-        &settings(extra),
+        &settings.signatures,
+        settings.signature_context(),
         HeaderValue::from_static("Bearer realm=\"warden\""),
     )
 }

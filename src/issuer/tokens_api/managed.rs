@@ -2,9 +2,9 @@
 //! delete them in the store, with their change events, and drop them from the token cache.
 
 use super::ManagedSpec;
+use crate::events::{self, Gone};
 use crate::issuer::{Issued, Issuer, new_token};
 use crate::store::{ClientRecord, StoreError, TokenKind, TokenRecord};
-use crate::webhooks::events::{self, Gone};
 
 impl Issuer {
     /// A managed token by id, if there is one and it belongs to `account` (any, for `None`).

@@ -77,7 +77,7 @@ impl ManagedSpec {
             }
         }
         if let Some(aud) = &self.audience {
-            if !crate::config::valid_audience(aud) {
+            if !crate::scope::valid_audience(aud) {
                 return Err(refuse(
                     TokenRefusal::InvalidField,
                     "audience must be 1-256 visible ASCII characters without spaces or quotes",
@@ -141,4 +141,10 @@ impl ManagedSpec {
         }
         Ok(())
     }
+}
+
+/// Whether `id` looks like a managed token id: `mt_` and 32 lowercase hex digits.
+pub fn valid_token_id(id: &str) -> bool {
+    id.strip_prefix("mt_")
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }

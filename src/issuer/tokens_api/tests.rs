@@ -1,38 +1,5 @@
 use super::*;
 
-fn base() -> TokensBase {
-    TokensBase::parse("/ws/accounts/{account}/credentials/tokens").unwrap()
-}
-
-#[test]
-fn the_base_splits_account_id_and_operation() {
-    let b = base();
-    let p = |s| b.resolve(s).map(|p| (p.account, p.rest));
-    assert_eq!(
-        p("/ws/accounts/acme/credentials/tokens"),
-        Some(("acme", Rest::Collection))
-    );
-    assert_eq!(
-        p("/ws/accounts/acme/credentials/tokens/mt_1"),
-        Some(("acme", Rest::Token("mt_1")))
-    );
-    assert_eq!(
-        p("/ws/accounts/acme/credentials/tokens/mt_1/enable"),
-        Some(("acme", Rest::Operation("mt_1", "enable")))
-    );
-    assert_eq!(p("/ws/accounts/acme/credentials/tokens/"), None);
-    assert_eq!(p("/ws/accounts/acme/credentials/tokens/a/b/c"), None);
-    assert_eq!(p("/ws/accounts//credentials/tokens"), None);
-    assert!(b.claims("/ws/accounts/acme/credentials/tokens/a/b/c"));
-    assert!(!b.claims("/ws/accounts/acme/credentials/tokensx"));
-    assert!(!b.claims("/ws/accounts/acme/credentials"));
-    assert!(!b.claims("/ws/accounts//credentials/tokens"));
-    assert_eq!(
-        b.token_path("acme", "mt_1"),
-        "/ws/accounts/acme/credentials/tokens/mt_1"
-    );
-}
-
 #[test]
 fn each_method_and_path_is_one_operation_or_a_clear_refusal() {
     let id = "mt_0123456789abcdef0123456789abcdef";
@@ -76,18 +43,6 @@ fn each_method_and_path_is_one_operation_or_a_clear_refusal() {
             })
         ));
     }
-}
-
-#[test]
-fn bad_bases_are_refused() {
-    assert!(TokensBase::parse("ws/{account}").is_err());
-    assert!(TokensBase::parse("/ws/tokens").is_err());
-    assert!(TokensBase::parse("/ws/{account}/{account}").is_err());
-    assert!(TokensBase::parse("/ws//{account}").is_err());
-    assert!(TokensBase::parse("/ws/{account}/").is_err());
-    assert!(TokensBase::parse("/ws/{acct}/{account}").is_err());
-    assert!(TokensBase::parse("/ws/*/{account}").is_err());
-    assert!(TokensBase::parse("/{account}/tokens").is_ok());
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The paths of the token API: the compiled `endpoints.tokens` base (also used for
-//! `endpoints.webhooks`), what a path under it names, and the shape of a token id.
+//! `endpoints.webhooks`) and what a path under it names. The API itself is in
+//! `issuer/tokens_api.rs`.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum BaseSeg {
@@ -108,8 +109,52 @@ impl TokensBase {
     }
 }
 
-/// Whether `id` looks like a managed token id: `mt_` and 32 lowercase hex digits.
-pub fn valid_token_id(id: &str) -> bool {
-    id.strip_prefix("mt_")
-        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> TokensBase {
+        TokensBase::parse("/ws/accounts/{account}/credentials/tokens").unwrap()
+    }
+
+    #[test]
+    fn the_base_splits_account_id_and_operation() {
+        let b = base();
+        let p = |s| b.resolve(s).map(|p| (p.account, p.rest));
+        assert_eq!(
+            p("/ws/accounts/acme/credentials/tokens"),
+            Some(("acme", Rest::Collection))
+        );
+        assert_eq!(
+            p("/ws/accounts/acme/credentials/tokens/mt_1"),
+            Some(("acme", Rest::Token("mt_1")))
+        );
+        assert_eq!(
+            p("/ws/accounts/acme/credentials/tokens/mt_1/enable"),
+            Some(("acme", Rest::Operation("mt_1", "enable")))
+        );
+        assert_eq!(p("/ws/accounts/acme/credentials/tokens/"), None);
+        assert_eq!(p("/ws/accounts/acme/credentials/tokens/a/b/c"), None);
+        assert_eq!(p("/ws/accounts//credentials/tokens"), None);
+        assert!(b.claims("/ws/accounts/acme/credentials/tokens/a/b/c"));
+        assert!(!b.claims("/ws/accounts/acme/credentials/tokensx"));
+        assert!(!b.claims("/ws/accounts/acme/credentials"));
+        assert!(!b.claims("/ws/accounts//credentials/tokens"));
+        assert_eq!(
+            b.token_path("acme", "mt_1"),
+            "/ws/accounts/acme/credentials/tokens/mt_1"
+        );
+    }
+
+    #[test]
+    fn bad_bases_are_refused() {
+        assert!(TokensBase::parse("ws/{account}").is_err());
+        assert!(TokensBase::parse("/ws/tokens").is_err());
+        assert!(TokensBase::parse("/ws/{account}/{account}").is_err());
+        assert!(TokensBase::parse("/ws//{account}").is_err());
+        assert!(TokensBase::parse("/ws/{account}/").is_err());
+        assert!(TokensBase::parse("/ws/{acct}/{account}").is_err());
+        assert!(TokensBase::parse("/ws/*/{account}").is_err());
+        assert!(TokensBase::parse("/{account}/tokens").is_ok());
+    }
 }

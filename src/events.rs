@@ -1,4 +1,5 @@
 //! The events Warden reports, their payloads, and the patterns subscriptions choose them by.
+//! The issuer records them with its changes; `webhooks` delivers them.
 //!
 //! A payload is the Standard Webhooks envelope: `id` (the event's id, also sent as
 //! `webhook-id`: the same on every attempt, so receivers deduplicate on it), `type`,
