@@ -4,6 +4,7 @@
     python3 .ci/structure.py            # report: largest files, import cycles
     python3 .ci/structure.py --check    # exit 1 on an import cycle between top-level modules
                                         # or a production file over MAX_LINES not allow-listed
+                                        # (run by .ci/run)
 
 Production lines: a file's lines minus its `#[cfg(test)]` items; `tests.rs`, `tests_*.rs` and
 `src/fuzzing*` are test support. The import graph takes every `crate::a::…` path in production

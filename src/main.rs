@@ -55,7 +55,7 @@ enum Command {
     Token(TokenCmd),
     /// Manage webhook subscriptions and their deliveries.
     #[command(subcommand)]
-    Webhook(warden::webhooks::cli::WebhookCmd),
+    Webhook(cli::webhooks::WebhookCmd),
     /// Generate an Ed25519 key pair for signing requests (local development).
     Keygen(KeygenArgs),
     /// Print the Content-Digest and RFC 9421 signature headers for a request (local development).
@@ -96,7 +96,7 @@ fn main() -> ExitCode {
         Command::Client(cmd) => admin(settings, |issuer| Box::pin(client_cmd(issuer, cmd))),
         Command::ApiKey(cmd) => admin(settings, |issuer| Box::pin(api_key_cmd(issuer, cmd))),
         Command::Token(cmd) => admin(settings, |issuer| Box::pin(token_cmd(issuer, cmd))),
-        Command::Webhook(cmd) => warden::webhooks::cli::run(settings, cmd),
+        Command::Webhook(cmd) => cli::webhooks::run(settings, cmd),
         Command::Keygen(args) => keygen(&args),
         Command::Sign(args) => sign(&args),
         Command::Verify(args) => verify(&args),

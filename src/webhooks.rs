@@ -9,7 +9,6 @@
 //! - [`config`]: `[webhook_delivery]` and the operator's `[[webhooks]]`.
 //! - [`deliver`]: the worker that claims, sends and records deliveries, and its counters.
 //! - [`api`]: an account's subscriptions over HTTP (`endpoints.webhooks`).
-//! - [`cli`]: `warden webhook …`.
 //!
 //! Events are written to the store's outbox in the transaction of the change they report, and
 //! fanned out there into one delivery per subscription (`store::Outbox`); nothing is lost to a
@@ -17,7 +16,6 @@
 //! shared by the API and the CLI, and starts the worker.
 
 pub mod api;
-pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod schedule;

@@ -1,7 +1,7 @@
 //! The administrative commands `warden client`, `warden api-key` and `warden token`: each
 //! opens the store named in the configuration, does one thing and prints the result. A
 //! running Warden sees the change through the store's change feed (revocations at once).
-//! (`warden webhook` lives beside the webhooks it manages: `warden::webhooks::cli`.)
+//! (`warden webhook` is [`super::webhooks`].)
 
 use std::process::ExitCode;
 
@@ -73,7 +73,7 @@ pub(crate) fn admin(
     settings: Settings,
     run: impl for<'a> FnOnce(&'a Issuer) -> AdminFuture<'a>,
 ) -> ExitCode {
-    warden::webhooks::cli::on_runtime(async move {
+    super::on_runtime(async move {
         let store = match warden::service::open_store(&settings).await {
             Ok(s) => s,
             Err(e) => {

@@ -5,10 +5,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{Refusal, Webhooks, signing::Secret};
-use crate::clock::Clock;
-use crate::config::Settings;
-use crate::store::{DeliveryFilter, DeliveryState};
+use warden::clock::Clock;
+use warden::config::Settings;
+use warden::store::{DeliveryFilter, DeliveryState};
+use warden::webhooks::{Refusal, Webhooks, signing::Secret};
 
 #[derive(clap::Subcommand)]
 pub enum WebhookCmd {
@@ -84,7 +84,7 @@ pub fn run(settings: Settings, cmd: WebhookCmd) -> ExitCode {
         println!("{}", Secret::generate().expose());
         return ExitCode::SUCCESS;
     }
-    on_runtime(async move {
+    super::on_runtime(async move {
         match command(settings, cmd).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -95,27 +95,11 @@ pub fn run(settings: Settings, cmd: WebhookCmd) -> ExitCode {
     })
 }
 
-/// Runs a command on a current-thread runtime: `warden webhook` and the binary's store
-/// commands (`client`, `api-key`, `token`). A runtime that cannot start is a failure.
-pub fn on_runtime(command: impl Future<Output = ExitCode>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("warden: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(command)
-}
-
 async fn command(settings: Settings, cmd: WebhookCmd) -> Result<(), String> {
-    let store = crate::service::open_store(&settings)
+    let store = warden::service::open_store(&settings)
         .await
         .map_err(|e| format!("store: {e}"))?;
-    let key = crate::store::seal_key::load(&settings.store.url, &settings.store.seal_key_file)
+    let key = warden::store::seal_key::load(&settings.store.url, &settings.store.seal_key_file)
         .map_err(|e| format!("store.seal_key_file: {e}"))?;
     let hooks = Webhooks::new(store, Clock::default(), settings.webhooks.clone(), &key)?;
     // Only `serve` retires the operator subscriptions a file no longer declares.
@@ -124,7 +108,7 @@ async fn command(settings: Settings, cmd: WebhookCmd) -> Result<(), String> {
         .await
         .map_err(|e| format!("store: {e}"))?;
     let failed = |e: Refusal| e.to_string();
-    let store_failed = |e: crate::store::StoreError| format!("store: {e}");
+    let store_failed = |e: warden::store::StoreError| format!("store: {e}");
     match cmd {
         WebhookCmd::NewSecret => {}
         WebhookCmd::List { account } => {
@@ -145,7 +129,7 @@ async fn command(settings: Settings, cmd: WebhookCmd) -> Result<(), String> {
         }
         WebhookCmd::Show { id } => {
             let s = hooks.get(&id, None).await.map_err(failed)?;
-            let mut shown = super::api::entity(&s);
+            let mut shown = warden::webhooks::api::entity(&s);
             shown["account"] = s.account.clone().unwrap_or_else(|| "*".into()).into();
             shown["source"] = s.source.as_str().into();
             println!(
@@ -231,7 +215,7 @@ async fn command(settings: Settings, cmd: WebhookCmd) -> Result<(), String> {
             );
             for d in hooks.deliveries(filter).await.map_err(store_failed)? {
                 let next = if d.state == DeliveryState::Pending {
-                    super::events::rfc3339(d.next_attempt_at)
+                    warden::events::rfc3339(d.next_attempt_at)
                 } else {
                     "-".into()
                 };
