@@ -32,7 +32,8 @@
 //!   endpoints (`/v1/auth`, `/v1/oauth/*`, the tokens API) in `issuer/`.
 //! - [`cache`]: the bounded credential cache and its invalidation generation.
 //! - [`secret`]: minting secret values and hashing them (only hashes are stored).
-//! - [`store`]: persistence behind the [`store::Store`] trait (SQLite backend in `store/sqlite/`).
+//! - [`store`]: persistence behind the [`store::Store`] trait (SQLite backend in `store/sqlite/`,
+//!   PostgreSQL in `store/postgres/`; one file per concern in each).
 //! - [`events`]: the events about credentials (payloads, types, subscription patterns).
 //! - [`webhooks`]: events about credentials, signed and delivered to subscribers at least once.
 //!
@@ -54,8 +55,15 @@
 //! - [`net`]: whether an address lies in configured networks.
 //! - `fuzzing` (tests and the `fuzzing` feature only): the parsers' fuzz entry points.
 //!
-//! The `warden` binary (`src/main.rs`, with `src/cli/` for the admin and development
+//! The `warden` binary (`src/main.rs`, with `src/cli/` for the admin, webhook and development
 //! commands) is a thin layer over this library.
+//!
+//! # Direction
+//! Imports point one way: each concern owns its settings type (`forward::UpstreamSettings`,
+//! `gate::signature::SignatureSettings`, …) and `config` builds them all from the TOML, so
+//! nothing below `config` imports it; `service` assembles the concerns, `server` serves
+//! `service`, and the binary sits on top. `.ci/structure.py --check` (run by `.ci/run`) fails
+//! on any import cycle between these modules.
 
 pub mod body;
 pub mod cache;
