@@ -14,7 +14,6 @@ mod shape;
 mod start;
 
 pub(crate) use self::own::health;
-pub use self::start::open_store;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -74,7 +74,7 @@ pub(crate) fn admin(
     run: impl for<'a> FnOnce(&'a Issuer) -> AdminFuture<'a>,
 ) -> ExitCode {
     super::on_runtime(async move {
-        let store = match warden::service::open_store(&settings).await {
+        let store = match warden::store::open(&settings.store.url, settings.store_options()).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("warden: store: {e}");

@@ -96,7 +96,7 @@ pub fn run(settings: Settings, cmd: WebhookCmd) -> ExitCode {
 }
 
 async fn command(settings: Settings, cmd: WebhookCmd) -> Result<(), String> {
-    let store = warden::service::open_store(&settings)
+    let store = warden::store::open(&settings.store.url, settings.store_options())
         .await
         .map_err(|e| format!("store: {e}"))?;
     let key = warden::store::seal_key::load(&settings.store.url, &settings.store.seal_key_file)

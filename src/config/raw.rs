@@ -12,6 +12,10 @@ use crate::gate::signature::{NonceMode, NonceStoreMode};
 use crate::policy::IdempotencyMode;
 use crate::policy::{AuthMode, SignatureMode};
 
+/// `store.durability`: the store's own type (`normal` survives `kill -9`, `full` also a
+/// power loss).
+pub use crate::store::Durability;
+
 /// `[router]`: how request paths are compared with route patterns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -180,15 +184,6 @@ impl Default for RawStore {
             postgres: RawPostgres::default(),
         }
     }
-}
-
-/// How hard the embedded store syncs: `normal` survives a crash of Warden (`kill -9`);
-/// `full` also survives a power loss, at the cost of an fsync per write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    Normal,
-    Full,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! `[store]` (and `[store.postgres]`, in `postgres.rs`): where records are kept.
 
-use super::{ConfigError, RawStore, invalid};
+use super::{ConfigError, RawStore, Settings, invalid};
+use crate::store::StoreOptions;
 
 pub(super) fn validate_store(s: &RawStore) -> Result<RawStore, ConfigError> {
     if s.url.trim().is_empty() {
@@ -30,6 +31,18 @@ pub(super) fn validate_store(s: &RawStore) -> Result<RawStore, ConfigError> {
         return Err(invalid("store.sweep_interval", "must be more than 0"));
     }
     Ok(s.clone())
+}
+
+impl Settings {
+    /// How to open the store `store.url` names ([`crate::store::open`]): `[store]`'s
+    /// durability and `[store.postgres]`'s pool, everything else at the store's defaults.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            durability: self.store.durability,
+            postgres: self.store.postgres.options(),
+            ..StoreOptions::default()
+        }
+    }
 }
 
 #[cfg(test)]

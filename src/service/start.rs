@@ -1,4 +1,4 @@
-//! Start-up: the store named by `store.url`, and [`Warden`]'s shared state built from the
+//! Start-up: [`Warden`]'s shared state built from the
 //! settings (TLS material, router, forwarder, issuer, gates, webhooks, forward auth, metrics).
 
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{StartError, Warden};
 use crate::clock::Clock;
 use crate::coarse_timer::{self, CoarseTimer};
-use crate::config::{Durability, Settings};
+use crate::config::Settings;
 use crate::forward::Forwarder;
 use crate::gate::allowlist::Allowlist;
 use crate::gate::idempotency::{Idempotency, ResponseSeal};
@@ -14,30 +14,8 @@ use crate::gate::signature::SignatureGate;
 use crate::issuer::Issuer;
 use crate::metrics::Metrics;
 use crate::router::Router;
-use crate::store::{self, StoreError, StoreOptions};
+use crate::store::{self, StoreOptions};
 use crate::webhooks::Webhooks;
-
-/// Opens the store named by `store.url`.
-pub async fn open_store(settings: &Settings) -> Result<Arc<dyn store::Store>, StoreError> {
-    open_store_timed(settings, None).await
-}
-
-/// [`open_store`], recording its write latencies into `timing` when given.
-async fn open_store_timed(
-    settings: &Settings,
-    timing: Option<crate::store::StoreTiming>,
-) -> Result<Arc<dyn store::Store>, StoreError> {
-    let options = StoreOptions {
-        timing,
-        durability: match settings.store.durability {
-            Durability::Normal => store::Durability::Normal,
-            Durability::Full => store::Durability::Full,
-        },
-        postgres: settings.store.postgres.options(),
-        ..StoreOptions::default()
-    };
-    store::open(&settings.store.url, options).await
-}
 
 impl Warden {
     /// Builds the shared state: opens (creating and migrating) the store and writes the
@@ -62,7 +40,11 @@ impl Warden {
         // Recorded when something serves them: `endpoints.metrics` or the admin listener.
         let metrics = (settings.endpoints.metrics.is_some() || settings.admin.listen.is_some())
             .then(|| Arc::new(Metrics::new(&settings.routes)));
-        let store = open_store_timed(&settings, metrics.as_ref().map(|m| m.store_timing())).await?;
+        let options = StoreOptions {
+            timing: metrics.as_ref().map(|m| m.store_timing()),
+            ..settings.store_options()
+        };
+        let store = store::open(&settings.store.url, options).await?;
         let issuer = Issuer::new(store, settings.tokens.clone(), clock);
         issuer.bootstrap(&settings.clients).await?;
         issuer.start_feed().await?;
