@@ -35,8 +35,8 @@ pub use self::admin::{AdminSettings, RawAdmin};
 pub use self::issuers::validate_issuers;
 pub use self::postgres::RawPostgres;
 pub use self::raw::{
-    Durability, LogFormat, RawClient, RawClientKey, RawDigest, RawEndpoints, RawIdempotency,
-    RawLog, RawRoute, RawRouter, RawServer, RawSignatures, RawStore, RawTls, RawUpstream,
+    Durability, RawClient, RawClientKey, RawDigest, RawEndpoints, RawIdempotency, RawLog, RawRoute,
+    RawRouter, RawServer, RawSignatures, RawStore, RawTls, RawUpstream,
 };
 pub use self::server::ServerSettings;
 pub use self::values::parse_cidrs;
@@ -64,6 +64,7 @@ use crate::gate::signature::{SignatureContext, SignatureSettings};
 use crate::issuer::{ClientSettings, TokenSettings};
 use crate::response_signing::ResponseSigning;
 use crate::router::{EndpointSettings, Route};
+use crate::telemetry::LogSettings;
 
 /// Why the configuration was refused. Each message names the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +123,7 @@ pub struct RawConfig {
 pub struct Settings {
     pub server: ServerSettings,
     pub upstream: UpstreamSettings,
-    pub log: RawLog,
+    pub log: LogSettings,
     pub endpoints: EndpointSettings,
     pub store: RawStore,
     pub tokens: TokenSettings,

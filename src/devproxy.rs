@@ -387,7 +387,7 @@ pub fn run(settings: DevProxySettings) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async move {
-        crate::telemetry::init(&crate::config::RawLog::default());
+        crate::telemetry::init(&crate::telemetry::LogSettings::default());
         if !settings.listen.ip().is_loopback() {
             let line = "!".repeat(78);
             eprintln!(

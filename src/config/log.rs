@@ -1,9 +1,10 @@
 //! `[log]`: format, level filter and the access event.
 
 use super::{ConfigError, RawLog, invalid};
+use crate::telemetry::LogSettings;
 
 /// `[log]`, validated: `log.level` must parse as a `tracing` filter.
-pub(super) fn validate_log(l: &RawLog) -> Result<RawLog, ConfigError> {
+pub(super) fn validate_log(l: &RawLog) -> Result<LogSettings, ConfigError> {
     let level = l.level.clone();
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
         return Err(invalid(
@@ -11,14 +12,18 @@ pub(super) fn validate_log(l: &RawLog) -> Result<RawLog, ConfigError> {
             format!("'{level}' is not a level or filter like info or warden=debug"),
         ));
     }
-    Ok(l.clone())
+    Ok(LogSettings {
+        format: l.format,
+        level,
+        access: l.access,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LogFormat;
     use crate::config::load::raw;
+    use crate::telemetry::LogFormat;
 
     #[test]
     fn defaults_and_filters() {
@@ -26,6 +31,8 @@ mod tests {
         assert_eq!(l.format, LogFormat::Plain);
         assert_eq!(l.level, "info");
         assert!(l.access);
+        // The defaults `warden dev-proxy` starts its log with are the config's.
+        assert_eq!(l, crate::telemetry::LogSettings::default());
         let l = validate_log(&raw("[log]\nlevel = \"warn,warden=debug\"\nformat = \"json\"\n").log)
             .unwrap();
         assert_eq!(

@@ -11,6 +11,7 @@ use super::RawPostgres;
 use crate::gate::signature::{NonceMode, NonceStoreMode};
 use crate::policy::IdempotencyMode;
 use crate::policy::{AuthMode, SignatureMode};
+use crate::telemetry::LogFormat;
 
 /// `store.durability`: the store's own type (`normal` survives `kill -9`, `full` also a
 /// power loss).
@@ -345,14 +346,6 @@ impl Default for RawLog {
             access: true,
         }
     }
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Plain,
-    Json,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
