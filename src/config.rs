@@ -59,11 +59,13 @@ use self::tokens::validate_tokens;
 use self::upstream::validate_upstream;
 use self::values::{parse_public_url, validate_components};
 use crate::forward::UpstreamSettings;
+use crate::gate::digest::DigestSettings;
 use crate::gate::idempotency::IdempotencySettings;
 use crate::gate::signature::{SignatureContext, SignatureSettings};
 use crate::issuer::{ClientSettings, TokenSettings};
 use crate::response_signing::ResponseSigning;
 use crate::router::{EndpointSettings, Route};
+use crate::store::StoreSettings;
 use crate::telemetry::LogSettings;
 
 /// Why the configuration was refused. Each message names the key at fault.
@@ -125,12 +127,12 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     pub log: LogSettings,
     pub endpoints: EndpointSettings,
-    pub store: RawStore,
+    pub store: StoreSettings,
     pub tokens: TokenSettings,
     pub signatures: SignatureSettings,
     /// `signatures.response_key_*`: the key of signed responses; `None` without a key file.
     pub response_signing: Option<ResponseSigning>,
-    pub digest: RawDigest,
+    pub digest: DigestSettings,
     pub idempotency: IdempotencySettings,
     pub clients: Vec<ClientSettings>,
     pub router: RawRouter,
@@ -167,7 +169,9 @@ impl Settings {
             tokens: validate_tokens(&raw.tokens)?,
             signatures,
             response_signing,
-            digest: raw.digest.clone(),
+            digest: DigestSettings {
+                verify_unsigned: raw.digest.verify_unsigned,
+            },
             idempotency: validate_idempotency(&raw.idempotency, raw.upstream.timeout)?,
             clients: validate_clients(&raw.clients)?,
             router: raw.router.clone(),
@@ -191,7 +195,7 @@ impl Settings {
             hmac_secrets: hmac_secrets(&self.clients),
             key_ttl: self.tokens.cache_ttl,
             postgres: crate::store::postgres::is_postgres_url(&self.store.url),
-            durability_full: self.store.durability == Durability::Full,
+            durability_full: self.store.options.durability == Durability::Full,
         }
     }
 }

@@ -93,6 +93,23 @@ impl Default for StoreOptions {
     }
 }
 
+/// `[store]`, validated (`config/store.rs` builds it): where records are kept, how to open the
+/// store, and its housekeeping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// `store.url`: `sqlite://path` or `postgres://…`.
+    pub url: String,
+    /// `store.durability` and `[store.postgres]`, as [`open`] takes them (no timing: the
+    /// service adds its metrics' when it opens the store).
+    pub options: StoreOptions,
+    /// `store.sweep_interval`: how often expired records are deleted.
+    pub sweep_interval: Duration,
+    /// `store.token_retention`: how long expired or revoked tokens are kept before deletion.
+    pub token_retention: Duration,
+    /// `store.seal_key_file`; "": `<database>.seal-key` beside an SQLite database.
+    pub seal_key_file: String,
+}
+
 /// What can go wrong in the store. Messages never include secrets or connection passwords.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

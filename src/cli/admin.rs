@@ -74,13 +74,14 @@ pub(crate) fn admin(
     run: impl for<'a> FnOnce(&'a Issuer) -> AdminFuture<'a>,
 ) -> ExitCode {
     super::on_runtime(async move {
-        let store = match warden::store::open(&settings.store.url, settings.store_options()).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("warden: store: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let store =
+            match warden::store::open(&settings.store.url, settings.store.options.clone()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("warden: store: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
         let issuer = Issuer::new(store, settings.tokens.clone(), Clock::default());
         // Only `serve` disables the clients the file no longer declares: a command run with a
         // partial config file must not retire the clients another file declares.

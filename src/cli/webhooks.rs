@@ -96,7 +96,7 @@ pub fn run(settings: Settings, cmd: WebhookCmd) -> ExitCode {
 }
 
 async fn command(settings: Settings, cmd: WebhookCmd) -> Result<(), String> {
-    let store = warden::store::open(&settings.store.url, settings.store_options())
+    let store = warden::store::open(&settings.store.url, settings.store.options.clone())
         .await
         .map_err(|e| format!("store: {e}"))?;
     let key = warden::store::seal_key::load(&settings.store.url, &settings.store.seal_key_file)

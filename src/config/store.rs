@@ -1,9 +1,9 @@
 //! `[store]` (and `[store.postgres]`, in `postgres.rs`): where records are kept.
 
-use super::{ConfigError, RawStore, Settings, invalid};
-use crate::store::StoreOptions;
+use super::{ConfigError, RawStore, invalid};
+use crate::store::{StoreOptions, StoreSettings};
 
-pub(super) fn validate_store(s: &RawStore) -> Result<RawStore, ConfigError> {
+pub(super) fn validate_store(s: &RawStore) -> Result<StoreSettings, ConfigError> {
     if s.url.trim().is_empty() {
         return Err(invalid(
             "store.url",
@@ -30,19 +30,17 @@ pub(super) fn validate_store(s: &RawStore) -> Result<RawStore, ConfigError> {
     if s.sweep_interval.is_zero() {
         return Err(invalid("store.sweep_interval", "must be more than 0"));
     }
-    Ok(s.clone())
-}
-
-impl Settings {
-    /// How to open the store `store.url` names ([`crate::store::open`]): `[store]`'s
-    /// durability and `[store.postgres]`'s pool, everything else at the store's defaults.
-    pub fn store_options(&self) -> StoreOptions {
-        StoreOptions {
-            durability: self.store.durability,
-            postgres: self.store.postgres.options(),
+    Ok(StoreSettings {
+        url: s.url.clone(),
+        options: StoreOptions {
+            durability: s.durability,
+            postgres: s.postgres.options(),
             ..StoreOptions::default()
-        }
-    }
+        },
+        sweep_interval: s.sweep_interval,
+        token_retention: s.token_retention,
+        seal_key_file: s.seal_key_file.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -61,11 +59,18 @@ mod tests {
     fn defaults() {
         let s = validate_store(&RawStore::default()).unwrap();
         assert_eq!(s.url, "sqlite://data/warden.db");
-        assert_eq!(s.durability, Durability::Normal);
+        assert_eq!(s.options.durability, Durability::Normal);
         assert_eq!(s.sweep_interval, Duration::from_secs(60));
         assert_eq!(s.token_retention, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(s.seal_key_file, "");
-        assert_eq!(s.postgres, super::super::RawPostgres::default());
+        assert_eq!(
+            s.options.postgres,
+            crate::store::postgres::PostgresOptions::default()
+        );
+        // What the store opens with is the config's durability and pool, nothing else.
+        let full = validate_store(&raw("[store]\ndurability = \"full\"\n").store).unwrap();
+        assert_eq!(full.options.durability, Durability::Full);
+        assert_eq!(full.options.timing, None);
     }
 
     #[test]

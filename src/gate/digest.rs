@@ -20,6 +20,14 @@ use crate::digest::{Algorithm, DigestError, DigestVerifier};
 use crate::metrics::{Metrics, Outcome};
 use crate::problem::{DigestRefusal, Problem};
 
+/// `[digest]`, validated (`config.rs` builds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestSettings {
+    /// `digest.verify_unsigned`, default true: a `Content-Digest` that no verified signature
+    /// covers is still checked, on any proxied route.
+    pub verify_unsigned: bool,
+}
+
 /// 400 `digest_missing`: a body the policy requires a digest for came without one.
 pub fn missing() -> Problem {
     Problem::Digest {

@@ -42,7 +42,7 @@ impl Warden {
             .then(|| Arc::new(Metrics::new(&settings.routes)));
         let options = StoreOptions {
             timing: metrics.as_ref().map(|m| m.store_timing()),
-            ..settings.store_options()
+            ..settings.store.options.clone()
         };
         let store = store::open(&settings.store.url, options).await?;
         let issuer = Issuer::new(store, settings.tokens.clone(), clock);
